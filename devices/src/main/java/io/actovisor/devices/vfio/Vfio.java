@@ -85,8 +85,8 @@ public final class Vfio {
             case Errno.ENOENT, Errno.ENODEV, Errno.ENXIO -> {
                 if (!Files.isDirectory(root)) {
                     yield new VfioException(VfioException.Reason.NO_VFIO, "no " + root + ": the host has no VFIO"
-                            + " (load vfio-pci with modprobe, and enable the IOMMU: intel_iommu=on or amd_iommu=on)"
-                            + " while opening " + what, e);
+                            + " (enable the IOMMU with intel_iommu=on or amd_iommu=on, then modprobe vfio-pci; see"
+                            + " docs/vfio.md)", e);
                 }
                 yield path.getFileName().toString().equals("vfio")
                         ? new VfioException(VfioException.Reason.NO_VFIO, "no " + path + ": the vfio module is not"
