@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <linux/vfio.h>
 #include <linux/pci_regs.h>
+#include <sys/eventfd.h>
 
 #define VAL(key, expr) printf("%s %lld\n", key, (long long) (expr))
 #define SIZE(key, type) VAL(key, sizeof(struct type))
@@ -104,12 +105,45 @@ int main(void) {
     OFF("DmaUnmap.UNMAP_SIZE", vfio_iommu_type1_dma_unmap, size);
     VAL("DmaUnmap.FLAG_ALL", VFIO_DMA_UNMAP_FLAG_ALL);
 
+    SIZE("IrqInfo.SIZE", vfio_irq_info);
+    OFF("IrqInfo.ARGSZ", vfio_irq_info, argsz);
+    OFF("IrqInfo.FLAGS", vfio_irq_info, flags);
+    OFF("IrqInfo.INDEX", vfio_irq_info, index);
+    OFF("IrqInfo.COUNT", vfio_irq_info, count);
+    VAL("IrqInfo.FLAG_EVENTFD", VFIO_IRQ_INFO_EVENTFD);
+    VAL("IrqInfo.FLAG_MASKABLE", VFIO_IRQ_INFO_MASKABLE);
+    VAL("IrqInfo.FLAG_AUTOMASKED", VFIO_IRQ_INFO_AUTOMASKED);
+    VAL("IrqInfo.FLAG_NORESIZE", VFIO_IRQ_INFO_NORESIZE);
+
+    SIZE("IrqSet.SIZE", vfio_irq_set);
+    OFF("IrqSet.ARGSZ", vfio_irq_set, argsz);
+    OFF("IrqSet.FLAGS", vfio_irq_set, flags);
+    OFF("IrqSet.INDEX", vfio_irq_set, index);
+    OFF("IrqSet.START", vfio_irq_set, start);
+    OFF("IrqSet.COUNT", vfio_irq_set, count);
+    OFF("IrqSet.DATA", vfio_irq_set, data);
+    VAL("IrqSet.DATA_NONE", VFIO_IRQ_SET_DATA_NONE);
+    VAL("IrqSet.DATA_BOOL", VFIO_IRQ_SET_DATA_BOOL);
+    VAL("IrqSet.DATA_EVENTFD", VFIO_IRQ_SET_DATA_EVENTFD);
+    VAL("IrqSet.ACTION_MASK", VFIO_IRQ_SET_ACTION_MASK);
+    VAL("IrqSet.ACTION_UNMASK", VFIO_IRQ_SET_ACTION_UNMASK);
+    VAL("IrqSet.ACTION_TRIGGER", VFIO_IRQ_SET_ACTION_TRIGGER);
+
+    VAL("Eventfd.EFD_CLOEXEC", EFD_CLOEXEC);
+    VAL("Eventfd.EFD_NONBLOCK", EFD_NONBLOCK);
+
     VAL("Pci.BAR0_REGION_INDEX", VFIO_PCI_BAR0_REGION_INDEX);
     VAL("Pci.BAR5_REGION_INDEX", VFIO_PCI_BAR5_REGION_INDEX);
     VAL("Pci.ROM_REGION_INDEX", VFIO_PCI_ROM_REGION_INDEX);
     VAL("Pci.CONFIG_REGION_INDEX", VFIO_PCI_CONFIG_REGION_INDEX);
     VAL("Pci.VGA_REGION_INDEX", VFIO_PCI_VGA_REGION_INDEX);
     VAL("Pci.NUM_REGIONS", VFIO_PCI_NUM_REGIONS);
+    VAL("Pci.INTX_IRQ_INDEX", VFIO_PCI_INTX_IRQ_INDEX);
+    VAL("Pci.MSI_IRQ_INDEX", VFIO_PCI_MSI_IRQ_INDEX);
+    VAL("Pci.MSIX_IRQ_INDEX", VFIO_PCI_MSIX_IRQ_INDEX);
+    VAL("Pci.ERR_IRQ_INDEX", VFIO_PCI_ERR_IRQ_INDEX);
+    VAL("Pci.REQ_IRQ_INDEX", VFIO_PCI_REQ_IRQ_INDEX);
+    VAL("Pci.NUM_IRQS", VFIO_PCI_NUM_IRQS);
     VAL("Pci.VENDOR_ID", PCI_VENDOR_ID);
     VAL("Pci.DEVICE_ID", PCI_DEVICE_ID);
     VAL("Pci.COMMAND", PCI_COMMAND);
@@ -125,6 +159,8 @@ int main(void) {
     IOC(VFIO_GROUP_GET_DEVICE_FD);
     IOC(VFIO_DEVICE_GET_INFO);
     IOC(VFIO_DEVICE_GET_REGION_INFO);
+    IOC(VFIO_DEVICE_GET_IRQ_INFO);
+    IOC(VFIO_DEVICE_SET_IRQS);
     IOC(VFIO_DEVICE_RESET);
     IOC(VFIO_IOMMU_GET_INFO);
     IOC(VFIO_IOMMU_MAP_DMA);

@@ -180,6 +180,51 @@ public final class VfioAbi {
         }
     }
 
+    /** {@code struct vfio_irq_info} and its flags. */
+    public static final class IrqInfo {
+        public static final int SIZE = 16;
+        public static final int ARGSZ = 0;
+        public static final int FLAGS = 4;
+        public static final int INDEX = 8;
+        public static final int COUNT = 12;
+        public static final int FLAG_EVENTFD = 1 << 0;
+        public static final int FLAG_MASKABLE = 1 << 1;
+        public static final int FLAG_AUTOMASKED = 1 << 2;
+        public static final int FLAG_NORESIZE = 1 << 3;
+
+        private IrqInfo() {
+        }
+    }
+
+    /** {@code struct vfio_irq_set} (header; the data array follows at {@link #DATA}) and its flags. */
+    public static final class IrqSet {
+        public static final int SIZE = 20;
+        public static final int ARGSZ = 0;
+        public static final int FLAGS = 4;
+        public static final int INDEX = 8;
+        public static final int START = 12;
+        public static final int COUNT = 16;
+        public static final int DATA = 20;
+        public static final int DATA_NONE = 1 << 0;
+        public static final int DATA_BOOL = 1 << 1;
+        public static final int DATA_EVENTFD = 1 << 2;
+        public static final int ACTION_MASK = 1 << 3;
+        public static final int ACTION_UNMASK = 1 << 4;
+        public static final int ACTION_TRIGGER = 1 << 5;
+
+        private IrqSet() {
+        }
+    }
+
+    /** eventfd(2) flags, for the eventfds interrupts are delivered to. */
+    public static final class Eventfd {
+        public static final int EFD_CLOEXEC = 0x80000;
+        public static final int EFD_NONBLOCK = 0x800;
+
+        private Eventfd() {
+        }
+    }
+
     /** vfio-pci's fixed region indexes and the PCI config-space registers device code touches. */
     public static final class Pci {
         public static final int BAR0_REGION_INDEX = 0;
@@ -188,6 +233,12 @@ public final class VfioAbi {
         public static final int CONFIG_REGION_INDEX = 7;
         public static final int VGA_REGION_INDEX = 8;
         public static final int NUM_REGIONS = 9;
+        public static final int INTX_IRQ_INDEX = 0;
+        public static final int MSI_IRQ_INDEX = 1;
+        public static final int MSIX_IRQ_INDEX = 2;
+        public static final int ERR_IRQ_INDEX = 3;
+        public static final int REQ_IRQ_INDEX = 4;
+        public static final int NUM_IRQS = 5;
         public static final int VENDOR_ID = 0x00;
         public static final int DEVICE_ID = 0x02;
         public static final int COMMAND = 0x04;

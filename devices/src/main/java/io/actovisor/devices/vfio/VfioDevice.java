@@ -30,6 +30,7 @@ public final class VfioDevice implements AutoCloseable {
     private final VfioGroup group;
     private final Map<Integer, VfioRegionInfo> regions = new HashMap<>();
     private final List<VfioRegionMapping> mappings = new ArrayList<>();
+    private final List<VfioInterrupts> interrupts = new ArrayList<>();
     private VfioDeviceInfo info;
     private boolean closed;
 
@@ -201,6 +202,88 @@ public final class VfioDevice implements AutoCloseable {
         ioctl(VfioIoctls.VFIO_DEVICE_RESET, 0);
     }
 
+    /** {@code VFIO_DEVICE_GET_IRQ_INFO} for interrupt index {@code index}. */
+    public VfioIrqInfo irqInfo(int index) {
+        ensureOpen();
+        if (index < 0 || index >= info().numIrqs()) {
+            throw new IllegalArgumentException("device " + name + " has IRQ indexes 0.." + (info().numIrqs() - 1)
+                    + "; IRQ index " + index + " does not exist");
+        }
+        try (NativeBuffer buf = NativeBuffer.allocate(VfioAbi.IrqInfo.SIZE)) {
+            buf.putInt(VfioAbi.IrqInfo.ARGSZ, VfioAbi.IrqInfo.SIZE).putInt(VfioAbi.IrqInfo.INDEX, index);
+            ioctl(VfioIoctls.VFIO_DEVICE_GET_IRQ_INFO, buf.address());
+            return new VfioIrqInfo(index, buf.getInt(VfioAbi.IrqInfo.FLAGS), buf.getInt(VfioAbi.IrqInfo.COUNT));
+        }
+    }
+
+    /**
+     * Route vectors {@code 0..count-1} of interrupt index {@code index} to fresh eventfds
+     * ({@code VFIO_DEVICE_SET_IRQS}, DATA_EVENTFD | ACTION_TRIGGER). On failure the eventfds are closed again.
+     */
+    public VfioInterrupts enableInterrupts(int index, int count) {
+        VfioIrqInfo irq = irqInfo(index);
+        if (irq.count() == 0) {
+            throw new VfioException(VfioException.Reason.UNSUPPORTED, "device " + name + " does not implement IRQ"
+                    + " index " + index + " (0 vectors)");
+        }
+        if (count <= 0 || count > irq.count()) {
+            throw new IllegalArgumentException("IRQ index " + index + " of " + name + " has " + irq.count()
+                    + " vectors; cannot enable " + count);
+        }
+        if (!irq.eventfd()) {
+            throw new VfioException(VfioException.Reason.UNSUPPORTED, "IRQ index " + index + " of " + name
+                    + " cannot signal an eventfd");
+        }
+        List<Integer> fds = new ArrayList<>();
+        try {
+            for (int i = 0; i < count; i++) {
+                fds.add(posix.eventfd(0, VfioAbi.Eventfd.EFD_CLOEXEC));
+            }
+            int size = VfioAbi.IrqSet.SIZE + count * Integer.BYTES;
+            try (NativeBuffer set = NativeBuffer.allocate(size)) {
+                set.putInt(VfioAbi.IrqSet.ARGSZ, size)
+                        .putInt(VfioAbi.IrqSet.FLAGS, VfioAbi.IrqSet.DATA_EVENTFD | VfioAbi.IrqSet.ACTION_TRIGGER)
+                        .putInt(VfioAbi.IrqSet.INDEX, index).putInt(VfioAbi.IrqSet.START, 0)
+                        .putInt(VfioAbi.IrqSet.COUNT, count);
+                for (int i = 0; i < count; i++) {
+                    set.putInt(VfioAbi.IrqSet.DATA + (long) i * Integer.BYTES, fds.get(i));
+                }
+                ioctl(VfioIoctls.VFIO_DEVICE_SET_IRQS, set.address());
+            }
+        } catch (RuntimeException e) {
+            for (int fd : fds) {
+                VfioContainer.closeQuietly(posix, fd, e);
+            }
+            throw e;
+        }
+        VfioInterrupts enabled = new VfioInterrupts(posix, this, index, fds);
+        interrupts.add(enabled);
+        return enabled;
+    }
+
+    /** Unmask INTx after the guest-side handler ran (the kernel automasks level-triggered INTx). */
+    public void unmaskIntx() {
+        irqSet(VfioAbi.IrqSet.DATA_NONE | VfioAbi.IrqSet.ACTION_UNMASK, VfioAbi.Pci.INTX_IRQ_INDEX, 1);
+    }
+
+    void disableInterrupts(int index) {
+        irqSet(VfioAbi.IrqSet.DATA_NONE | VfioAbi.IrqSet.ACTION_TRIGGER, index, 0);
+    }
+
+    void forget(VfioInterrupts enabled) {
+        interrupts.remove(enabled);
+    }
+
+    private void irqSet(int flags, int index, int count) {
+        ensureOpen();
+        try (NativeBuffer set = NativeBuffer.allocate(VfioAbi.IrqSet.SIZE)) {
+            set.putInt(VfioAbi.IrqSet.ARGSZ, VfioAbi.IrqSet.SIZE).putInt(VfioAbi.IrqSet.FLAGS, flags)
+                    .putInt(VfioAbi.IrqSet.INDEX, index).putInt(VfioAbi.IrqSet.START, 0)
+                    .putInt(VfioAbi.IrqSet.COUNT, count);
+            ioctl(VfioIoctls.VFIO_DEVICE_SET_IRQS, set.address());
+        }
+    }
+
     /** mmap the whole of region {@code index}; the region must allow mmap and must not be sparse. */
     public VfioRegionMapping map(int index) {
         VfioRegionInfo region = regionInfo(index);
@@ -313,11 +396,14 @@ public final class VfioDevice implements AutoCloseable {
         }
     }
 
-    /** Unmap the regions mapped through this device, close the fd. Idempotent. */
+    /** Disable its interrupts, unmap the regions mapped through this device, close the fd. Idempotent. */
     @Override
     public void close() {
         if (closed) {
             return;
+        }
+        for (VfioInterrupts enabled : new ArrayList<>(interrupts)) {
+            enabled.close();
         }
         closed = true;
         for (VfioRegionMapping mapping : mappings) {

@@ -16,6 +16,8 @@ public final class VfioIoctls {
     public static final Ioctl VFIO_GROUP_GET_DEVICE_FD = vfio("VFIO_GROUP_GET_DEVICE_FD", 6);
     public static final Ioctl VFIO_DEVICE_GET_INFO = vfio("VFIO_DEVICE_GET_INFO", 7);
     public static final Ioctl VFIO_DEVICE_GET_REGION_INFO = vfio("VFIO_DEVICE_GET_REGION_INFO", 8);
+    public static final Ioctl VFIO_DEVICE_GET_IRQ_INFO = vfio("VFIO_DEVICE_GET_IRQ_INFO", 9);
+    public static final Ioctl VFIO_DEVICE_SET_IRQS = vfio("VFIO_DEVICE_SET_IRQS", 10);
     public static final Ioctl VFIO_DEVICE_RESET = vfio("VFIO_DEVICE_RESET", 11);
     public static final Ioctl VFIO_IOMMU_GET_INFO = vfio("VFIO_IOMMU_GET_INFO", 12);
     public static final Ioctl VFIO_IOMMU_MAP_DMA = vfio("VFIO_IOMMU_MAP_DMA", 13);

@@ -40,7 +40,15 @@ public final class RecordingPosix implements Posix {
     }
 
     /** One recorded call. */
-    public sealed interface Call permits Open, Close, IoctlCall, Pread, Pwrite, Mmap, Munmap {
+    public sealed interface Call permits Open, Close, IoctlCall, Pread, Pwrite, Mmap, Munmap, Eventfd, Read {
+    }
+
+    /** eventfd(2). */
+    public record Eventfd(int initval, int flags, int result) implements Call {
+    }
+
+    /** read(2). */
+    public record Read(int fd, long count) implements Call {
     }
 
     /** open(2). */
@@ -112,6 +120,7 @@ public final class RecordingPosix implements Posix {
     private final Map<Integer, String> openFds = new TreeMap<>();
     private final Map<Integer, TreeMap<Long, Byte>> fileContents = new HashMap<>();
     private final Map<Long, NativeBuffer> mappings = new HashMap<>();
+    private final Map<Integer, Long> eventCounts = new HashMap<>();
     private int nextFd = 100;
 
     // --- script ------------------------------------------------------------------------------------------
@@ -220,6 +229,10 @@ public final class RecordingPosix implements Posix {
             return "pwrite " + p.fd() + " @0x" + Long.toHexString(p.offset());
         } else if (call instanceof Mmap m) {
             return "mmap " + m.fd() + " @0x" + Long.toHexString(m.offset());
+        } else if (call instanceof Eventfd e) {
+            return "eventfd " + e.result();
+        } else if (call instanceof Read r) {
+            return "read " + r.fd();
         }
         return "munmap 0x" + Long.toHexString(((Munmap) call).addr());
     }
@@ -374,9 +387,22 @@ public final class RecordingPosix implements Posix {
         throw unscripted("fallocate");
     }
 
+    /** Make the next read of eventfd {@code fd} return {@code count} (added to what is pending). */
+    public void signal(int fd, long count) {
+        eventCounts.merge(fd, count, Long::sum);
+    }
+
+    /** Reads an eventfd's pending count, as eventfd(2) does; EAGAIN when nothing is pending (never blocks). */
     @Override
     public long read(int fd, long buf, long count) {
-        throw unscripted("read");
+        calls.add(new Read(fd, count));
+        requireOpen(fd, "read");
+        Long pending = eventCounts.remove(fd);
+        if (pending == null) {
+            throw new NativeException("read(" + fd + ")", Errno.EAGAIN);
+        }
+        NativeBuffer.view(buf, count).putLong(0, pending);
+        return Long.BYTES;
     }
 
     @Override
@@ -386,7 +412,9 @@ public final class RecordingPosix implements Posix {
 
     @Override
     public int eventfd(int initval, int flags) {
-        throw unscripted("eventfd");
+        int fd = newFd("anon_inode:[eventfd]");
+        calls.add(new Eventfd(initval, flags, fd));
+        return fd;
     }
 
     @Override

@@ -33,7 +33,9 @@ public final class ScriptedVfioHost {
                 .argumentKind("VFIO_IOMMU_MAP_DMA", RecordingPosix.ArgumentKind.ARGSZ_STRUCT)
                 .argumentKind("VFIO_IOMMU_UNMAP_DMA", RecordingPosix.ArgumentKind.ARGSZ_STRUCT)
                 .argumentKind("VFIO_DEVICE_GET_INFO", RecordingPosix.ArgumentKind.ARGSZ_STRUCT)
-                .argumentKind("VFIO_DEVICE_GET_REGION_INFO", RecordingPosix.ArgumentKind.ARGSZ_STRUCT);
+                .argumentKind("VFIO_DEVICE_GET_REGION_INFO", RecordingPosix.ArgumentKind.ARGSZ_STRUCT)
+                .argumentKind("VFIO_DEVICE_GET_IRQ_INFO", RecordingPosix.ArgumentKind.ARGSZ_STRUCT)
+                .argumentKind("VFIO_DEVICE_SET_IRQS", RecordingPosix.ArgumentKind.ARGSZ_STRUCT);
         posix.on("VFIO_CHECK_EXTENSION", (call, arg) -> call.arg() == VfioAbi.Api.VFIO_TYPE1v2_IOMMU
                 || call.arg() == VfioAbi.Api.VFIO_TYPE1_IOMMU ? 1 : 0);
         posix.on("VFIO_GROUP_GET_STATUS", (call, arg) -> {

@@ -50,6 +50,17 @@ class VfioDeviceTest {
             regionInfo(arg.orElseThrow());
             return 0;
         });
+        posix.on("VFIO_DEVICE_GET_IRQ_INFO", (call, arg) -> {
+            NativeBuffer irq = arg.orElseThrow();
+            switch (irq.getInt(VfioAbi.IrqInfo.INDEX)) {
+                case VfioAbi.Pci.INTX_IRQ_INDEX -> irq.putInt(VfioAbi.IrqInfo.FLAGS, VfioAbi.IrqInfo.FLAG_EVENTFD
+                        | VfioAbi.IrqInfo.FLAG_MASKABLE | VfioAbi.IrqInfo.FLAG_AUTOMASKED).putInt(VfioAbi.IrqInfo.COUNT, 1);
+                case VfioAbi.Pci.MSI_IRQ_INDEX -> irq.putInt(VfioAbi.IrqInfo.FLAGS, VfioAbi.IrqInfo.FLAG_EVENTFD
+                        | VfioAbi.IrqInfo.FLAG_NORESIZE).putInt(VfioAbi.IrqInfo.COUNT, 1);
+                default -> irq.putInt(VfioAbi.IrqInfo.FLAGS, 0).putInt(VfioAbi.IrqInfo.COUNT, 0);
+            }
+            return 0;
+        });
         container = VfioContainer.open(posix, root);
         group = VfioGroup.open(posix, root, GROUP);
         container.attach(group);
@@ -231,5 +242,64 @@ class VfioDeviceTest {
         assertEquals(Map.of(), posix.openFds());
         device.close();
         assertEquals(4, posix.calls().size(), "closing again issues nothing");
+    }
+
+    @Test
+    void msiIsRoutedToAnEventfdAndDisabledOnClose() {
+        VfioDevice device = group.openDevice(NAME);
+        assertTrue(device.irqInfo(VfioAbi.Pci.INTX_IRQ_INDEX).automasked());
+        posix.clearCalls();
+        VfioInterrupts msi = device.enableInterrupts(VfioAbi.Pci.MSI_IRQ_INDEX, 1);
+        int eventfd = msi.eventfds().get(0);
+        assertEquals(List.of("VFIO_DEVICE_GET_IRQ_INFO", "eventfd " + eventfd, "VFIO_DEVICE_SET_IRQS"),
+                posix.trace());
+        assertEquals(VfioAbi.Eventfd.EFD_CLOEXEC, ((RecordingPosix.Eventfd) posix.calls().get(1)).flags());
+        RecordingPosix.IoctlCall set = posix.ioctls("VFIO_DEVICE_SET_IRQS").get(0);
+        assertEquals(device.fd(), set.fd());
+        assertEquals(VfioAbi.IrqSet.SIZE + 4, set.inInt(VfioAbi.IrqSet.ARGSZ));
+        assertEquals(VfioAbi.IrqSet.DATA_EVENTFD | VfioAbi.IrqSet.ACTION_TRIGGER, set.inInt(VfioAbi.IrqSet.FLAGS));
+        assertEquals(VfioAbi.Pci.MSI_IRQ_INDEX, set.inInt(VfioAbi.IrqSet.INDEX));
+        assertEquals(0, set.inInt(VfioAbi.IrqSet.START));
+        assertEquals(1, set.inInt(VfioAbi.IrqSet.COUNT));
+        assertEquals(eventfd, set.inInt(VfioAbi.IrqSet.DATA));
+
+        posix.signal(eventfd, 2);
+        assertEquals(2, msi.await(0));
+        assertThrows(IllegalArgumentException.class, () -> msi.await(1));
+
+        posix.clearCalls();
+        device.close();
+        assertEquals(List.of("VFIO_DEVICE_SET_IRQS", "close " + eventfd, "close " + device.fd()), posix.trace());
+        RecordingPosix.IoctlCall disable = posix.ioctls("VFIO_DEVICE_SET_IRQS").get(0);
+        assertEquals(VfioAbi.IrqSet.DATA_NONE | VfioAbi.IrqSet.ACTION_TRIGGER, disable.inInt(VfioAbi.IrqSet.FLAGS));
+        assertEquals(0, disable.inInt(VfioAbi.IrqSet.COUNT));
+        msi.close();
+        assertEquals(3, posix.calls().size(), "closing again issues nothing");
+    }
+
+    @Test
+    void aRefusedSetIrqsClosesTheEventfds() {
+        VfioDevice device = group.openDevice(NAME);
+        posix.failOnce("VFIO_DEVICE_SET_IRQS", io.actovisor.memory.sys.Errno.EINVAL);
+        VfioException e = assertThrows(VfioException.class,
+                () -> device.enableInterrupts(VfioAbi.Pci.INTX_IRQ_INDEX, 1));
+        assertTrue(e.getMessage().contains("ioctl(VFIO_DEVICE_SET_IRQS) failed: EINVAL (22)"), e.getMessage());
+        assertEquals(Map.of(), posix.openFds().entrySet().stream()
+                .filter(en -> en.getValue().contains("eventfd")).collect(java.util.stream.Collectors.toMap(
+                        Map.Entry::getKey, Map.Entry::getValue)));
+        assertThrows(IllegalArgumentException.class, () -> device.enableInterrupts(VfioAbi.Pci.MSI_IRQ_INDEX, 2));
+        VfioException none = assertThrows(VfioException.class,
+                () -> device.enableInterrupts(VfioAbi.Pci.MSIX_IRQ_INDEX, 1));
+        assertEquals(VfioException.Reason.UNSUPPORTED, none.reason());
+    }
+
+    @Test
+    void intxIsUnmaskedWithDataNone() {
+        VfioDevice device = group.openDevice(NAME);
+        device.unmaskIntx();
+        RecordingPosix.IoctlCall unmask = posix.ioctls("VFIO_DEVICE_SET_IRQS").get(0);
+        assertEquals(VfioAbi.IrqSet.DATA_NONE | VfioAbi.IrqSet.ACTION_UNMASK, unmask.inInt(VfioAbi.IrqSet.FLAGS));
+        assertEquals(VfioAbi.Pci.INTX_IRQ_INDEX, unmask.inInt(VfioAbi.IrqSet.INDEX));
+        assertEquals(1, unmask.inInt(VfioAbi.IrqSet.COUNT));
     }
 }
