@@ -8,6 +8,7 @@ import io.actovisor.devices.iommu.IommuInfo;
 import io.actovisor.devices.vfio.Vfio;
 import io.actovisor.devices.vfio.VfioAbi;
 import io.actovisor.devices.vfio.VfioContainer;
+import io.actovisor.devices.vfio.VfioException;
 import io.actovisor.devices.vfio.VfioGroup;
 import io.actovisor.devices.vfio.VfioIommuInfo;
 import io.actovisor.memory.AddressRange;
@@ -63,15 +64,14 @@ public final class VfioType1Iommu implements Iommu {
     /** Open a container on this host's {@code /dev/vfio} with {@code groupIds} attached. */
     public static VfioType1Iommu open(List<Integer> groupIds) {
         if (!Posix.isAvailable()) {
-            throw new io.actovisor.devices.vfio.VfioException(io.actovisor.devices.vfio.VfioException.Reason.NO_VFIO,
-                    Posix.unavailabilityCause().orElseThrow());
+            throw new VfioException(VfioException.Reason.NO_VFIO, Posix.unavailabilityCause().orElseThrow());
         }
         return open(Posix.system(), Vfio.DEFAULT_ROOT, groupIds);
     }
 
     /**
      * Open the container under {@code root}, open and attach each group (the first attach sets the type1 IOMMU),
-     * and read the IOMMU info. Any failure throws {@link io.actovisor.devices.vfio.VfioException} with the reason
+     * and read the IOMMU info. Any failure throws {@link VfioException} with the reason
      * and closes everything opened so far, in reverse order.
      */
     public static VfioType1Iommu open(Posix posix, Path root, List<Integer> groupIds) {

@@ -69,6 +69,17 @@ class VfioType1IommuHostTest {
         assertEquals(before, fdsUnder(dir), "the container fd was not closed");
     }
 
+    @Test
+    void aFileThatIsNotAGroupIsRefusedWithTheIoctlErrnoAndClosed() throws Exception {
+        Files.createFile(dir.resolve("7"));
+        Map<Integer, String> before = fdsUnder(dir);
+        VfioException e = assertThrows(VfioException.class,
+                () -> io.actovisor.devices.vfio.VfioGroup.open(Posix.system(), dir, 7));
+        assertEquals(VfioException.Reason.NATIVE, e.reason());
+        assertTrue(e.getMessage().contains("ioctl(VFIO_GROUP_GET_STATUS) failed: ENOTTY (25)"), e.getMessage());
+        assertEquals(before, fdsUnder(dir), "the group fd was not closed");
+    }
+
     private static Map<Integer, String> fdsUnder(Path dir) {
         Map<Integer, String> out = new TreeMap<>();
         ProcessResources.snapshot().fds().forEach((fd, target) -> {
