@@ -39,7 +39,7 @@ public record CapabilityChain(List<Capability> capabilities) {
         Set<Integer> seen = new HashSet<>();
         int offset = firstOffset;
         while (offset != 0) {
-            if (offset < minimumOffset || offset + VfioAbi.CapHeader.SIZE > info.size() || !seen.add(offset)) {
+            if (offset < minimumOffset || (long) offset + VfioAbi.CapHeader.SIZE > info.size() || !seen.add(offset)) {
                 throw new VfioException(VfioException.Reason.NATIVE, what + " returned a malformed capability chain:"
                         + " a header at offset " + Integer.toUnsignedString(offset) + " in a " + info.size()
                         + "-byte reply" + (seen.contains(offset) ? " (loop or overlap)" : ""));

@@ -106,6 +106,10 @@ public final class VfioDevice implements AutoCloseable {
         }
         Optional<List<AddressRange>> sparse = chain.find(VfioAbi.RegionInfo.CAP_SPARSE_MMAP).map(cap -> {
             int at = cap.offset();
+            if (at + VfioAbi.SparseMmapCap.SIZE > buf.size()) {
+                throw new VfioException(VfioException.Reason.NATIVE, "the sparse-mmap capability of region "
+                        + index + " of " + name + " runs past the end of the reply");
+            }
             long count = Integer.toUnsignedLong(buf.getInt(at + VfioAbi.SparseMmapCap.NR_AREAS));
             if (at + VfioAbi.SparseMmapCap.SIZE + count * VfioAbi.SparseMmapArea.SIZE > buf.size()) {
                 throw new VfioException(VfioException.Reason.NATIVE, "the sparse-mmap capability of region "
