@@ -3,9 +3,12 @@ package io.actovisor.devices.vfio;
 import io.actovisor.memory.sys.Errno;
 import io.actovisor.memory.sys.NativeException;
 import io.actovisor.memory.sys.Posix;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Optional;
+import java.util.stream.Stream;
 
 /**
  * Whether this host offers VFIO, and if not, why (Netty's {@code Epoll.isAvailable()} pattern). The container probe
@@ -69,6 +72,51 @@ public final class Vfio {
             return Posix.unavailabilityCause();
         }
         return groupUnavailabilityCause(Posix.system(), DEFAULT_ROOT, group);
+    }
+
+    /** Where sysfs is mounted on a real host. */
+    public static final Path DEFAULT_SYSFS = Path.of("/sys");
+
+    /**
+     * The IOMMU group of PCI device {@code pciAddress} (e.g. {@code 0000:03:00.0}), read from the
+     * {@code iommu_group} link under {@code <sysfs>/bus/pci/devices}; empty when the device has none (no IOMMU).
+     */
+    public static Optional<Integer> groupOf(Path sysfs, String pciAddress) {
+        Path link = sysfs.resolve("bus/pci/devices").resolve(pciAddress).resolve("iommu_group");
+        try {
+            return Optional.of(Integer.parseInt(Files.readSymbolicLink(link).getFileName().toString()));
+        } catch (IOException | NumberFormatException e) {
+            return Optional.empty();
+        }
+    }
+
+    /**
+     * The devices of IOMMU group {@code group} as {@code <sysfs>/kernel/iommu_groups/<group>/devices} lists them,
+     * sorted; every one must be bound to vfio-pci (or to no driver) for the group to be viable.
+     */
+    public static List<String> groupDevices(Path sysfs, int group) {
+        Path dir = sysfs.resolve("kernel/iommu_groups").resolve(Integer.toString(group)).resolve("devices");
+        try (Stream<Path> entries = Files.list(dir)) {
+            return entries.map(p -> p.getFileName().toString()).sorted().toList();
+        } catch (IOException e) {
+            throw new VfioException(VfioException.Reason.GROUP_MISSING, "IOMMU group " + group + " does not exist: "
+                    + dir + " cannot be listed (" + e.getMessage() + ")", e);
+        }
+    }
+
+    /**
+     * The driver each device of {@code group} is bound to ({@code vfio-pci}, a host driver, or empty for none), in
+     * device order: what a user needs to see when a group is not viable.
+     */
+    public static List<String> groupDrivers(Path sysfs, int group) {
+        return groupDevices(sysfs, group).stream().map(device -> {
+            Path driver = sysfs.resolve("bus/pci/devices").resolve(device).resolve("driver");
+            try {
+                return device + "=" + Files.readSymbolicLink(driver).getFileName();
+            } catch (IOException e) {
+                return device + "=(none)";
+            }
+        }).toList();
     }
 
     /** Open a file under {@code root} read-write, turning the errno into the reason a user can act on. */

@@ -58,7 +58,7 @@ public final class VfioGroup implements AutoCloseable {
             if ((flags & VfioAbi.GroupStatus.FLAG_VIABLE) == 0) {
                 throw new VfioException(VfioException.Reason.GROUP_NOT_VIABLE, "IOMMU group " + id + " is not"
                         + " viable: every device in /sys/kernel/iommu_groups/" + id + "/devices must be bound to"
-                        + " vfio-pci or to no driver (see docs/vfio.md)");
+                        + " vfio-pci or to no driver (see docs/vfio.md)" + boundDrivers(root, id));
             }
             if ((flags & VfioAbi.GroupStatus.FLAG_CONTAINER_SET) != 0) {
                 throw new VfioException(VfioException.Reason.GROUP_BUSY, "IOMMU group " + id
@@ -68,6 +68,18 @@ public final class VfioGroup implements AutoCloseable {
         } catch (RuntimeException e) {
             VfioContainer.closeQuietly(posix, fd, e);
             throw e;
+        }
+    }
+
+    /** On the real /dev/vfio, which driver each device of the group is bound to now; best effort. */
+    private static String boundDrivers(Path root, int id) {
+        if (!root.equals(Vfio.DEFAULT_ROOT)) {
+            return "";
+        }
+        try {
+            return "; now bound: " + String.join(", ", Vfio.groupDrivers(Vfio.DEFAULT_SYSFS, id));
+        } catch (VfioException e) {
+            return "";
         }
     }
 
