@@ -3,6 +3,7 @@ package io.actovisor.devices.iommu;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import java.util.List;
+import java.util.Optional;
 
 /**
  * One IOMMU context (a VFIO container's address space) with VFIO type1 semantics. Backends: {@code model} (pure
@@ -43,6 +44,14 @@ public interface Iommu extends AutoCloseable {
 
     /** Bytes currently pinned by this context. */
     long pinnedBytes();
+
+    /**
+     * The device data path through this context, where the backend has one ({@code pinned}: io_uring fixed buffers;
+     * {@code vfio-type1}: the device itself does DMA). The model has none: it cannot see real pins.
+     */
+    default Optional<DmaPort> dmaPort() {
+        return Optional.empty();
+    }
 
     /** Unmap and unpin everything and release the backend's kernel objects. Idempotent. */
     @Override

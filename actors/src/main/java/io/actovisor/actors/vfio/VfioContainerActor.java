@@ -1,0 +1,496 @@
+package io.actovisor.actors.vfio;
+
+import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.actors.memory.MemoryListener;
+import io.actovisor.devices.iommu.DmaFault;
+import io.actovisor.devices.iommu.DmaMapping;
+import io.actovisor.devices.iommu.DmaPermissions;
+import io.actovisor.devices.iommu.DmaPort;
+import io.actovisor.devices.iommu.Iommu;
+import io.actovisor.devices.iommu.IommuException;
+import io.actovisor.devices.iommu.IommuInfo;
+import io.actovisor.memory.AddressRange;
+import io.actovisor.memory.HostAddress;
+import io.actovisor.memory.Section;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.StashBuffer;
+
+/**
+ * One VFIO container: one IOMMU context shared by the groups attached to it. It opens the context and subscribes
+ * to its {@link AddressSpaceActor} when the first group attaches, and unsubscribes and closes the context (which
+ * unmaps and unpins everything) when the last group leaves, is stopped or crashes (groups are watched).
+ *
+ * <p>As a {@link MemoryListener} it mirrors the flat view into the IOMMU: for each RAM or ROM section added it
+ * aligns the section inward to the IOMMU page size, pins the pages and maps IOVA (= guest-physical address) to
+ * them, read-only for ROM and read-only RAM; for each section removed it unmaps and unpins. MMIO and reserved
+ * sections are skipped. If the IOMMU refuses a map (overlap, mapping limit, locked-memory limit), the container
+ * undoes what it did for that update and refuses it, so the whole commit fails with the IOMMU's error.
+ *
+ * <p>Pinning and mapping block for as long as the kernel takes: spawn it with {@link #DISPATCHER}.
+ */
+public final class VfioContainerActor extends AbstractBehavior<VfioContainerActor.Command> {
+    /** The dispatcher containers run on ({@code actovisor.dispatchers.blocking-io}). */
+    public static final DispatcherSelector DISPATCHER =
+            DispatcherSelector.fromConfig("actovisor.dispatchers.blocking-io");
+    /** Listener priority of containers in their address space: after KVM memory slots. */
+    public static final int LISTENER_PRIORITY = 10;
+
+    /** What a container accepts. */
+    public interface Command {
+    }
+
+    /** Attach the group {@code groupId} (whose actor is {@code group}, watched while attached). */
+    public record AttachGroup(String groupId, ActorRef<?> group, ActorRef<AttachResult> replyTo) implements Command {
+        public AttachGroup {
+            Objects.requireNonNull(groupId, "groupId");
+            Objects.requireNonNull(group, "group");
+            Objects.requireNonNull(replyTo, "replyTo");
+        }
+    }
+
+    /** The outcome of {@link AttachGroup}. */
+    public sealed interface AttachResult permits GroupAttached, GroupAttachFailed {
+    }
+
+    /** The group is attached; guest RAM is mapped ({@code mappings} entries). */
+    public record GroupAttached(String container, String groupId, int mappings) implements AttachResult {
+    }
+
+    /** The group is not attached; nothing of the attempt remains. */
+    public record GroupAttachFailed(String container, String groupId, String reason) implements AttachResult {
+    }
+
+    /** Detach the group {@code groupId}; the last group's detach unmaps everything and closes the IOMMU. */
+    public record DetachGroup(String groupId, ActorRef<DetachResult> replyTo) implements Command {
+    }
+
+    /** The outcome of {@link DetachGroup}. */
+    public sealed interface DetachResult permits GroupDetached, GroupDetachFailed {
+    }
+
+    /** The group is detached; {@code iommuClosed} when it was the last one. */
+    public record GroupDetached(String container, String groupId, boolean iommuClosed) implements DetachResult {
+    }
+
+    /** The group was not attached here. */
+    public record GroupDetachFailed(String container, String groupId, String reason) implements DetachResult {
+    }
+
+    /**
+     * Answer {@link GroupGone} once {@code group} is no longer attached (at once if it is not): the balloon asks
+     * this before it releases the inhibit of a group that stopped, so no discard happens while its pins remain.
+     */
+    public record AwaitGroupGone(ActorRef<?> group, ActorRef<GroupGone> replyTo) implements Command {
+    }
+
+    /** {@code group} holds nothing in this container any more. */
+    public record GroupGone(String container, ActorRef<?> group) {
+    }
+
+    /** Map {@code iova} to {@code host} outside the flat view (a user-managed IOVA, as a vIOMMU would). */
+    public record MapDma(AddressRange iova, HostAddress host, DmaPermissions permissions,
+            ActorRef<DmaResult> replyTo) implements Command {
+    }
+
+    /** Unmap every user mapping inside {@code iova}. */
+    public record UnmapDma(AddressRange iova, ActorRef<DmaResult> replyTo) implements Command {
+    }
+
+    /** Device DMA: read {@code length} bytes at {@code iova} through the IOMMU. */
+    public record DmaRead(long iova, int length, ActorRef<DmaResult> replyTo) implements Command {
+    }
+
+    /** Device DMA: write {@code data} at {@code iova} through the IOMMU. */
+    public record DmaWrite(long iova, byte[] data, ActorRef<DmaResult> replyTo) implements Command {
+    }
+
+    /** Run {@code work} with the open IOMMU on the container's thread (audits, tests); refused when none is open. */
+    public record WithIommu(IommuWork work, ActorRef<DmaResult> replyTo) implements Command {
+    }
+
+    /** Work on a container's IOMMU, run by the container itself so the IOMMU keeps one owner. */
+    @FunctionalInterface
+    public interface IommuWork {
+        Object apply(Iommu iommu);
+    }
+
+    /** The outcome of a DMA-path command. */
+    public sealed interface DmaResult permits DmaDone, DmaFailed {
+    }
+
+    /**
+     * The operation completed.
+     *
+     * @param value read bytes for {@link DmaRead}, the unmapped mappings for {@link UnmapDma}, the work's result for
+     *              {@link WithIommu}, otherwise null
+     */
+    public record DmaDone(Object value) implements DmaResult {
+    }
+
+    /** The operation failed: the IOMMU refused it, the IOVA faulted, or no IOMMU is open. */
+    public record DmaFailed(String reason, Optional<IommuException.Kind> kind) implements DmaResult {
+    }
+
+    /** Ask for the container's state. */
+    public record GetState(ActorRef<State> replyTo) implements Command {
+    }
+
+    /**
+     * A container's state.
+     *
+     * @param groups      attached group ids, in attach order
+     * @param mappings    the IOMMU's mappings, empty when closed
+     * @param pinnedBytes bytes the IOMMU holds pinned
+     * @param info        the IOMMU's info while open
+     */
+    public record State(String name, String backend, List<String> groups, List<DmaMapping> mappings,
+            long pinnedBytes, boolean subscribed, Optional<IommuInfo> info) {
+    }
+
+    private record ListenerUpdate(MemoryListener.Update update) implements Command {
+    }
+
+    private record SubscribeReplied(AddressSpaceActor.SubscribeResult result) implements Command {
+    }
+
+    private record GroupStopped(ActorRef<?> group) implements Command {
+    }
+
+    private enum Ignore implements Command {
+        INSTANCE
+    }
+
+    private record Attached(String groupId, ActorRef<?> group) {
+    }
+
+    private static final int STASH_CAPACITY = 10_000;
+
+    private final String name;
+    private final ActorRef<AddressSpaceActor.Command> addressSpace;
+    private final IommuBackend backend;
+    private final StashBuffer<Command> stash;
+    private final ActorRef<MemoryListener.Update> listenerAdapter;
+    private final Map<String, Attached> groups = new LinkedHashMap<>();
+    private final Map<ActorRef<?>, List<ActorRef<GroupGone>>> goneWaiters = new LinkedHashMap<>();
+    private Iommu iommu;
+    private boolean subscribed;
+    /** The attach that is waiting for the subscription (the initial view mapped) to complete. */
+    private AttachGroup subscribing;
+
+    private VfioContainerActor(ActorContext<Command> context, String name,
+            ActorRef<AddressSpaceActor.Command> addressSpace, IommuBackend backend, StashBuffer<Command> stash) {
+        super(context);
+        this.name = name;
+        this.addressSpace = addressSpace;
+        this.backend = backend;
+        this.stash = stash;
+        this.listenerAdapter = context.messageAdapter(MemoryListener.Update.class, ListenerUpdate::new);
+    }
+
+    /**
+     * A container called {@code name} (unique among the address space's listeners) mirroring {@code addressSpace}
+     * into IOMMU contexts that {@code backend} opens.
+     */
+    public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
+            IommuBackend backend) {
+        return Behaviors.withStash(STASH_CAPACITY, stash -> Behaviors.setup(context ->
+                new VfioContainerActor(context, name, addressSpace, backend, stash)));
+    }
+
+    @Override
+    public Receive<Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(ListenerUpdate.class, this::onListenerUpdate)
+                .onMessage(SubscribeReplied.class, this::onSubscribeReplied)
+                .onMessage(AttachGroup.class, this::onAttachGroup)
+                .onMessage(DetachGroup.class, this::onDetachGroup)
+                .onMessage(GroupStopped.class, this::onGroupStopped)
+                .onMessage(AwaitGroupGone.class, this::onAwaitGroupGone)
+                .onMessage(MapDma.class, this::onMapDma)
+                .onMessage(UnmapDma.class, this::onUnmapDma)
+                .onMessage(DmaRead.class, this::onDmaRead)
+                .onMessage(DmaWrite.class, this::onDmaWrite)
+                .onMessage(WithIommu.class, this::onWithIommu)
+                .onMessage(GetState.class, this::onGetState)
+                .onMessageEquals(Ignore.INSTANCE, () -> this)
+                .onSignal(PostStop.class, signal -> onPostStop())
+                .build();
+    }
+
+    private Behavior<Command> onAttachGroup(AttachGroup attach) {
+        if (subscribing != null) {
+            stash.stash(attach);
+            return this;
+        }
+        if (groups.containsKey(attach.groupId())) {
+            attach.replyTo().tell(new GroupAttachFailed(name, attach.groupId(), "group " + attach.groupId()
+                    + " is already attached to container " + name));
+            return this;
+        }
+        try {
+            if (iommu == null) {
+                iommu = backend.open(attach.groupId());
+            } else {
+                backend.attach(iommu, attach.groupId());
+            }
+        } catch (RuntimeException e) {
+            getContext().getLog().warn("Container {} cannot attach group {}: {}", name, attach.groupId(),
+                    e.getMessage());
+            attach.replyTo().tell(new GroupAttachFailed(name, attach.groupId(), "container " + name
+                    + " cannot attach group " + attach.groupId() + " (" + backend.name() + "): " + e.getMessage()));
+            closeIfUnused();
+            return this;
+        }
+        if (!subscribed) {
+            subscribing = attach;
+            ActorRef<AddressSpaceActor.SubscribeResult> replyTo =
+                    getContext().messageAdapter(AddressSpaceActor.SubscribeResult.class, SubscribeReplied::new);
+            addressSpace.tell(new AddressSpaceActor.Subscribe(name, LISTENER_PRIORITY, listenerAdapter,
+                    getContext().getSelf(), replyTo));
+            return this;
+        }
+        return completeAttach(attach);
+    }
+
+    private Behavior<Command> completeAttach(AttachGroup attach) {
+        groups.put(attach.groupId(), new Attached(attach.groupId(), attach.group()));
+        getContext().watchWith(attach.group(), new GroupStopped(attach.group()));
+        getContext().getLog().info("Group {} attached to container {} ({} mappings, {} bytes pinned)",
+                attach.groupId(), name, iommu.mappings().size(), iommu.pinnedBytes());
+        attach.replyTo().tell(new GroupAttached(name, attach.groupId(), iommu.mappings().size()));
+        return this;
+    }
+
+    private Behavior<Command> onSubscribeReplied(SubscribeReplied replied) {
+        AttachGroup attach = subscribing;
+        subscribing = null;
+        if (replied.result() instanceof AddressSpaceActor.Subscribed) {
+            subscribed = true;
+            completeAttach(attach);
+        } else {
+            String reason = ((AddressSpaceActor.SubscribeFailed) replied.result()).reason();
+            attach.replyTo().tell(new GroupAttachFailed(name, attach.groupId(), "container " + name
+                    + " cannot map guest memory for group " + attach.groupId() + ": " + reason));
+            closeIfUnused();
+        }
+        return stash.unstashAll(this);
+    }
+
+    private Behavior<Command> onDetachGroup(DetachGroup detach) {
+        if (subscribing != null) {
+            stash.stash(detach);
+            return this;
+        }
+        Attached attached = groups.get(detach.groupId());
+        if (attached == null) {
+            detach.replyTo().tell(new GroupDetachFailed(name, detach.groupId(), "group " + detach.groupId()
+                    + " is not attached to container " + name));
+            return this;
+        }
+        getContext().unwatch(attached.group());
+        boolean closed = removeGroup(attached);
+        detach.replyTo().tell(new GroupDetached(name, detach.groupId(), closed));
+        return this;
+    }
+
+    private Behavior<Command> onGroupStopped(GroupStopped stopped) {
+        groups.values().stream().filter(a -> a.group().equals(stopped.group())).findFirst().ifPresent(attached -> {
+            getContext().getLog().warn("Group {} stopped while attached to container {}; detaching it", attached
+                    .groupId(), name);
+            removeGroup(attached);
+        });
+        return this;
+    }
+
+    /** Detach one group; the last one closes the IOMMU. Returns whether it did. */
+    private boolean removeGroup(Attached attached) {
+        groups.remove(attached.groupId());
+        boolean closed = false;
+        if (groups.isEmpty()) {
+            closeIommu();
+            closed = true;
+        } else {
+            try {
+                backend.detach(iommu, attached.groupId());
+            } catch (RuntimeException e) {
+                getContext().getLog().error("Container {} could not detach group {} from its IOMMU: {}", name,
+                        attached.groupId(), e.getMessage());
+            }
+        }
+        List<ActorRef<GroupGone>> waiters = goneWaiters.remove(attached.group());
+        if (waiters != null) {
+            waiters.forEach(w -> w.tell(new GroupGone(name, attached.group())));
+        }
+        return closed;
+    }
+
+    private void closeIfUnused() {
+        if (groups.isEmpty() && subscribing == null) {
+            closeIommu();
+        }
+    }
+
+    private void closeIommu() {
+        if (subscribed) {
+            ActorRef<AddressSpaceActor.Unsubscribed> ignore = getContext().messageAdapter(
+                    AddressSpaceActor.Unsubscribed.class, u -> Ignore.INSTANCE);
+            addressSpace.tell(new AddressSpaceActor.Unsubscribe(name, ignore));
+            subscribed = false;
+        }
+        if (iommu != null) {
+            long pinned = iommu.pinnedBytes();
+            iommu.close();
+            iommu = null;
+            getContext().getLog().info("Container {} closed its IOMMU ({} bytes unpinned)", name, pinned);
+        }
+    }
+
+    private Behavior<Command> onAwaitGroupGone(AwaitGroupGone await) {
+        boolean attached = groups.values().stream().anyMatch(a -> a.group().equals(await.group()));
+        if (attached) {
+            goneWaiters.computeIfAbsent(await.group(), g -> new ArrayList<>()).add(await.replyTo());
+        } else {
+            await.replyTo().tell(new GroupGone(name, await.group()));
+        }
+        return this;
+    }
+
+    private Behavior<Command> onListenerUpdate(ListenerUpdate wrapped) {
+        MemoryListener.Update update = wrapped.update();
+        if (iommu == null) {
+            // Unsubscribed and closed while this update was on its way: there is nothing to mirror.
+            update.replyTo().tell(new MemoryListener.Applied(update.commitId(), name));
+            return this;
+        }
+        List<DmaMapping> unmapped = new ArrayList<>();
+        List<DmaMapping> mapped = new ArrayList<>();
+        try {
+            for (Section section : update.regionDel()) {
+                Optional<DmaMapping> m = mappingOf(section);
+                if (m.isPresent()) {
+                    unmapped.addAll(iommu.unmap(m.get().iova()));
+                }
+            }
+            for (Section section : update.regionAdd()) {
+                Optional<DmaMapping> m = mappingOf(section);
+                if (m.isPresent()) {
+                    iommu.map(m.get().iova(), m.get().host(), m.get().permissions());
+                    mapped.add(m.get());
+                }
+            }
+        } catch (RuntimeException e) {
+            undo(mapped, unmapped);
+            String reason = "container " + name + " (" + backend.name() + ") refused commit " + update.commitId()
+                    + ": " + e.getMessage();
+            getContext().getLog().warn(reason);
+            update.replyTo().tell(new MemoryListener.Refused(update.commitId(), name, reason));
+            return this;
+        }
+        update.replyTo().tell(new MemoryListener.Applied(update.commitId(), name));
+        return this;
+    }
+
+    /** Undo a partly applied update: unmap what it mapped, map again what it unmapped. */
+    private void undo(List<DmaMapping> mapped, List<DmaMapping> unmapped) {
+        for (int i = mapped.size() - 1; i >= 0; i--) {
+            iommu.unmap(mapped.get(i).iova());
+        }
+        for (DmaMapping m : unmapped) {
+            iommu.map(m.iova(), m.host(), m.permissions());
+        }
+    }
+
+    /** The mapping that mirrors {@code section}: RAM and ROM only, aligned inward to the IOMMU page size. */
+    private Optional<DmaMapping> mappingOf(Section section) {
+        if (!section.kind().isMemory()) {
+            return Optional.empty();
+        }
+        long page = iommu.info().minPageSize();
+        Optional<AddressRange> aligned = section.range().alignInward(page);
+        if (aligned.isEmpty()) {
+            return Optional.empty();
+        }
+        AddressRange iova = aligned.get();
+        HostAddress host = section.hostBase().orElseThrow().checkedAdd(iova.base() - section.range().base());
+        DmaPermissions permissions = section.region().readOnly() ? DmaPermissions.READ : DmaPermissions.READ_WRITE;
+        return Optional.of(new DmaMapping(iova, host, permissions));
+    }
+
+    private Behavior<Command> onMapDma(MapDma map) {
+        return withOpenIommu(map.replyTo(), iommu -> {
+            iommu.map(map.iova(), map.host(), map.permissions());
+            return null;
+        });
+    }
+
+    private Behavior<Command> onUnmapDma(UnmapDma unmap) {
+        return withOpenIommu(unmap.replyTo(), iommu -> iommu.unmap(unmap.iova()));
+    }
+
+    private Behavior<Command> onDmaRead(DmaRead read) {
+        return withOpenIommu(read.replyTo(), iommu -> dmaPort(iommu).read(read.iova(), read.length()));
+    }
+
+    private Behavior<Command> onDmaWrite(DmaWrite write) {
+        return withOpenIommu(write.replyTo(), iommu -> {
+            dmaPort(iommu).write(write.iova(), write.data());
+            return null;
+        });
+    }
+
+    private Behavior<Command> onWithIommu(WithIommu with) {
+        return withOpenIommu(with.replyTo(), with.work());
+    }
+
+    private DmaPort dmaPort(Iommu iommu) {
+        return iommu.dmaPort().orElseThrow(() -> new UnsupportedOperationException("the " + iommu.backend()
+                + " backend has no device data path"));
+    }
+
+    private Behavior<Command> withOpenIommu(ActorRef<DmaResult> replyTo, IommuWork work) {
+        if (iommu == null) {
+            replyTo.tell(new DmaFailed("container " + name + " has no open IOMMU: no group is attached",
+                    Optional.of(IommuException.Kind.CLOSED)));
+            return this;
+        }
+        try {
+            replyTo.tell(new DmaDone(work.apply(iommu)));
+        } catch (IommuException e) {
+            replyTo.tell(new DmaFailed(e.getMessage(), Optional.of(e.kind())));
+        } catch (DmaFault | UnsupportedOperationException | IllegalArgumentException e) {
+            replyTo.tell(new DmaFailed(e.getMessage(), Optional.empty()));
+        }
+        return this;
+    }
+
+    private Behavior<Command> onGetState(GetState get) {
+        get.replyTo().tell(new State(name, backend.name(), List.copyOf(groups.keySet()),
+                iommu == null ? List.of() : iommu.mappings(), iommu == null ? 0 : iommu.pinnedBytes(), subscribed,
+                iommu == null ? Optional.empty() : Optional.of(iommu.info())));
+        return this;
+    }
+
+    private Behavior<Command> onPostStop() {
+        if (iommu != null) {
+            getContext().getLog().info("Container {} stopped with groups {} attached; closing its IOMMU", name,
+                    Collections.unmodifiableSet(groups.keySet()));
+            iommu.close();
+            iommu = null;
+        }
+        return this;
+    }
+}
