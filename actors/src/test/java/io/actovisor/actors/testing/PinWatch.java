@@ -23,6 +23,22 @@ import java.util.function.Supplier;
  */
 public final class PinWatch {
     private final Map<Object, List<AddressRange>> pinnedByIommu = new ConcurrentHashMap<>();
+    /** The groups attached to each watched IOMMU, as its container reported them through the backend. */
+    private final Map<Object, java.util.Set<String>> groupsByIommu = new ConcurrentHashMap<>();
+    private final java.util.function.Predicate<String> compatible;
+
+    /** Every group counts as pinning (not balloon-compatible). */
+    public PinWatch() {
+        this(group -> false);
+    }
+
+    /**
+     * Pins of an IOMMU count only while it has a group that is not balloon-compatible: a compatible device pins on
+     * demand, so its container's mappings alone do not forbid discards.
+     */
+    public PinWatch(java.util.function.Predicate<String> compatible) {
+        this.compatible = compatible;
+    }
     private final List<String> violations = new CopyOnWriteArrayList<>();
     private final List<AddressRange> discards = new CopyOnWriteArrayList<>();
 
@@ -42,6 +58,10 @@ public final class PinWatch {
     private void checkDiscard(AddressRange host) {
         discards.add(host);
         pinnedByIommu.forEach((iommu, ranges) -> {
+            java.util.Set<String> groups = groupsByIommu.getOrDefault(iommu, java.util.Set.of());
+            if (groups.stream().allMatch(compatible)) {
+                return;
+            }
             for (AddressRange pinned : ranges) {
                 if (pinned.overlaps(host)) {
                     violations.add("discard of host " + host + " while " + pinned + " is pinned by " + iommu);
@@ -50,9 +70,31 @@ public final class PinWatch {
         });
     }
 
-    /** Wrap IOMMUs opened by {@code open} so their pins are known. */
-    public Supplier<Iommu> watch(Supplier<? extends Iommu> open) {
-        return () -> new Watched(open.get());
+    /** A backend whose IOMMUs, opened by {@code open}, are watched: their pins and groups are known. */
+    public io.actovisor.actors.vfio.IommuBackend backend(String name, Supplier<? extends Iommu> open) {
+        return new io.actovisor.actors.vfio.IommuBackend() {
+            @Override
+            public String name() {
+                return name;
+            }
+
+            @Override
+            public Iommu open(String groupId) {
+                Watched watched = new Watched(open.get());
+                groupsByIommu.get(watched).add(groupId);
+                return watched;
+            }
+
+            @Override
+            public void attach(Iommu iommu, String groupId) {
+                groupsByIommu.get(iommu).add(groupId);
+            }
+
+            @Override
+            public void detach(Iommu iommu, String groupId) {
+                groupsByIommu.get(iommu).remove(groupId);
+            }
+        };
     }
 
     public List<String> violations() {
@@ -74,6 +116,7 @@ public final class PinWatch {
         Watched(Iommu inner) {
             this.inner = inner;
             pinnedByIommu.put(this, new CopyOnWriteArrayList<>());
+            groupsByIommu.put(this, java.util.concurrent.ConcurrentHashMap.newKeySet());
         }
 
         @Override
@@ -115,6 +158,7 @@ public final class PinWatch {
         public void close() {
             inner.close();
             pinnedByIommu.get(this).clear();
+            groupsByIommu.get(this).clear();
         }
 
         @Override

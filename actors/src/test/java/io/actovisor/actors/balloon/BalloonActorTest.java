@@ -1,0 +1,114 @@
+package io.actovisor.actors.balloon;
+
+import static io.actovisor.actors.testing.ActorTree.PAGE;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.typesafe.config.ConfigFactory;
+import io.actovisor.actors.events.ActovisorEvent;
+import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.actors.testing.ActorTree;
+import io.actovisor.actors.vfio.VfioGroupActor;
+import io.actovisor.memory.testing.NativeRequirement;
+import java.time.Duration;
+import java.util.Optional;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.eventstream.EventStream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** The balloon's own protocol: targets, inhibit bookkeeping, and the unsafe override. */
+class BalloonActorTest {
+    private static ActorTestKit kit;
+
+    @BeforeAll
+    static void start() {
+        NativeRequirement.require("host memory (mmap, madvise)", io.actovisor.memory.sys.Posix.unavailabilityCause());
+        kit = ActorTestKit.create();
+    }
+
+    @AfterAll
+    static void stop() {
+        if (kit != null) {
+            kit.shutdownTestKit();
+        }
+    }
+
+    @Test
+    void settingsComeFromReferenceConf() {
+        assertEquals(BalloonSettings.DEFAULT, BalloonSettings.create(ConfigFactory.load()));
+        BalloonSettings unsafe = BalloonSettings.create(ConfigFactory.parseString(
+                "actovisor.balloon.unsafe-ignore-inhibitor = true").withFallback(ConfigFactory.load()));
+        assertTrue(unsafe.unsafeIgnoreInhibitor());
+    }
+
+    @Test
+    void targetsAreCheckedAndWatched() {
+        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
+            tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
+            TestProbe<Long> watcher = kit.createTestProbe();
+            tree.balloon.tell(new BalloonActor.WatchTarget(watcher.ref()));
+            assertEquals(0L, watcher.receiveMessage());
+            assertEquals(new BalloonActor.TargetSet(8 * PAGE), tree.ask(BalloonActor.TargetResult.class,
+                    r -> new BalloonActor.SetTarget(8 * PAGE, r), tree.balloon));
+            assertEquals(8 * PAGE, watcher.receiveMessage());
+            for (long bad : new long[] {-4096, 17 * PAGE, 100}) {
+                BalloonActor.TargetRefused refused = (BalloonActor.TargetRefused) tree.ask(
+                        BalloonActor.TargetResult.class, r -> new BalloonActor.SetTarget(bad, r), tree.balloon);
+                assertTrue(refused.reason().contains(Long.toString(bad)), refused.reason());
+            }
+            assertEquals(8 * PAGE, tree.balloonStatus().targetBytes());
+        }
+    }
+
+    @Test
+    void inhibitsArePerHolderAndReleasedWhenTheHolderStops() {
+        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
+            TestProbe<Object> holder = kit.createTestProbe();
+            TestProbe<BalloonActor.InhibitResult> replies = kit.createTestProbe();
+            tree.balloon.tell(new BalloonActor.Inhibit(holder.ref(), "test-holder", Optional.empty(), replies.ref()));
+            assertEquals(new BalloonActor.InhibitHeld("test-holder", 1), replies.receiveMessage());
+            tree.balloon.tell(new BalloonActor.Inhibit(holder.ref(), "test-holder", Optional.empty(), replies.ref()));
+            assertInstanceOf(BalloonActor.InhibitRefused.class, replies.receiveMessage());
+            TestProbe<Object> stranger = kit.createTestProbe();
+            tree.balloon.tell(new BalloonActor.Release(stranger.ref(), replies.ref()));
+            assertInstanceOf(BalloonActor.InhibitRefused.class, replies.receiveMessage());
+            holder.stop();
+            kit.createTestProbe().awaitAssert(Duration.ofSeconds(5), () -> {
+                assertEquals(0, tree.balloonStatus().inhibitors());
+                return null;
+            });
+        }
+    }
+
+    @Test
+    void unsafeIgnoreInhibitorDiscardsPinnedPagesLoudly() {
+        TestProbe<ActovisorEvent.UnsafeDiscard> unsafe = kit.createTestProbe();
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.UnsafeDiscard.class,
+                unsafe.ref()));
+        ActorTree[] holder = new ActorTree[1];
+        LoggingTestKit.warn("unsafe-ignore-inhibitor = true").expect(kit.system(), () -> {
+            holder[0] = new ActorTree(kit, 16, BalloonSettings.DEFAULT.withUnsafeIgnoreInhibitor(true));
+            return holder[0].balloonStatus();
+        });
+        try (ActorTree tree = holder[0]) {
+            tree.container("c0", 65535);
+            tree.group("g0", false);
+            tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
+            assertInstanceOf(VfioGroupActor.Attached.class, tree.attach("g0", "c0"));
+            tree.memory.writeLong(tree.memory.base().checkedAdd(2 * PAGE), 42);
+            BalloonActor.InflateResult result = tree.inflate(2);
+            assertEquals(1, result.pagesDiscarded());
+            assertEquals(0, tree.memory.readLong(tree.memory.base().checkedAdd(2 * PAGE)));
+            assertEquals(1, unsafe.receiveMessage().pages());
+            BalloonActor.BalloonStatus status = tree.balloonStatus();
+            assertEquals(1, status.unsafeDiscards());
+            assertTrue(status.unsafeIgnoreInhibitor());
+            assertEquals(1, tree.pins.violations().size(), "the pin watch sees the very bug the setting allows");
+        }
+    }
+}
