@@ -16,6 +16,13 @@ public final class Main {
             usage(out);
             return 0;
         }
+        switch (args[0]) {
+            case "status", "balloon", "vfio" -> {
+                return io.actovisor.vmm.cli.ClientCommands.run(args[0], args, out, err);
+            }
+            default -> {
+            }
+        }
         err.println("actovisor: unknown command '" + args[0] + "'");
         usage(err);
         return 2;
@@ -23,6 +30,9 @@ public final class Main {
 
     static void usage(PrintStream out) {
         out.println("usage: ./actovisor <command> [options]");
-        out.println("  help                 this text");
+        out.println("  help                                         this text");
+        out.println("  status  --api URL [--token T]                the VM's state and balloon");
+        out.println("  balloon --api URL --amount-mib N [--token T] set the balloon target");
+        out.println("  vfio attach|detach --api URL GROUP           hot-attach or detach a configured VFIO group");
     }
 }
