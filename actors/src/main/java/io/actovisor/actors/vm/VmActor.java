@@ -1,0 +1,290 @@
+package io.actovisor.actors.vm;
+
+import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.actors.vfio.VfioContainerActor;
+import io.actovisor.actors.vfio.VfioGroupActor;
+import io.actovisor.memory.HostMemory;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+
+/**
+ * One VM: it builds the actor tree of a {@link VmTopology}, owns its lifecycle (created, starting, running,
+ * paused, stopped) and its host memory, and tears everything down when it stops.
+ *
+ * <p>{@link Start} spawns the address space and commits the whole memory map as one commit, then the balloon, the
+ * VFIO containers and groups, and attaches the groups marked {@code attachAtStart} one by one. If any step fails,
+ * the VM answers {@link StartFailed} with that step's error and stops: children stop first, then the VM's
+ * {@code PostStop} closes the host memory, so a VM that failed to start leaves no pin, mapping or fd behind.
+ * {@link Shutdown} stops the VM the same way; watch the VM actor to learn when teardown is complete.
+ */
+public final class VmActor extends AbstractBehavior<VmActor.Command> {
+
+    /** What a VM accepts. */
+    public interface Command {
+    }
+
+    /** Build the tree and start the VM. */
+    public record Start(ActorRef<StartResult> replyTo) implements Command {
+    }
+
+    /** The outcome of {@link Start}. */
+    public sealed interface StartResult permits Started, StartFailed {
+    }
+
+    /** The VM runs; {@code components} are its actors. */
+    public record Started(String name, Components components) implements StartResult {
+    }
+
+    /** The VM could not start; it has stopped and released everything. */
+    public record StartFailed(String name, String reason) implements StartResult {
+    }
+
+    /** Pause the VM's vCPUs. */
+    public record Pause(ActorRef<ActionResult> replyTo) implements Command {
+    }
+
+    /** Resume the VM's vCPUs. */
+    public record Resume(ActorRef<ActionResult> replyTo) implements Command {
+    }
+
+    /** Stop the VM and release everything it holds; the actor stops when teardown is done. */
+    public record Shutdown(ActorRef<ActionResult> replyTo) implements Command {
+    }
+
+    /** The outcome of a lifecycle action. */
+    public sealed interface ActionResult permits ActionDone, ActionRefused {
+    }
+
+    /** The action took effect; {@code state} is the VM's state now. */
+    public record ActionDone(State state) implements ActionResult {
+    }
+
+    /** The action does not apply in the VM's state. */
+    public record ActionRefused(State state, String reason) implements ActionResult {
+    }
+
+    /** Ask for the VM's state and components. */
+    public record GetInfo(ActorRef<VmInfo> replyTo) implements Command {
+    }
+
+    /** A VM's lifecycle state. */
+    public enum State {
+        CREATED,
+        STARTING,
+        RUNNING,
+        PAUSED,
+        STOPPING
+    }
+
+    /** What a VM is and holds. */
+    public record VmInfo(String name, State state, long ramBytes, int regions, Optional<Components> components) {
+    }
+
+    /** The VM's actors, for management to talk to. */
+    public record Components(ActorRef<AddressSpaceActor.Command> memory,
+            Optional<ActorRef<BalloonActor.Command>> balloon,
+            Map<String, ActorRef<VfioContainerActor.Command>> containers,
+            Map<String, ActorRef<VfioGroupActor.Command>> groups) {
+        public Components {
+            containers = Map.copyOf(containers);
+            groups = Map.copyOf(groups);
+        }
+    }
+
+    private record Committed(AddressSpaceActor.CommitResult result) implements Command {
+    }
+
+    private record GroupAttached(String groupId, VfioGroupActor.AttachResult result) implements Command {
+    }
+
+    private record StepTimedOut(String step) implements Command {
+    }
+
+    /** How long one start step (the memory commit, one group attach) may take. */
+    public static final Duration STEP_TIMEOUT = Duration.ofSeconds(60);
+
+    private final VmTopology topology;
+    private State state = State.CREATED;
+    private ActorRef<StartResult> starter;
+    private ActorRef<AddressSpaceActor.Command> memory;
+    private Optional<ActorRef<BalloonActor.Command>> balloon = Optional.empty();
+    private final Map<String, ActorRef<VfioContainerActor.Command>> containers = new LinkedHashMap<>();
+    private final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
+    private final Deque<VmTopology.Group> toAttach = new ArrayDeque<>();
+    private boolean memoryClosed;
+
+    private VmActor(ActorContext<Command> context, VmTopology topology) {
+        super(context);
+        this.topology = topology;
+    }
+
+    /** A VM that will build {@code topology} when it receives {@link Start}; it owns the topology's memory. */
+    public static Behavior<Command> create(VmTopology topology) {
+        Objects.requireNonNull(topology, "topology");
+        return Behaviors.setup(context -> new VmActor(context, topology));
+    }
+
+    @Override
+    public Receive<Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(Start.class, this::onStart)
+                .onMessage(Committed.class, this::onCommitted)
+                .onMessage(GroupAttached.class, this::onGroupAttached)
+                .onMessage(StepTimedOut.class, this::onStepTimedOut)
+                .onMessage(Pause.class, this::onPause)
+                .onMessage(Resume.class, this::onResume)
+                .onMessage(Shutdown.class, this::onShutdown)
+                .onMessage(GetInfo.class, this::onGetInfo)
+                .onSignal(PostStop.class, signal -> onPostStop())
+                .build();
+    }
+
+    private Behavior<Command> onStart(Start start) {
+        if (state != State.CREATED) {
+            start.replyTo().tell(new StartFailed(topology.name(), "VM " + topology.name() + " was already started ("
+                    + state + ")"));
+            return this;
+        }
+        state = State.STARTING;
+        starter = start.replyTo();
+        memory = getContext().spawn(AddressSpaceActor.create(topology.name() + "-memory"), "memory");
+        List<AddressSpaceActor.RegionChange> changes = new ArrayList<>();
+        topology.regions().forEach(r -> changes.add(new AddressSpaceActor.AddRegion(r)));
+        getContext().ask(AddressSpaceActor.CommitResult.class, memory, STEP_TIMEOUT,
+                replyTo -> new AddressSpaceActor.Commit(changes, replyTo),
+                (result, failure) -> result != null ? new Committed(result) : new StepTimedOut("memory commit"));
+        return this;
+    }
+
+    private Behavior<Command> onCommitted(Committed committed) {
+        if (committed.result() instanceof AddressSpaceActor.CommitFailed failed) {
+            return failStart("the memory map was refused by " + failed.listener() + ": " + failed.reason());
+        }
+        topology.balloon().ifPresent(settings -> balloon = Optional.of(getContext().spawn(
+                BalloonActor.create(topology.name() + "-balloon", memory, settings), "balloon",
+                BalloonActor.DISPATCHER)));
+        for (VmTopology.Container c : topology.containers()) {
+            containers.put(c.name(), getContext().spawn(VfioContainerActor.create(c.name(), memory, c.backend()),
+                    "container-" + c.name(), VfioContainerActor.DISPATCHER));
+        }
+        ActorRef<BalloonActor.Command> inhibitTarget = balloon.orElseGet(() -> getContext().spawn(
+                BalloonActor.create(topology.name() + "-inhibitor", memory, io.actovisor.actors.balloon.BalloonSettings.DEFAULT),
+                "inhibitor", BalloonActor.DISPATCHER));
+        for (VmTopology.Group g : topology.groups()) {
+            groups.put(g.id(), getContext().spawn(VfioGroupActor.create(g.id(), g.balloonCompatible(),
+                    inhibitTarget), "group-" + g.id()));
+            if (g.attachAtStart()) {
+                toAttach.add(g);
+            }
+        }
+        return attachNext();
+    }
+
+    private Behavior<Command> attachNext() {
+        VmTopology.Group next = toAttach.poll();
+        if (next == null) {
+            state = State.RUNNING;
+            getContext().getLog().info("VM {} is running: {} bytes of RAM, {} containers, {} groups", topology.name(),
+                    topology.ramBytes(), containers.size(), groups.size());
+            starter.tell(new Started(topology.name(), components()));
+            starter = null;
+            return this;
+        }
+        ActorRef<VfioContainerActor.Command> container = containers.get(next.container());
+        getContext().ask(VfioGroupActor.AttachResult.class, groups.get(next.id()), STEP_TIMEOUT,
+                replyTo -> new VfioGroupActor.Attach(container, next.container(), replyTo),
+                (result, failure) -> result != null ? new GroupAttached(next.id(), result)
+                        : new StepTimedOut("attach of group " + next.id()));
+        return this;
+    }
+
+    private Behavior<Command> onGroupAttached(GroupAttached attached) {
+        if (attached.result() instanceof VfioGroupActor.AttachFailed failed) {
+            return failStart("VFIO group " + attached.groupId() + " could not attach: " + failed.reason());
+        }
+        return attachNext();
+    }
+
+    private Behavior<Command> onStepTimedOut(StepTimedOut timeout) {
+        if (state != State.STARTING) {
+            return this;
+        }
+        return failStart("the " + timeout.step() + " did not complete within " + STEP_TIMEOUT.toSeconds() + " s");
+    }
+
+    private Behavior<Command> failStart(String reason) {
+        getContext().getLog().error("VM {} failed to start: {}", topology.name(), reason);
+        starter.tell(new StartFailed(topology.name(), reason));
+        starter = null;
+        state = State.STOPPING;
+        return Behaviors.stopped();
+    }
+
+    private Behavior<Command> onPause(Pause pause) {
+        if (state != State.RUNNING) {
+            pause.replyTo().tell(new ActionRefused(state, "only a running VM can be paused; VM "
+                    + topology.name() + " is " + state));
+            return this;
+        }
+        state = State.PAUSED;
+        pause.replyTo().tell(new ActionDone(state));
+        return this;
+    }
+
+    private Behavior<Command> onResume(Resume resume) {
+        if (state != State.PAUSED) {
+            resume.replyTo().tell(new ActionRefused(state, "only a paused VM can be resumed; VM "
+                    + topology.name() + " is " + state));
+            return this;
+        }
+        state = State.RUNNING;
+        resume.replyTo().tell(new ActionDone(state));
+        return this;
+    }
+
+    private Behavior<Command> onShutdown(Shutdown shutdown) {
+        getContext().getLog().info("VM {} shutting down", topology.name());
+        state = State.STOPPING;
+        shutdown.replyTo().tell(new ActionDone(state));
+        if (starter != null) {
+            starter.tell(new StartFailed(topology.name(), "shut down while starting"));
+        }
+        return Behaviors.stopped();
+    }
+
+    private Behavior<Command> onGetInfo(GetInfo get) {
+        get.replyTo().tell(new VmInfo(topology.name(), state, topology.ramBytes(), topology.regions().size(),
+                state == State.RUNNING || state == State.PAUSED ? Optional.of(components()) : Optional.empty()));
+        return this;
+    }
+
+    private Components components() {
+        return new Components(memory, balloon, containers, groups);
+    }
+
+    /** Children have stopped (their IOMMUs closed, pins released) before this runs: now the memory can go. */
+    private Behavior<Command> onPostStop() {
+        if (!memoryClosed) {
+            memoryClosed = true;
+            topology.memory().forEach(HostMemory::close);
+            getContext().getLog().info("VM {} stopped; {} host memory blocks released", topology.name(),
+                    topology.memory().size());
+        }
+        return this;
+    }
+}

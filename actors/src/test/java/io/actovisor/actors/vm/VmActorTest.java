@@ -1,0 +1,97 @@
+package io.actovisor.actors.vm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.vfio.IommuBackend;
+import io.actovisor.actors.vfio.VfioContainerActor;
+import io.actovisor.memory.AddressRange;
+import io.actovisor.memory.GuestAddress;
+import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.MemoryRegion;
+import io.actovisor.memory.sys.ProcessResources;
+import io.actovisor.memory.testing.NativeRequirement;
+import java.time.Duration;
+import java.util.List;
+import java.util.Optional;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** A VM builds its tree, runs, and tears it down; a VM that cannot start leaves nothing behind. */
+class VmActorTest {
+    private static ActorTestKit kit;
+
+    @BeforeAll
+    static void start() {
+        NativeRequirement.require("host memory (mmap, madvise)", io.actovisor.memory.sys.Posix.unavailabilityCause());
+        kit = ActorTestKit.create();
+    }
+
+    @AfterAll
+    static void stop() {
+        if (kit != null) {
+            kit.shutdownTestKit();
+        }
+    }
+
+    private static VmTopology topology(String name, HostMemory ram, IommuBackend backend) {
+        return new VmTopology(name, List.of(ram), List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram)),
+                Optional.of(BalloonSettings.DEFAULT), List.of(new VmTopology.Container("c0", backend)),
+                List.of(new VmTopology.Group("7", "c0", false, true), new VmTopology.Group("8", "c0", false, false)));
+    }
+
+    @Test
+    void startsRunsAndShutsDownReleasingItsMemory() {
+        HostMemory ram = HostMemory.anonymous("vm-ram", 1 << 20);
+        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("vm1", ram, IommuBackend.model(65535))),
+                "vm1");
+        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        vm.tell(new VmActor.Start(started.ref()));
+        VmActor.Started ok = (VmActor.Started) started.receiveMessage(Duration.ofSeconds(10));
+
+        TestProbe<VfioContainerActor.State> container = kit.createTestProbe();
+        ok.components().containers().get("c0").tell(new VfioContainerActor.GetState(container.ref()));
+        VfioContainerActor.State state = container.receiveMessage();
+        assertEquals(List.of("7"), state.groups(), "only the group marked attach-at-start is attached");
+        assertEquals(List.of(AddressRange.of(0, 1 << 20)), state.mappings().stream().map(m -> m.iova()).toList());
+        TestProbe<BalloonActor.BalloonStatus> balloon = kit.createTestProbe();
+        ok.components().balloon().orElseThrow().tell(new BalloonActor.GetStatus(balloon.ref()));
+        assertEquals(1, balloon.receiveMessage().inhibitors());
+
+        TestProbe<VmActor.ActionResult> actions = kit.createTestProbe();
+        vm.tell(new VmActor.Resume(actions.ref()));
+        assertInstanceOf(VmActor.ActionRefused.class, actions.receiveMessage());
+        vm.tell(new VmActor.Pause(actions.ref()));
+        assertEquals(new VmActor.ActionDone(VmActor.State.PAUSED), actions.receiveMessage());
+        vm.tell(new VmActor.Resume(actions.ref()));
+        assertEquals(new VmActor.ActionDone(VmActor.State.RUNNING), actions.receiveMessage());
+        vm.tell(new VmActor.Shutdown(actions.ref()));
+        actions.receiveMessage();
+        actions.expectTerminated(vm, Duration.ofSeconds(10));
+        assertTrue(ram.isClosed(), "the VM closed its memory after its children stopped");
+    }
+
+    @Test
+    void aVmThatCannotStartLeavesNothingBehind() {
+        ProcessResources before = ProcessResources.snapshot();
+        HostMemory ram = HostMemory.anonymous("doomed-ram", 1 << 20);
+        IommuBackend refusing = IommuBackend.model(0);
+        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("vm2", ram, refusing)), "vm2");
+        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        vm.tell(new VmActor.Start(started.ref()));
+        VmActor.StartFailed failed = (VmActor.StartFailed) started.receiveMessage(Duration.ofSeconds(10));
+        assertTrue(failed.reason().contains("VFIO group 7"), failed.reason());
+        assertTrue(failed.reason().contains("max-mappings must be at least 1, was 0"), failed.reason());
+        started.expectTerminated(vm, Duration.ofSeconds(10));
+        assertTrue(ram.isClosed());
+        assertEquals(List.of(), ProcessResources.snapshot().mappingsOverlapping(ram.base().value(), ram.size()));
+        assertTrue(ProcessResources.snapshot().nativeFdsOpenedSince(before).isEmpty(), "no fd left open");
+    }
+}
