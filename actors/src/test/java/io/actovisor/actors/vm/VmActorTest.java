@@ -81,7 +81,9 @@ class VmActorTest {
     @Test
     void aVmThatCannotStartLeavesNothingBehind() {
         ProcessResources before = ProcessResources.snapshot();
-        HostMemory ram = HostMemory.anonymous("doomed-ram", 1 << 20);
+        // memfd-backed, so its mapping is named in /proc/self/maps and cannot be confused with a reused range.
+        HostMemory ram = HostMemory.shared("actovisor-doomed-ram", 1 << 20);
+        assertEquals(1, ProcessResources.snapshot().mappingsMentioning("actovisor-doomed-ram").size());
         IommuBackend refusing = IommuBackend.model(0);
         ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("vm2", ram, refusing)), "vm2");
         TestProbe<VmActor.StartResult> started = kit.createTestProbe();
@@ -91,7 +93,26 @@ class VmActorTest {
         assertTrue(failed.reason().contains("max-mappings must be at least 1, was 0"), failed.reason());
         started.expectTerminated(vm, Duration.ofSeconds(10));
         assertTrue(ram.isClosed());
-        assertEquals(List.of(), ProcessResources.snapshot().mappingsOverlapping(ram.base().value(), ram.size()));
+        assertEquals(List.of(), ProcessResources.snapshot().mappingsMentioning("actovisor-doomed-ram"));
+        assertTrue(ProcessResources.snapshot().nativeFdsOpenedSince(before).isEmpty(), "no fd left open");
+    }
+
+    @Test
+    void aVfioType1ContainerWithoutVfioFailsTheStartWithTheKernelsReason() {
+        org.junit.jupiter.api.Assumptions.assumeFalse(java.nio.file.Files.exists(java.nio.file.Path.of("/dev/vfio/5")),
+                "this host has /dev/vfio/5; the failure path needs a host without it");
+        ProcessResources before = ProcessResources.snapshot();
+        HostMemory ram = HostMemory.anonymous("vfio-ram", 1 << 20);
+        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(new VmTopology("vm3", List.of(ram),
+                List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram)), Optional.of(BalloonSettings.DEFAULT),
+                List.of(new VmTopology.Container("c0", IommuBackend.vfioType1())),
+                List.of(new VmTopology.Group("5", "c0", false, true)))), "vm3");
+        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        vm.tell(new VmActor.Start(started.ref()));
+        VmActor.StartFailed failed = (VmActor.StartFailed) started.receiveMessage(Duration.ofSeconds(10));
+        assertTrue(failed.reason().contains("group 5") && failed.reason().contains("vfio-type1"), failed.reason());
+        started.expectTerminated(vm, Duration.ofSeconds(10));
+        assertTrue(ram.isClosed());
         assertTrue(ProcessResources.snapshot().nativeFdsOpenedSince(before).isEmpty(), "no fd left open");
     }
 }
