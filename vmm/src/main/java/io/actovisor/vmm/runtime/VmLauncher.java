@@ -1,0 +1,136 @@
+package io.actovisor.vmm.runtime;
+
+import com.typesafe.config.Config;
+import io.actovisor.actors.vm.VmActor;
+import io.actovisor.actors.vm.VmTopology;
+import io.actovisor.vmm.api.ApiServer;
+import java.io.PrintStream;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.Terminated;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.http.javadsl.ServerBinding;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Runs one VM in its own actor system until it stops: start the VM, bind the management API, then wait for the
+ * guest to halt, a signal (SIGINT, SIGTERM) or an API shutdown, and tear everything down.
+ */
+public final class VmLauncher {
+    private static final Logger LOG = LoggerFactory.getLogger(VmLauncher.class);
+    private static final Duration ASK_TIMEOUT = Duration.ofSeconds(10);
+    private static final Duration START_TIMEOUT = Duration.ofMinutes(2);
+    private static final Duration TEARDOWN_TIMEOUT = Duration.ofSeconds(30);
+
+    /** Where and how the API listens. */
+    public record Api(boolean enabled, String host, int port, boolean allowRemote, Optional<String> token) {
+    }
+
+    private VmLauncher() {
+    }
+
+    /**
+     * Run {@code topology} until the VM stops. {@code out} gets what a user needs (the API address, the guest's
+     * console); errors go to {@code err}.
+     *
+     * @return 0 after a clean stop, 1 if the VM could not start or the API could not bind
+     */
+    public static int run(VmTopology topology, Map<String, String> groupContainers, Api api, Config config,
+            PrintStream out, PrintStream err) {
+        CompletableFuture<ActorRef<VmActor.Command>> vmRef = new CompletableFuture<>();
+        ActorSystem<Void> system = ActorSystem.create(guardian(topology, vmRef), "actovisor", config);
+        AtomicBoolean stopping = new AtomicBoolean();
+        Thread hook = new Thread(() -> {
+            if (stopping.compareAndSet(false, true)) {
+                LOG.info("Signal received: shutting down VM {}", topology.name());
+                vmRef.thenAccept(vm -> vm.tell(new VmActor.Shutdown(system.ignoreRef())));
+                awaitTermination(system);
+            }
+        }, "actovisor-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        try {
+            ActorRef<VmActor.Command> vm = vmRef.join();
+            VmActor.StartResult start = AskPattern.<VmActor.Command, VmActor.StartResult>ask(vm, VmActor.Start::new,
+                    START_TIMEOUT, system.scheduler()).toCompletableFuture().get(START_TIMEOUT.toMillis() + 1000,
+                    TimeUnit.MILLISECONDS);
+            if (start instanceof VmActor.StartFailed failed) {
+                err.println("actovisor run: VM " + topology.name() + " failed to start: " + failed.reason());
+                awaitTermination(system);
+                return 1;
+            }
+            VmActor.Components components = ((VmActor.Started) start).components();
+            out.println("VM " + topology.name() + " started");
+            if (api.enabled()) {
+                VmRuntime runtime = new VmRuntime(system, vm, components, groupContainers, ASK_TIMEOUT);
+                ServerBinding binding;
+                try {
+                    binding = ApiServer.bind(system, runtime, api.host(), api.port(), api.allowRemote(), api.token())
+                            .toCompletableFuture().get(30, TimeUnit.SECONDS);
+                } catch (java.util.concurrent.ExecutionException e) {
+                    err.println("actovisor run: cannot bind the API on " + api.host() + ":" + api.port() + ": "
+                            + e.getCause().getMessage());
+                    vm.tell(new VmActor.Shutdown(system.ignoreRef()));
+                    awaitTermination(system);
+                    return 1;
+                }
+                InetSocketAddress at = binding.localAddress();
+                out.println("API listening on http://" + at.getHostString() + ":" + at.getPort());
+            }
+            out.flush();
+            system.getWhenTerminated().toCompletableFuture().join();
+            out.println("VM " + topology.name() + " stopped");
+            return 0;
+        } catch (IllegalArgumentException e) {
+            err.println("actovisor run: " + e.getMessage());
+            system.terminate();
+            awaitTermination(system);
+            return 1;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return 1;
+        } catch (java.util.concurrent.ExecutionException | TimeoutException e) {
+            err.println("actovisor run: VM " + topology.name() + " did not start: " + e);
+            system.terminate();
+            awaitTermination(system);
+            return 1;
+        } finally {
+            if (!stopping.get()) {
+                try {
+                    Runtime.getRuntime().removeShutdownHook(hook);
+                } catch (IllegalStateException shuttingDown) {
+                    // The JVM is already exiting; the hook does the teardown.
+                }
+            }
+        }
+    }
+
+    /** The system's root: spawns the VM, and ends the system when the VM stops. */
+    private static Behavior<Void> guardian(VmTopology topology, CompletableFuture<ActorRef<VmActor.Command>> vmRef) {
+        return Behaviors.setup(context -> {
+            ActorRef<VmActor.Command> vm = context.spawn(VmActor.create(topology), "vm");
+            context.watch(vm);
+            vmRef.complete(vm);
+            // The VM stopped (guest halt, API shutdown, signal or failed start): so does the system.
+            return Behaviors.receive(Void.class).onSignal(Terminated.class, t -> Behaviors.stopped()).build();
+        });
+    }
+
+    private static void awaitTermination(ActorSystem<?> system) {
+        try {
+            system.getWhenTerminated().toCompletableFuture().get(TEARDOWN_TIMEOUT.toSeconds(), TimeUnit.SECONDS);
+        } catch (Exception e) {
+            LOG.error("The actor system did not terminate within {} s", TEARDOWN_TIMEOUT.toSeconds());
+        }
+    }
+}
