@@ -20,6 +20,10 @@ public final class Main {
             case "status", "balloon", "vfio" -> {
                 return io.actovisor.vmm.cli.ClientCommands.run(args[0], args, out, err);
             }
+            case "coherence-demo" -> {
+                return io.actovisor.vmm.coherence.CoherenceDemo.run(com.typesafe.config.ConfigFactory.load(), out,
+                        err);
+            }
             default -> {
             }
         }
@@ -31,6 +35,7 @@ public final class Main {
     static void usage(PrintStream out) {
         out.println("usage: ./actovisor <command> [options]");
         out.println("  help                                         this text");
+        out.println("  coherence-demo                               the seed's bug and its fix on real io_uring pins");
         out.println("  status  --api URL [--token T]                the VM's state and balloon");
         out.println("  balloon --api URL --amount-mib N [--token T] set the balloon target");
         out.println("  vfio attach|detach --api URL GROUP           hot-attach or detach a configured VFIO group");

@@ -1,0 +1,160 @@
+package io.actovisor.vmm.coherence;
+
+import com.typesafe.config.Config;
+import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.actors.vfio.IommuBackend;
+import io.actovisor.actors.vfio.VfioContainerActor;
+import io.actovisor.actors.vfio.VfioGroupActor;
+import io.actovisor.devices.coherence.CoherenceAudit;
+import io.actovisor.devices.coherence.CoherenceReport;
+import io.actovisor.devices.coherence.CpuView;
+import io.actovisor.devices.iommu.pinned.PinnedIommu;
+import io.actovisor.memory.AddressRange;
+import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.MemoryRegion;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.RecipientRef;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+
+/**
+ * The seed's scenario through the actor tree on the {@code pinned} backend (real long-term pins): a VFIO group is
+ * attached, the guest balloons pages out and back in and writes new data to them, and a coherence audit compares
+ * what the device reads through the IOMMU with what the CPU reads.
+ *
+ * <p>With the inhibitor honoured, the balloon skips the discard and the device keeps seeing what the CPU wrote.
+ * With {@code unsafe-ignore-inhibitor}, the discard runs under the pin: the CPU faults in new pages while the device
+ * keeps reading the old ones, exactly on the ballooned pages. Each run has its own actor system and memory and
+ * leaves nothing behind.
+ */
+public final class CoherenceScenario {
+    /** Guest RAM of the scenario, in 4 KiB pages. */
+    public static final int RAM_PAGES = 64;
+    /** Guest-physical base of guest RAM (= its IOVA). */
+    public static final long RAM_BASE = 0x10_0000;
+    /** The frames the guest inflates: pages 8 to 15 of RAM. */
+    public static final long[] INFLATED = {264, 265, 266, 267, 268, 269, 270, 271};
+    private static final long PAGE = 4096;
+    private static final Duration TIMEOUT = Duration.ofSeconds(20);
+
+    /**
+     * What one run showed.
+     *
+     * @param pagesDiscarded pages the balloon really discarded
+     * @param pagesSkipped   pages it did not discard because inhibited
+     * @param report         the audit after the guest wrote new data
+     * @param deviceByte     what the device reads at the first ballooned page
+     * @param cpuByte        what the CPU reads there
+     */
+    public record Outcome(String scenario, boolean unsafe, long pagesDiscarded, long pagesSkipped,
+            CoherenceReport report, byte deviceByte, byte cpuByte) {
+        /** Guest addresses of the pages the device and the CPU disagree on. */
+        public List<Long> incoherentPages() {
+            return report.incoherent().stream().map(CoherenceReport.IncoherentPage::guestAddress).toList();
+        }
+    }
+
+    private CoherenceScenario() {
+    }
+
+    /** Run one scenario: {@code unsafe} overrides the inhibitor. */
+    public static Outcome run(Config config, boolean unsafe) {
+        String name = unsafe ? "unsafe-ignore-inhibitor" : "inhibited";
+        ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "coherence-" + name, config);
+        HostMemory ram = HostMemory.anonymous("coherence-ram", RAM_PAGES * PAGE);
+        try {
+            return run(system, ram, name, unsafe);
+        } finally {
+            system.terminate();
+            try {
+                system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                throw new IllegalStateException("the scenario's actor system did not stop", e);
+            }
+            // Every actor (and with it the IOMMU and its pins) is gone: now the memory can go too.
+            ram.close();
+        }
+    }
+
+    private static Outcome run(ActorSystem<Void> system, HostMemory ram, String name, boolean unsafe) {
+        for (int p = 0; p < RAM_PAGES; p++) {
+            byte[] page = new byte[(int) PAGE];
+            Arrays.fill(page, (byte) 'A');
+            ram.write(ram.base().checkedAdd(p * PAGE), page);
+        }
+        ActorRef<AddressSpaceActor.Command> memory = system.systemActorOf(AddressSpaceActor.create("memory"),
+                "memory", org.apache.pekko.actor.typed.Props.empty());
+        ActorRef<BalloonActor.Command> balloon = system.systemActorOf(BalloonActor.create("balloon", memory,
+                BalloonSettings.DEFAULT.withUnsafeIgnoreInhibitor(unsafe)), "balloon", BalloonActor.DISPATCHER);
+        ActorRef<VfioContainerActor.Command> container = system.systemActorOf(VfioContainerActor.create("container",
+                memory, IommuBackend.shared(PinnedIommu.BACKEND, PinnedIommu::open)), "container",
+                VfioContainerActor.DISPATCHER);
+        ActorRef<VfioGroupActor.Command> group = system.systemActorOf(VfioGroupActor.create("dma-device", false,
+                balloon), "group", org.apache.pekko.actor.typed.Props.empty());
+
+        AddressSpaceActor.CommitResult committed = ask(system, memory, r -> new AddressSpaceActor.Commit(
+                List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", AddressRange.of(RAM_BASE,
+                        RAM_PAGES * PAGE), ram, 0))), r));
+        if (committed instanceof AddressSpaceActor.CommitFailed failed) {
+            throw new IllegalStateException("guest RAM was refused: " + failed.reason());
+        }
+        VfioGroupActor.AttachResult attached = ask(system, group, r -> new VfioGroupActor.Attach(container,
+                "container", r));
+        if (attached instanceof VfioGroupActor.AttachFailed failed) {
+            throw new IllegalStateException("the DMA device's group could not attach: " + failed.reason());
+        }
+        CpuView cpu = CpuView.of(List.of(ram));
+        CoherenceAudit.PfnLedger ledger = (CoherenceAudit.PfnLedger) withIommu(system, container,
+                iommu -> CoherenceAudit.PfnLedger.take(iommu.mappings(), cpu));
+
+        BalloonActor.InflateResult inflated = ask(system, balloon, r -> new BalloonActor.Inflate(INFLATED, r));
+        ask(system, balloon, (ActorRef<BalloonActor.DeflateResult> r) -> new BalloonActor.Deflate(INFLATED, r));
+        for (long frame : INFLATED) {
+            byte[] page = new byte[(int) PAGE];
+            Arrays.fill(page, (byte) 'B');
+            ram.write(ram.base().checkedAdd(frame * PAGE - RAM_BASE), page);
+        }
+        CoherenceReport report = (CoherenceReport) withIommu(system, container, iommu -> CoherenceAudit.audit(
+                iommu.mappings(), iommu.dmaPort().orElseThrow(), cpu, ledger));
+        long first = INFLATED[0] * PAGE;
+        VfioContainerActor.DmaResult read = ask(system, container, r -> new VfioContainerActor.DmaRead(first, 1, r));
+        if (read instanceof VfioContainerActor.DmaFailed failed) {
+            throw new IllegalStateException("the device could not read IOVA 0x" + Long.toHexString(first) + ": "
+                    + failed.reason());
+        }
+        byte deviceByte = ((byte[]) ((VfioContainerActor.DmaDone) read).value())[0];
+        byte cpuByte = ram.readByte(ram.base().checkedAdd(first - RAM_BASE));
+        return new Outcome(name, unsafe, inflated.pagesDiscarded(), inflated.pagesSkipped(), report, deviceByte,
+                cpuByte);
+    }
+
+    private static Object withIommu(ActorSystem<?> system, ActorRef<VfioContainerActor.Command> container,
+            VfioContainerActor.IommuWork work) {
+        VfioContainerActor.DmaResult result = ask(system, container, r -> new VfioContainerActor.WithIommu(work, r));
+        if (result instanceof VfioContainerActor.DmaFailed failed) {
+            throw new IllegalStateException(failed.reason());
+        }
+        return ((VfioContainerActor.DmaDone) result).value();
+    }
+
+    private static <Q, R> R ask(ActorSystem<?> system, RecipientRef<Q> to, Function<ActorRef<R>, Q> message) {
+        CompletionStage<R> answer = AskPattern.ask(to, message::apply, TIMEOUT, system.scheduler());
+        try {
+            return answer.toCompletableFuture().get(TIMEOUT.toMillis() + 1000, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted", e);
+        } catch (Exception e) {
+            throw new IllegalStateException("no answer from " + to + ": " + e, e);
+        }
+    }
+}
