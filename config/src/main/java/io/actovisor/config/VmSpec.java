@@ -1,0 +1,125 @@
+package io.actovisor.config;
+
+import io.actovisor.memory.AddressRange;
+import io.actovisor.memory.RegionKind;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+
+/**
+ * A validated VM definition: what {@code actovisor.vm} in HOCON describes, as immutable records. Produced by
+ * {@link VmSpecParser}, rendered back to HOCON by {@link VmSpecRenderer}; the VMM builds the VM from it.
+ */
+public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmware, Guest guest,
+        List<Container> containers, Balloon balloon, Devices devices, Api api) {
+
+    public VmSpec {
+        Objects.requireNonNull(name, "name");
+        memory = List.copyOf(memory);
+        containers = List.copyOf(containers);
+    }
+
+    /** How a RAM or ROM region's host memory is allocated. */
+    public enum Backing {
+        /** Anonymous private memory: discards are MADV_DONTNEED. */
+        ANONYMOUS,
+        /** A memfd, shareable: discards punch holes. */
+        MEMFD
+    }
+
+    /**
+     * One region of guest-physical memory.
+     *
+     * @param backing for RAM and ROM
+     * @param device  for MMIO: the device that answers
+     */
+    public record Region(String name, RegionKind kind, AddressRange range, Optional<Backing> backing, boolean readOnly,
+            Optional<String> device) {
+    }
+
+    /** The guest firmware: the image built into actovisor, or a file. */
+    public record Firmware(Optional<Path> file) {
+        public static final Firmware BUNDLED = new Firmware(Optional.empty());
+
+        public boolean bundled() {
+            return file.isEmpty();
+        }
+    }
+
+    /**
+     * What the bundled firmware runs.
+     *
+     * @param workloadMib how much guest memory the workload writes and checksums in each round
+     */
+    public record Guest(int workloadMib) {
+    }
+
+    /** The IOMMU backend of a container. */
+    public enum Backend {
+        MODEL("model"),
+        PINNED("pinned"),
+        VFIO_TYPE1("vfio-type1");
+
+        private final String configName;
+
+        Backend(String configName) {
+            this.configName = configName;
+        }
+
+        public String configName() {
+            return configName;
+        }
+    }
+
+    /** A VFIO container: one IOMMU context and its groups. */
+    public record Container(String name, Backend backend, int maxMappings, List<Group> groups) {
+        public Container {
+            groups = List.copyOf(groups);
+        }
+    }
+
+    /**
+     * A VFIO group.
+     *
+     * @param id                for {@code vfio-type1}, the number of {@code /dev/vfio/<id>}
+     * @param balloonCompatible the device pins on demand (a mediated device): it does not inhibit the balloon
+     * @param attachAtStart     attach when the VM starts (otherwise through the API)
+     */
+    public record Group(String id, boolean balloonCompatible, boolean attachAtStart) {
+    }
+
+    /**
+     * The balloon.
+     *
+     * @param initialTargetBytes       the target at start
+     * @param statsPollingInterval     how often the device asks the guest for statistics
+     * @param unsafeIgnoreInhibitor    discard even while VFIO groups pin guest RAM (reproduces data loss)
+     */
+    public record Balloon(boolean enabled, long initialTargetBytes, boolean deflateOnOom, Duration statsPollingInterval,
+            boolean unsafeIgnoreInhibitor) {
+    }
+
+    /**
+     * Emulated devices.
+     *
+     * @param serial whether the 16550 UART at 0x3f8 is present
+     * @param dma    the DMA engine, behind a VFIO group, if any
+     */
+    public record Devices(boolean serial, Optional<Dma> dma) {
+    }
+
+    /** The emulated DMA engine: its MMIO base and the group (so the container and IOMMU) it does DMA through. */
+    public record Dma(String group, long mmioBase) {
+    }
+
+    /** The management API. */
+    public record Api(boolean enabled, String host, int port, boolean allowRemote, Optional<String> token) {
+    }
+
+    /** Bytes of guest RAM. */
+    public long ramBytes() {
+        return memory.stream().filter(r -> r.kind() == RegionKind.RAM).mapToLong(r -> r.range().size()).sum();
+    }
+}
