@@ -20,6 +20,12 @@ public final class Main {
             case "status", "balloon", "vfio" -> {
                 return io.actovisor.vmm.cli.ClientCommands.run(args[0], args, out, err);
             }
+            case "run" -> {
+                return io.actovisor.vmm.runtime.RunCommand.run(args, out, err);
+            }
+            case "validate" -> {
+                return io.actovisor.vmm.runtime.RunCommand.validate(args, out, err);
+            }
             case "coherence-demo" -> {
                 return io.actovisor.vmm.coherence.CoherenceDemo.run(com.typesafe.config.ConfigFactory.load(), out,
                         err);
@@ -35,6 +41,8 @@ public final class Main {
     static void usage(PrintStream out) {
         out.println("usage: ./actovisor <command> [options]");
         out.println("  help                                         this text");
+        out.println("  run [FILE]                                   run a VM (the embedded default VM without FILE)");
+        out.println("  validate FILE                                print every error, or the normalized VM definition");
         out.println("  coherence-demo                               the seed's bug and its fix on real io_uring pins");
         out.println("  status  --api URL [--token T]                the VM's state and balloon");
         out.println("  balloon --api URL --amount-mib N [--token T] set the balloon target");
