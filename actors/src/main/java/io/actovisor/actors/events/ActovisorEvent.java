@@ -78,4 +78,12 @@ public sealed interface ActovisorEvent {
             holders = List.copyOf(holders);
         }
     }
+
+    /** The guest wrote a line to its serial console. */
+    record GuestConsoleLine(String device, String line) implements ActovisorEvent {
+    }
+
+    /** The guest reported a 64-bit value on the report port (e.g. a checksum). */
+    record GuestReported(long value) implements ActovisorEvent {
+    }
 }

@@ -189,6 +189,11 @@ public final class KvmVcpu implements AutoCloseable {
         }
     }
 
+    /** Whether an exit was requested and not yet cleared. */
+    public boolean exitRequested() {
+        return !closed && run.getByte(KvmAbi.RUN_IMMEDIATE_EXIT) != 0;
+    }
+
     /** Allow {@link #run()} to enter the guest again. */
     public void clearExitRequest() {
         run.putByte(KvmAbi.RUN_IMMEDIATE_EXIT, (byte) 0);
