@@ -21,6 +21,8 @@ struct boot_info {
 /* Report port: the guest writes the low then the high 32 bits of a 64-bit value; the high write delivers it. */
 #define REPORT_PORT_LOW  0x510
 #define REPORT_PORT_HIGH 0x514
+/* Delay port: a write of N makes the VMM answer after N milliseconds, so an idle guest does not spin. */
+#define DELAY_PORT 0x518
 #define COM1 0x3f8
 
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
@@ -31,6 +33,7 @@ static inline void mmio_write32(u64 addr, u32 v) { *(volatile u32 *)addr = v; }
 static inline u32 mmio_read32(u64 addr) { return *(volatile u32 *)addr; }
 static inline void mmio_write64(u64 addr, u64 v) { *(volatile u64 *)addr = v; }
 static inline u64 mmio_read64(u64 addr) { return *(volatile u64 *)addr; }
+static inline void sleep_ms_port(u64 ms) { outl(DELAY_PORT, (u32)ms); }
 static inline void halt(void) { for (;;) __asm__ volatile("cli; hlt"); }
 
 void serial_init(void);

@@ -49,11 +49,12 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
     }
 
     /**
-     * What the bundled firmware runs.
+     * What the firmware runs.
      *
+     * @param program     the firmware program vCPU 0 runs
      * @param workloadMib how much guest memory the workload writes and checksums in each round
      */
-    public record Guest(int workloadMib) {
+    public record Guest(String program, int workloadMib) {
     }
 
     /** The IOMMU backend of a container. */

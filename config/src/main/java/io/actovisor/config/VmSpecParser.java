@@ -40,7 +40,7 @@ public final class VmSpecParser {
     private static final Map<String, Set<String>> SCHEMA = Map.of(
             "vm", Set.of("name", "vcpus", "memory", "firmware", "guest", "vfio", "balloon", "devices", "api"),
             "region", Set.of("name", "kind", "base", "size", "backing", "read-only", "device"),
-            "guest", Set.of("workload-mib"),
+            "guest", Set.of("program", "workload-mib"),
             "vfio", Set.of("containers"),
             "container", Set.of("name", "backend", "max-mappings", "groups"),
             "group", Set.of("id", "balloon-compatible", "attach-at-start"),
@@ -127,6 +127,17 @@ public final class VmSpecParser {
         List<VmSpec.Region> memory = regions();
         VmSpec.Firmware firmware = firmware();
         int workload = intIn(ROOT + ".guest.workload-mib", 1, 1024);
+        String program = string(ROOT + ".guest.program");
+        if (program != null && !program.matches("[a-z0-9_-]{1,31}")) {
+            error(ROOT + ".guest.program", program, "must be a firmware program name: 1 to 31 lower-case letters, "
+                    + "digits, dashes or underscores");
+        }
+        long ramFromZero = memory.stream().filter(r -> r.kind() == RegionKind.RAM && r.range().base() == 0)
+                .mapToLong(r -> r.range().size()).findFirst().orElse(0);
+        if (ramFromZero > 0 && ((long) workload << 20) + (1L << 20) > ramFromZero) {
+            error(ROOT + ".guest.workload-mib", Integer.toString(workload), "the work area (from 1 MiB) must fit in "
+                    + "the RAM region at guest address 0 (" + (ramFromZero >> 20) + " MiB)");
+        }
         List<VmSpec.Container> containers = containers();
         VmSpec.Balloon balloon = balloon(memory);
         VmSpec.Devices devices = devices(containers, memory);
@@ -134,8 +145,8 @@ public final class VmSpecParser {
         if (!errors.isEmpty()) {
             throw new ConfigValidationException(errors);
         }
-        return new VmSpec(name, vcpus, memory, firmware, new VmSpec.Guest(workload), containers, balloon, devices,
-                api);
+        return new VmSpec(name, vcpus, memory, firmware, new VmSpec.Guest(program, workload), containers, balloon,
+                devices, api);
     }
 
     // --- unknown keys ---

@@ -1,6 +1,22 @@
 package io.actovisor.actors.vm;
 
 import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.kvm.DelayPortActor;
+import io.actovisor.actors.kvm.IoMap;
+import io.actovisor.actors.kvm.KvmMemoryActor;
+import io.actovisor.actors.kvm.ReportPortActor;
+import io.actovisor.actors.kvm.SerialActor;
+import io.actovisor.actors.kvm.VcpuActor;
+import io.actovisor.devices.kvm.BootLayout;
+import io.actovisor.devices.kvm.Kvm;
+import io.actovisor.devices.kvm.KvmVcpu;
+import io.actovisor.devices.kvm.KvmVm;
+import io.actovisor.devices.serial.Uart16550;
+import io.actovisor.memory.AddressRange;
+import io.actovisor.memory.FlatView;
+import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.RegionKind;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
@@ -99,10 +115,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public record Components(ActorRef<AddressSpaceActor.Command> memory,
             Optional<ActorRef<BalloonActor.Command>> balloon,
             Map<String, ActorRef<VfioContainerActor.Command>> containers,
-            Map<String, ActorRef<VfioGroupActor.Command>> groups) {
+            Map<String, ActorRef<VfioGroupActor.Command>> groups,
+            List<ActorRef<VcpuActor.Command>> vcpus) {
         public Components {
             containers = Map.copyOf(containers);
             groups = Map.copyOf(groups);
+            vcpus = List.copyOf(vcpus);
         }
     }
 
@@ -113,6 +131,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private record StepTimedOut(String step) implements Command {
+    }
+
+    private record SlotsSubscribed(AddressSpaceActor.SubscribeResult result) implements Command {
+    }
+
+    private record VcpuReported(VcpuActor.Event event) implements Command {
     }
 
     /** How long one start step (the memory commit, one group attach) may take. */
@@ -127,6 +151,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
     private final Deque<VmTopology.Group> toAttach = new ArrayDeque<>();
     private boolean memoryClosed;
+    private Kvm kvm;
+    private KvmVm kvmVm;
+    private final List<VcpuActor.Control> vcpus = new ArrayList<>();
 
     private VmActor(ActorContext<Command> context, VmTopology topology) {
         super(context);
@@ -146,6 +173,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(Committed.class, this::onCommitted)
                 .onMessage(GroupAttached.class, this::onGroupAttached)
                 .onMessage(StepTimedOut.class, this::onStepTimedOut)
+                .onMessage(SlotsSubscribed.class, this::onSlotsSubscribed)
+                .onMessage(VcpuReported.class, this::onVcpuReported)
                 .onMessage(Pause.class, this::onPause)
                 .onMessage(Resume.class, this::onResume)
                 .onMessage(Shutdown.class, this::onShutdown)
@@ -163,6 +192,29 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         state = State.STARTING;
         starter = start.replyTo();
         memory = getContext().spawn(AddressSpaceActor.create(topology.name() + "-memory"), "memory");
+        if (topology.guest().isPresent()) {
+            try {
+                kvm = Kvm.open();
+                kvmVm = kvm.createVm();
+            } catch (RuntimeException e) {
+                return failStart("cannot create the KVM VM: " + e.getMessage());
+            }
+            ActorRef<AddressSpaceActor.SubscribeResult> subscribed = getContext().messageAdapter(
+                    AddressSpaceActor.SubscribeResult.class, SlotsSubscribed::new);
+            getContext().spawn(KvmMemoryActor.create(kvmVm, memory, Optional.of(subscribed)), "kvm-memory");
+            return this;
+        }
+        return commitMemory();
+    }
+
+    private Behavior<Command> onSlotsSubscribed(SlotsSubscribed subscribed) {
+        if (subscribed.result() instanceof AddressSpaceActor.SubscribeFailed failed) {
+            return failStart("KVM memory slots could not subscribe: " + failed.reason());
+        }
+        return commitMemory();
+    }
+
+    private Behavior<Command> commitMemory() {
         List<AddressSpaceActor.RegionChange> changes = new ArrayList<>();
         topology.regions().forEach(r -> changes.add(new AddressSpaceActor.AddRegion(r)));
         getContext().ask(AddressSpaceActor.CommitResult.class, memory, STEP_TIMEOUT,
@@ -174,6 +226,15 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private Behavior<Command> onCommitted(Committed committed) {
         if (committed.result() instanceof AddressSpaceActor.CommitFailed failed) {
             return failStart("the memory map was refused by " + failed.listener() + ": " + failed.reason());
+        }
+        if (topology.guest().isPresent()) {
+            VmTopology.Guest guest = topology.guest().get();
+            try {
+                BootLayout.write(GuestMemory.of(FlatView.of(topology.regions())), guest.firmware(),
+                        new BootLayout.BootInfo(guest.program(), ramBelow4g(), guest.workBytes(), guest.args()));
+            } catch (RuntimeException e) {
+                return failStart("cannot lay out the guest's boot memory: " + e.getMessage());
+            }
         }
         topology.balloon().ifPresent(settings -> balloon = Optional.of(getContext().spawn(
                 BalloonActor.create(topology.name() + "-balloon", memory, settings), "balloon",
@@ -198,6 +259,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private Behavior<Command> attachNext() {
         VmTopology.Group next = toAttach.poll();
         if (next == null) {
+            if (topology.guest().isPresent()) {
+                try {
+                    startGuest(topology.guest().get());
+                } catch (RuntimeException e) {
+                    return failStart("cannot start the vCPUs: " + e.getMessage());
+                }
+            }
             state = State.RUNNING;
             getContext().getLog().info("VM {} is running: {} bytes of RAM, {} containers, {} groups", topology.name(),
                     topology.ramBytes(), containers.size(), groups.size());
@@ -211,6 +279,79 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 (result, failure) -> result != null ? new GroupAttached(next.id(), result)
                         : new StepTimedOut("attach of group " + next.id()));
         return this;
+    }
+
+    /** Bytes of RAM contiguous from guest-physical 0: what the firmware may assume. */
+    private long ramBelow4g() {
+        long end = 0;
+        for (var r : FlatView.of(topology.regions()).sections()) {
+            if (r.kind() == RegionKind.RAM && r.range().base() == end) {
+                end += r.range().size();
+            }
+        }
+        return end;
+    }
+
+    /** Spawn the port and MMIO devices, create the vCPUs in long mode and start vCPU 0. */
+    private void startGuest(VmTopology.Guest guest) {
+        List<IoMap.Entry> io = new ArrayList<>();
+        if (guest.serial()) {
+            io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(Uart16550.COM1, Uart16550.PORTS), "com1",
+                    getContext().spawn(SerialActor.create("com1"), "com1")));
+        }
+        io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(ReportPortActor.BASE, ReportPortActor.PORTS),
+                "reports", getContext().spawn(ReportPortActor.create(), "reports")));
+        io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(DelayPortActor.PORT, 4), "delay",
+                getContext().spawn(DelayPortActor.create(), "delay")));
+        Map<String, ActorRef<DeviceIo.Command>> devices = new LinkedHashMap<>();
+        for (VmTopology.Device d : topology.devices()) {
+            devices.put(d.name(), getContext().spawn(d.factory().apply(components()), "device-" + d.name()));
+        }
+        for (var region : topology.regions()) {
+            if (region.kind() == RegionKind.MMIO && region.device().isPresent()) {
+                ActorRef<DeviceIo.Command> device = devices.get(region.device().get());
+                if (device == null) {
+                    throw new IllegalStateException("MMIO region " + region.name() + " names device '"
+                            + region.device().get() + "', which the VM does not have (devices: " + devices.keySet()
+                            + ")");
+                }
+                io.add(new IoMap.Entry(DeviceIo.Space.MMIO, region.range(), region.device().get(), device));
+            }
+        }
+        IoMap map = new IoMap(io);
+        ActorRef<VcpuActor.Event> observer = getContext().messageAdapter(VcpuActor.Event.class, VcpuReported::new);
+        for (int id = 0; id < guest.vcpus(); id++) {
+            KvmVcpu vcpu = kvmVm.createVcpu(id);
+            try {
+                BootLayout.enterLongMode(vcpu, kvm.supportedCpuid());
+            } catch (RuntimeException e) {
+                vcpu.close();
+                throw e;
+            }
+            ActorRef<VcpuActor.Command> ref = getContext().spawn(VcpuActor.create(vcpu, map, observer), "vcpu-" + id,
+                    VcpuActor.DISPATCHER);
+            vcpus.add(new VcpuActor.Control(ref, vcpu));
+        }
+        vcpus.get(0).ref().tell(VcpuActor.Run.INSTANCE);
+        getContext().getLog().info("VM {}: vCPU 0 started the guest program '{}'", topology.name(), guest.program());
+    }
+
+    private Behavior<Command> onVcpuReported(VcpuReported reported) {
+        if (reported.event() instanceof VcpuActor.Halted halted) {
+            getContext().getLog().info("VM {}: the guest halted (vCPU {}); shutting down", topology.name(),
+                    halted.vcpu());
+        } else if (reported.event() instanceof VcpuActor.Failed failed) {
+            getContext().getLog().error("VM {}: vCPU {} failed: {}; shutting down", topology.name(), failed.vcpu(),
+                    failed.reason());
+        }
+        return stopAll();
+    }
+
+    /** Kick every vCPU out of KVM_RUN (their threads must be free to stop), then stop the VM and its children. */
+    private Behavior<Command> stopAll() {
+        state = State.STOPPING;
+        vcpus.forEach(VcpuActor.Control::stop);
+        return Behaviors.stopped();
     }
 
     private Behavior<Command> onGroupAttached(GroupAttached attached) {
@@ -231,8 +372,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         getContext().getLog().error("VM {} failed to start: {}", topology.name(), reason);
         starter.tell(new StartFailed(topology.name(), reason));
         starter = null;
-        state = State.STOPPING;
-        return Behaviors.stopped();
+        return stopAll();
     }
 
     private Behavior<Command> onPause(Pause pause) {
@@ -242,6 +382,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             return this;
         }
         state = State.PAUSED;
+        vcpus.forEach(v -> v.pause(getContext().getSystem().ignoreRef()));
         pause.replyTo().tell(new ActionDone(state));
         return this;
     }
@@ -253,6 +394,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             return this;
         }
         state = State.RUNNING;
+        if (!vcpus.isEmpty()) {
+            vcpus.get(0).resume(getContext().getSystem().ignoreRef());
+        }
         resume.replyTo().tell(new ActionDone(state));
         return this;
     }
@@ -264,7 +408,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         if (starter != null) {
             starter.tell(new StartFailed(topology.name(), "shut down while starting"));
         }
-        return Behaviors.stopped();
+        return stopAll();
     }
 
     private Behavior<Command> onGetInfo(GetInfo get) {
@@ -274,13 +418,20 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private Components components() {
-        return new Components(memory, balloon, containers, groups);
+        return new Components(memory, balloon, containers, groups, vcpus.stream().map(VcpuActor.Control::ref)
+                .toList());
     }
 
     /** Children have stopped (their IOMMUs closed, pins released) before this runs: now the memory can go. */
     private Behavior<Command> onPostStop() {
         if (!memoryClosed) {
             memoryClosed = true;
+            if (kvmVm != null) {
+                kvmVm.close();
+            }
+            if (kvm != null) {
+                kvm.close();
+            }
             topology.memory().forEach(HostMemory::close);
             getContext().getLog().info("VM {} stopped; {} host memory blocks released", topology.name(),
                     topology.memory().size());

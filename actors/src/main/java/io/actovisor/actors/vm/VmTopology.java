@@ -20,7 +20,8 @@ import java.util.Optional;
  * @param groups     VFIO groups; those with {@code attachAtStart} are attached before the VM reports it started
  */
 public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion> regions,
-        Optional<BalloonSettings> balloon, List<Container> containers, List<Group> groups) {
+        Optional<BalloonSettings> balloon, List<Container> containers, List<Group> groups, Optional<Guest> guest,
+        List<Device> devices) {
 
     public VmTopology {
         Objects.requireNonNull(name, "name");
@@ -29,6 +30,8 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
         Objects.requireNonNull(balloon, "balloon");
         containers = List.copyOf(containers);
         groups = List.copyOf(groups);
+        Objects.requireNonNull(guest, "guest");
+        devices = List.copyOf(devices);
         for (Group g : groups) {
             if (containers.stream().noneMatch(c -> c.name().equals(g.container()))) {
                 throw new IllegalArgumentException("group " + g.id() + " names container '" + g.container()
@@ -43,6 +46,35 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
 
     /** A VFIO group, the container it belongs to, and whether it pins on demand (balloon-compatible). */
     public record Group(String id, String container, boolean balloonCompatible, boolean attachAtStart) {
+    }
+
+    /** A topology without a guest on KVM: memory, VFIO and balloon only (tests of the host side). */
+    public VmTopology(String name, List<HostMemory> memory, List<MemoryRegion> regions,
+            Optional<BalloonSettings> balloon, List<Container> containers, List<Group> groups) {
+        this(name, memory, regions, balloon, containers, groups, Optional.empty(), List.of());
+    }
+
+    /**
+     * A guest on KVM: the firmware image (booted as {@code io.actovisor.devices.kvm.BootLayout} describes), the
+     * program it runs with its work area and arguments, the number of vCPUs (vCPU 0 runs the firmware; the others
+     * are created and stay parked, as the bundled firmware is single-processor), and whether COM1 is present.
+     */
+    public record Guest(byte[] firmware, String program, long workBytes, long[] args, int vcpus, boolean serial) {
+        public Guest {
+            firmware = firmware.clone();
+            args = args.clone();
+            if (vcpus < 1) {
+                throw new IllegalArgumentException("a guest needs at least one vCPU, got " + vcpus);
+            }
+        }
+    }
+
+    /**
+     * A device actor the VM spawns once its other actors exist (a DMA engine needs its container); MMIO regions
+     * whose {@code device} is {@code name} route to it.
+     */
+    public record Device(String name, java.util.function.Function<VmActor.Components,
+            org.apache.pekko.actor.typed.Behavior<io.actovisor.actors.device.DeviceIo.Command>> factory) {
     }
 
     /** Bytes of guest RAM (RAM regions only). */

@@ -1,6 +1,8 @@
 package io.actovisor.vmm.runtime;
 
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.dma.DmaEngineActor;
+import io.actovisor.devices.kvm.GuestFirmware;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.config.VmSpec;
@@ -58,7 +60,19 @@ public final class VmBuilder {
             Optional<BalloonSettings> balloon = spec.balloon().enabled()
                     ? Optional.of(balloonDefaults.withUnsafeIgnoreInhibitor(spec.balloon().unsafeIgnoreInhibitor()))
                     : Optional.empty();
-            return new VmTopology(spec.name(), memory, regions, balloon, containers, groups);
+            byte[] firmware = spec.firmware().file().map(GuestFirmware::load).orElseGet(GuestFirmware::bundled);
+            long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
+            VmTopology.Guest guest = new VmTopology.Guest(firmware, spec.guest().program(),
+                    (long) spec.guest().workloadMib() << 20, new long[] {1000, dmaBase}, spec.vcpus(),
+                    spec.devices().serial());
+            List<VmTopology.Device> devices = new ArrayList<>();
+            spec.devices().dma().ifPresent(dma -> {
+                String container = groupContainers(spec).get(dma.group());
+                devices.add(new VmTopology.Device("dma", components -> DmaEngineActor.create(
+                        components.containers().get(container))));
+            });
+            return new VmTopology(spec.name(), memory, regions, balloon, containers, groups, Optional.of(guest),
+                    devices);
         } catch (RuntimeException e) {
             memory.forEach(HostMemory::close);
             throw e;

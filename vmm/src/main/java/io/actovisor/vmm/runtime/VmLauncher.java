@@ -1,6 +1,7 @@
 package io.actovisor.vmm.runtime;
 
 import com.typesafe.config.Config;
+import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.vm.VmActor;
 import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.vmm.api.ApiServer;
@@ -17,6 +18,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.Terminated;
+import org.apache.pekko.actor.typed.eventstream.EventStream;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.http.javadsl.ServerBinding;
@@ -71,6 +73,7 @@ public final class VmLauncher {
             }
             VmActor.Components components = ((VmActor.Started) start).components();
             out.println("VM " + topology.name() + " started");
+            streamConsole(system, out);
             if (api.enabled()) {
                 VmRuntime runtime = new VmRuntime(system, vm, components, groupContainers, ASK_TIMEOUT);
                 ServerBinding binding;
@@ -113,6 +116,18 @@ public final class VmLauncher {
                 }
             }
         }
+    }
+
+    /** Print each line the guest writes to its console, as it arrives. */
+    private static void streamConsole(ActorSystem<?> system, PrintStream out) {
+        ActorRef<ActovisorEvent.GuestConsoleLine> printer = system.systemActorOf(
+                Behaviors.receive(ActovisorEvent.GuestConsoleLine.class).onMessage(
+                        ActovisorEvent.GuestConsoleLine.class, line -> {
+                            out.println(line.line());
+                            out.flush();
+                            return Behaviors.same();
+                        }).build(), "console", org.apache.pekko.actor.typed.Props.empty());
+        system.eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.GuestConsoleLine.class, printer));
     }
 
     /** The system's root: spawns the VM, and ends the system when the VM stops. */
