@@ -61,6 +61,17 @@ public final class VmLauncher {
             }
         }, "actovisor-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
+        // SIGINT and SIGTERM start an orderly shutdown; the main thread then returns and the process exits 0.
+        for (String name : new String[] {"INT", "TERM"}) {
+            try {
+                sun.misc.Signal.handle(new sun.misc.Signal(name), signal -> {
+                    LOG.info("SIG{} received: shutting down VM {}", name, topology.name());
+                    vmRef.thenAccept(vm -> vm.tell(new VmActor.Shutdown(system.ignoreRef())));
+                });
+            } catch (IllegalArgumentException unavailable) {
+                LOG.debug("cannot handle SIG{} here; the shutdown hook still tears down", name);
+            }
+        }
         try {
             ActorRef<VmActor.Command> vm = vmRef.join();
             VmActor.StartResult start = AskPattern.<VmActor.Command, VmActor.StartResult>ask(vm, VmActor.Start::new,

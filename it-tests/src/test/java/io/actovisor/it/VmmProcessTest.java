@@ -1,0 +1,183 @@
+package io.actovisor.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.actovisor.devices.kvm.Kvm;
+import io.actovisor.devices.uring.IoUring;
+import io.actovisor.memory.testing.NativeRequirement;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The VMM as a user runs it: a separate JVM running {@code io.actovisor.vmm.Main} (what {@code ./actovisor} runs),
+ * driven through its REST API and signals.
+ */
+class VmmProcessTest {
+    private static final Pattern API = Pattern.compile("API listening on (http://[0-9.]+:[0-9]+)");
+    private final HttpClient http = HttpClient.newHttpClient();
+    private final List<String> output = new ArrayList<>();
+    private final BlockingQueue<String> lines = new LinkedBlockingQueue<>();
+    private Process vmm;
+
+    @TempDir
+    Path dir;
+
+    @BeforeAll
+    static void requireNative() {
+        NativeRequirement.require("KVM", Kvm.unavailabilityCause());
+        NativeRequirement.require("io_uring (the default VM's pinned container)", IoUring.unavailabilityCause());
+    }
+
+    private Process launch(String... args) throws IOException {
+        List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
+                .toString(), "-cp", System.getProperty("java.class.path"), "io.actovisor.vmm.Main"));
+        command.addAll(List.of(args));
+        Process p = new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+        Thread reader = new Thread(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(),
+                    StandardCharsets.UTF_8))) {
+                for (String line; (line = r.readLine()) != null; ) {
+                    synchronized (output) {
+                        output.add(line);
+                    }
+                    lines.add(line);
+                }
+            } catch (IOException ignored) {
+                // The process ended.
+            }
+        }, "vmm-stdout");
+        reader.setDaemon(true);
+        reader.start();
+        return p;
+    }
+
+    /** The first line of the whole output so far (or to come) that matches {@code pattern}. */
+    private String awaitLine(Pattern pattern, Duration timeout) throws InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (System.nanoTime() < deadline) {
+            synchronized (output) {
+                for (String line : output) {
+                    if (pattern.matcher(line).find()) {
+                        return line;
+                    }
+                }
+            }
+            if (lines.poll(200, TimeUnit.MILLISECONDS) == null && !vmm.isAlive()) {
+                break;
+            }
+        }
+        throw new AssertionError("no line matching " + pattern + " within " + timeout + "; output: " + output());
+    }
+
+    private String output() {
+        synchronized (output) {
+            return String.join("\n", output);
+        }
+    }
+
+    private HttpResponse<String> send(String method, String url, String body) throws Exception {
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10));
+        b.method(method, body == null ? HttpRequest.BodyPublishers.noBody()
+                : HttpRequest.BodyPublishers.ofString(body));
+        if (body != null) {
+            b.header("Content-Type", "application/json");
+        }
+        return http.send(b.build(), HttpResponse.BodyHandlers.ofString());
+    }
+
+    @AfterEach
+    void killLeftovers() {
+        if (vmm != null && vmm.isAlive()) {
+            vmm.destroyForcibly();
+        }
+    }
+
+    @Test
+    void theDefaultVmRunsIsManagedThroughTheApiAndShutsDownCleanly() throws Exception {
+        vmm = launch("run");
+        Matcher api = API.matcher(awaitLine(API, Duration.ofSeconds(60)));
+        assertTrue(api.find());
+        String base = api.group(1);
+        awaitLine(Pattern.compile("hello from guest"), Duration.ofSeconds(30));
+        awaitLine(Pattern.compile("round 1: cpu ([0-9a-f]{16}) dma \\1 match"), Duration.ofSeconds(60));
+
+        HttpResponse<String> vm = send("GET", base + "/vm", null);
+        assertEquals(200, vm.statusCode());
+        assertTrue(vm.body().contains("\"state\" : \"RUNNING\""), vm.body());
+
+        HttpResponse<String> target = send("PATCH", base + "/balloon", "{\"amount_mib\": 8}");
+        assertEquals(200, target.statusCode(), target.body());
+        assertTrue(send("GET", base + "/balloon", null).body().contains("\"amount_mib\" : 8"));
+        String metrics = send("GET", base + "/metrics", null).body();
+        assertTrue(metrics.contains("actovisor_balloon_target_bytes 8388608"), metrics);
+        assertTrue(metrics.contains("actovisor_balloon_inhibitors 1"), metrics);
+        assertTrue(metrics.contains("actovisor_iommu_pinned_bytes{container=\"passthrough\"} 6.7108864E7")
+                || metrics.contains("actovisor_iommu_pinned_bytes{container=\"passthrough\"} 67108864"), metrics);
+
+        for (String bad : List.of("{\"amount_mib\": ", "{\"amount_mib\": 8, \"extra\": 1}", "{\"amount_mib\": -1}",
+                "{\"amount_mib\": 99999999999999999999}", "{\"amount_mib\": \"eight\"}", "{\"amount_mib\": 65}")) {
+            HttpResponse<String> refused = send("PATCH", base + "/balloon", bad);
+            assertEquals(400, refused.statusCode(), bad + " -> " + refused.body());
+            assertTrue(refused.body().contains("fault_message"), refused.body());
+            assertTrue(refused.body().contains("amount_mib") || refused.body().contains("extra")
+                    || refused.body().contains("JSON"), bad + " -> " + refused.body());
+        }
+        assertTrue(send("GET", base + "/vm", null).body().contains("RUNNING"), "the VM keeps running");
+        assertTrue(send("GET", base + "/balloon", null).body().contains("\"amount_mib\" : 8"),
+                "refused requests changed nothing");
+
+        assertEquals(204, send("PUT", base + "/actions", "{\"action_type\": \"Shutdown\"}").statusCode());
+        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS), "the VMM exits after an API shutdown");
+        assertEquals(0, vmm.exitValue(), output());
+        assertTrue(output().contains("VM default stopped"), output());
+    }
+
+    @Test
+    void sigtermStopsTheVmAndExitsZero() throws Exception {
+        vmm = launch("run");
+        awaitLine(API, Duration.ofSeconds(60));
+        vmm.destroy();
+        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS), "SIGTERM ends the VMM");
+        assertEquals(0, vmm.exitValue(), output());
+    }
+
+    @Test
+    void validateReportsEveryErrorOrTheNormalizedDefinition() throws Exception {
+        Path bad = Files.writeString(dir.resolve("bad.conf"), """
+                actovisor.vm {
+                  vcpus = many
+                  memory = [ { name = ram, base = 0, sise = 64 MiB } ]
+                  vfio.containers = [ { name = c, backend = nvlink } ]
+                }
+                """);
+        vmm = launch("validate", bad.toString());
+        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS));
+        assertEquals(2, vmm.exitValue());
+        Path good = Files.writeString(dir.resolve("good.conf"), "actovisor.vm { name = small, vcpus = 2 }");
+        vmm = launch("validate", good.toString());
+        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS));
+        assertEquals(0, vmm.exitValue());
+        assertTrue(output().contains("name = \"small\"") && output().contains("vcpus = 2"), output());
+    }
+}
