@@ -60,10 +60,10 @@ public final class ApiServer extends AllDirectives {
         try {
             loopback = InetAddress.getByName(host).isLoopbackAddress();
         } catch (UnknownHostException e) {
-            throw new IllegalArgumentException("api.bind: cannot resolve '" + host + "'");
+            throw new IllegalArgumentException("api.host: cannot resolve '" + host + "'");
         }
         if (!loopback && !(allowRemote && token.filter(t -> !t.isBlank()).isPresent())) {
-            throw new IllegalArgumentException("api.bind = '" + host + "' is not a loopback address; a remote "
+            throw new IllegalArgumentException("api.host = '" + host + "' is not a loopback address; a remote "
                     + "bind needs api.allow-remote = true and an api.token");
         }
     }
