@@ -200,7 +200,7 @@ class ApiServerTest {
     void a_remote_bind_needs_allow_remote_and_a_token() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> ApiServer.checkBind("0.0.0.0", false, Optional.empty()));
-        assertTrue(e.getMessage().startsWith("api.bind = '0.0.0.0' is not a loopback address"), e.getMessage());
+        assertTrue(e.getMessage().startsWith("api.host = '0.0.0.0' is not a loopback address"), e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> ApiServer.checkBind("0.0.0.0", true, Optional.empty()));
         ApiServer.checkBind("0.0.0.0", true, Optional.of("secret"));
         ApiServer.checkBind("127.0.0.1", false, Optional.empty());
