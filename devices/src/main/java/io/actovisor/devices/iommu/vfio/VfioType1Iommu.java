@@ -208,7 +208,7 @@ public final class VfioType1Iommu implements Iommu {
         try {
             container.mapDma(host.value(), iova.base(), iova.size(), flags);
         } catch (NativeException e) {
-            throw classify(e, iova, host, page);
+            throw classify(e, iova, host, page, table.size());
         }
         table.put(iova.base(), new DmaMapping(iova, host, permissions));
     }
@@ -276,13 +276,15 @@ public final class VfioType1Iommu implements Iommu {
     }
 
     /** The kernel's errno as the contract's kind; the message keeps the ioctl name and errno. */
-    static IommuException classify(NativeException e, AddressRange iova, HostAddress host, long page) {
+    static IommuException classify(NativeException e, AddressRange iova, HostAddress host, long page,
+            int mappings) {
         String what = "cannot map IOVA " + iova + " to host " + host + ": " + e.getMessage();
         return switch (e.errno()) {
             case Errno.EEXIST -> new IommuException(IommuException.Kind.OVERLAP, iova,
                     what + " (the range overlaps an existing mapping)", e);
             case Errno.ENOSPC -> new IommuException(IommuException.Kind.LIMIT, iova,
-                    what + " (the container holds as many mappings as type1's dma_entry_limit allows)", e);
+                    what + " (the container already holds " + mappings + " mappings, as many as type1's "
+                            + "dma_entry_limit allows)", e);
             case Errno.ENOMEM -> new IommuException(IommuException.Kind.PIN_FAILED, iova,
                     what + " (pinning would exceed RLIMIT_MEMLOCK; raise it with ulimit -l, see docs/vfio.md)", e);
             case Errno.EPERM, Errno.EFAULT -> new IommuException(IommuException.Kind.PIN_FAILED, iova,

@@ -350,7 +350,7 @@ class VfioType1IommuTest {
         // The pre-check uses the reported 4 KiB granularity; a kernel that insists on more answers EINVAL.
         assertEquals(IommuException.Kind.MISALIGNED,
                 VfioType1Iommu.classify(new NativeException("ioctl(VFIO_IOMMU_MAP_DMA)", Errno.EINVAL),
-                        AddressRange.of(0x1000, 0x1000), HostAddress.of(0x2000), 0x20_0000).kind());
+                        AddressRange.of(0x1000, 0x1000), HostAddress.of(0x2000), 0x20_0000, 0).kind());
     }
 
     @Test
