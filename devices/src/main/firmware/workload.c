@@ -1,10 +1,15 @@
-/* The default VM's guest. Forever: write a round-dependent pattern over the work area, checksum it with the CPU,
- * ask the DMA engine (if the VMM gave one, boot_info.args[1]) to checksum the same memory through the IOMMU, print
- * and report both, then sleep through the VMM's delay port (boot_info.args[0] ms, default 1000). */
+/* The default VM's guest. boot_info.args: [0] sleep between rounds in ms (default 1000), [1] the DMA engine's MMIO
+ * base (0: none), [2] the virtio-balloon's MMIO base (0: none).
+ * Forever: follow the balloon's target by giving up (or taking back) the first pages of the work area; write a
+ * round-dependent pattern over the pages it keeps; checksum them with the CPU and with the DMA engine (through the
+ * VFIO container's IOMMU); if the two differ, compare page by page and name the pages that differ; print and report;
+ * answer balloon statistics; sleep through the VMM's delay port. */
 #include "actovisor.h"
+#include "balloon.h"
 
 #define FNV_OFFSET 0xcbf29ce484222325UL
 #define FNV_PRIME  0x100000001b3UL
+#define PAGE 4096UL
 
 /* io.actovisor.devices.dma.DmaEngine: the register map. */
 #define DMA_ID 0x00
@@ -33,37 +38,82 @@ static u64 dma_checksum(u64 dma, u64 base, u64 size, int *ok)
     return *ok ? mmio_read64(dma + DMA_RESULT) : mmio_read64(dma + DMA_ERROR);
 }
 
+static u64 cpu_checksum(const u64 *words, u64 count)
+{
+    u64 hash = FNV_OFFSET;
+    for (u64 i = 0; i < count; i++)
+        hash = (hash ^ words[i]) * FNV_PRIME;
+    return hash;
+}
+
 static void workload(const struct boot_info *info)
 {
     printf("hello from guest\n");
-    u64 *words = (u64 *)info->work_base;
-    u64 count = info->work_size / 8;
+    u64 base = info->work_base;
+    u64 pages = info->work_size / PAGE;
     u64 sleep_ms = info->args[0] ? info->args[0] : 1000;
     u64 dma = info->args[1];
+    u64 held = 0;   /* pages at the start of the work area given to the balloon */
     if (dma && mmio_read64(dma + DMA_ID) != DMA_MAGIC) {
         printf("no DMA engine at %p\n", (void *)dma);
         dma = 0;
     }
+    int balloon = info->args[2] && balloon_init(info->args[2]);
     for (u64 round = 1;; round++) {
+        if (balloon) {
+            u64 target = balloon_target();
+            if (target > pages)
+                target = pages;
+            if (target > held) {
+                balloon_inflate(base / PAGE + held, target - held);
+                printf("balloon: inflated %lu pages (now %lu)\n", target - held, target);
+            } else if (target < held) {
+                balloon_deflate(base / PAGE + target, held - target);
+                printf("balloon: deflated %lu pages (now %lu)\n", held - target, target);
+            }
+            held = target;
+            balloon_set_actual(held);
+        }
+        u64 first = base + held * PAGE;
+        u64 *words = (u64 *)first;
+        u64 count = (pages - held) * PAGE / 8;
         for (u64 i = 0; i < count; i++)
             words[i] = (i * 0x9e3779b97f4a7c15UL) ^ (round << 32);
-        u64 hash = FNV_OFFSET;
-        for (u64 i = 0; i < count; i++)
-            hash = (hash ^ words[i]) * FNV_PRIME;
-        if (dma) {
+        u64 hash = cpu_checksum(words, count);
+        if (dma && count) {
             int ok;
-            u64 by_device = dma_checksum(dma, info->work_base, info->work_size, &ok);
-            if (!ok)
+            u64 by_device = dma_checksum(dma, first, count * 8, &ok);
+            u64 differ = 0;
+            if (!ok) {
                 printf("round %lu: cpu %016lx dma error %lu\n", round, hash, by_device);
-            else
-                printf("round %lu: cpu %016lx dma %016lx %s\n", round, hash, by_device,
-                       by_device == hash ? "match" : "MISMATCH");
+            } else if (by_device == hash) {
+                printf("round %lu: pages %lu balloon %lu cpu %016lx dma %016lx match\n", round, pages - held, held,
+                       hash, by_device);
+            } else {
+                printf("round %lu: pages %lu balloon %lu cpu %016lx dma %016lx MISMATCH\n", round, pages - held,
+                       held, hash, by_device);
+                for (u64 p = held; p < pages; p++) {
+                    u64 at = base + p * PAGE;
+                    u64 mine = cpu_checksum((const u64 *)at, PAGE / 8);
+                    u64 theirs = dma_checksum(dma, at, PAGE, &ok);
+                    if (mine != theirs) {
+                        if (differ < 16)
+                            printf("round %lu: page %p differs: cpu %016lx dma %016lx\n", round, (void *)at, mine,
+                                   theirs);
+                        differ++;
+                    }
+                }
+                printf("round %lu: %lu pages differ\n", round, differ);
+            }
             report(hash);
             report(by_device);
+            report(differ);
         } else {
-            printf("round %lu: cpu %016lx\n", round, hash);
+            printf("round %lu: pages %lu balloon %lu cpu %016lx\n", round, pages - held, held, hash);
             report(hash);
         }
+        if (balloon && balloon_stats_requested())
+            balloon_report_stats(info->ram_size, info->ram_size - base - (pages - held) * PAGE);
         sleep_ms_port(sleep_ms);
     }
 }

@@ -97,9 +97,10 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
      * @param initialTargetBytes       the target at start
      * @param statsPollingInterval     how often the device asks the guest for statistics
      * @param unsafeIgnoreInhibitor    discard even while VFIO groups pin guest RAM (reproduces data loss)
+     * @param mmioBase                 where the virtio-balloon device's registers are
      */
     public record Balloon(boolean enabled, long initialTargetBytes, boolean deflateOnOom, Duration statsPollingInterval,
-            boolean unsafeIgnoreInhibitor) {
+            boolean unsafeIgnoreInhibitor, long mmioBase) {
     }
 
     /**

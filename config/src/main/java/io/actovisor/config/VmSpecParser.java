@@ -45,7 +45,7 @@ public final class VmSpecParser {
             "container", Set.of("name", "backend", "max-mappings", "groups"),
             "group", Set.of("id", "balloon-compatible", "attach-at-start"),
             "balloon", Set.of("enabled", "initial-target", "deflate-on-oom", "stats-polling-interval",
-                    "unsafe-ignore-inhibitor"),
+                    "unsafe-ignore-inhibitor", "mmio-base"),
             "devices", Set.of("serial", "dma"),
             "dma", Set.of("enabled", "group", "mmio-base"),
             "api", Set.of("enabled", "host", "port", "allow-remote", "token"));
@@ -377,8 +377,14 @@ public final class VmSpecParser {
             error(at + ".stats-polling-interval", render(config, at + ".stats-polling-interval"),
                     "must be positive");
         }
+        OptionalLong base = address(config.getConfig(at), at, "mmio-base", null);
+        if (enabled && base.isPresent() && memory.stream().noneMatch(r -> r.kind() == RegionKind.MMIO
+                && r.range().base() == base.getAsLong() && r.device().orElse("").equals("balloon"))) {
+            error(at + ".mmio-base", hex(base.getAsLong()), "no mmio region with device = \"balloon\" starts there; "
+                    + "add one to memory");
+        }
         return new VmSpec.Balloon(enabled, target.orElse(0), bool(at + ".deflate-on-oom"), polling,
-                bool(at + ".unsafe-ignore-inhibitor"));
+                bool(at + ".unsafe-ignore-inhibitor"), base.orElse(0));
     }
 
     private VmSpec.Devices devices(List<VmSpec.Container> containers, List<VmSpec.Region> memory) {

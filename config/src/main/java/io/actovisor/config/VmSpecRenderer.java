@@ -53,6 +53,7 @@ public final class VmSpecRenderer {
                 .append("    deflate-on-oom = ").append(b.deflateOnOom()).append('\n')
                 .append("    stats-polling-interval = ").append(b.statsPollingInterval().toMillis()).append("ms\n")
                 .append("    unsafe-ignore-inhibitor = ").append(b.unsafeIgnoreInhibitor()).append('\n')
+                .append("    mmio-base = \"0x").append(Long.toHexString(b.mmioBase())).append("\"\n")
                 .append("  }\n");
         out.append("  devices {\n    serial = ").append(spec.devices().serial()).append('\n');
         spec.devices().dma().ifPresentOrElse(d -> out.append("    dma { enabled = true, group = ")

@@ -69,6 +69,7 @@ class VmSpecParserTest {
                     { name = bios, kind = rom, base = "0xfff00000", size = 1 MiB }
                     { name = hole, kind = reserved, base = "0xe0000000", size = 64 KiB }
                     { name = mmio, kind = mmio, base = "0xd0000000", size = 4 KiB, device = dma }
+                    { name = bal, kind = mmio, base = "0xd0001000", size = 4 KiB, device = balloon }
                   ]
                   vfio.containers = [
                     { name = a, backend = pinned, max-mappings = 100, groups = [ { id = g1 }, { id = g2,
@@ -156,12 +157,22 @@ class VmSpecParserTest {
 
     @Test
     void balloonAndApiRules() {
-        ConfigError target = only("actovisor.vm.balloon { enabled = true, initial-target = 128 MiB }");
+        ConfigError target = only("""
+                actovisor.vm.memory = [ { name = ram, base = 0, size = 64 MiB }, { name = b, kind = mmio,
+                  base = "0xd0001000", size = 4 KiB, device = balloon } ]
+                actovisor.vm.balloon { enabled = true, initial-target = 128 MiB }""");
         assertEquals("actovisor.vm.balloon.initial-target", target.path());
         assertTrue(target.message().contains("64 MiB"), target.message());
         List<ConfigError> api = errors("actovisor.vm.api { host = \"0.0.0.0\", allow-remote = true }");
         assertTrue(api.stream().anyMatch(e -> e.path().equals("actovisor.vm.api.host")), api.toString());
         assertTrue(api.stream().anyMatch(e -> e.path().equals("actovisor.vm.api.allow-remote")), api.toString());
+    }
+
+    @Test
+    void anEnabledBalloonNeedsItsMmioRegion() {
+        ConfigError e = only("actovisor.vm.balloon.enabled = true");
+        assertEquals("actovisor.vm.balloon.mmio-base", e.path());
+        assertEquals("0xd0001000", e.value());
     }
 
     @Test

@@ -116,11 +116,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             Optional<ActorRef<BalloonActor.Command>> balloon,
             Map<String, ActorRef<VfioContainerActor.Command>> containers,
             Map<String, ActorRef<VfioGroupActor.Command>> groups,
-            List<ActorRef<VcpuActor.Command>> vcpus) {
+            List<ActorRef<VcpuActor.Command>> vcpus,
+            Map<String, ActorRef<DeviceIo.Command>> devices) {
         public Components {
             containers = Map.copyOf(containers);
             groups = Map.copyOf(groups);
             vcpus = List.copyOf(vcpus);
+            devices = Map.copyOf(devices);
         }
     }
 
@@ -154,6 +156,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private Kvm kvm;
     private KvmVm kvmVm;
     private final List<VcpuActor.Control> vcpus = new ArrayList<>();
+    private final Map<String, ActorRef<DeviceIo.Command>> devices = new LinkedHashMap<>();
 
     private VmActor(ActorContext<Command> context, VmTopology topology) {
         super(context);
@@ -303,7 +306,6 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 "reports", getContext().spawn(ReportPortActor.create(), "reports")));
         io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(DelayPortActor.PORT, 4), "delay",
                 getContext().spawn(DelayPortActor.create(), "delay")));
-        Map<String, ActorRef<DeviceIo.Command>> devices = new LinkedHashMap<>();
         for (VmTopology.Device d : topology.devices()) {
             devices.put(d.name(), getContext().spawn(d.factory().apply(components()), "device-" + d.name()));
         }
@@ -419,7 +421,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
     private Components components() {
         return new Components(memory, balloon, containers, groups, vcpus.stream().map(VcpuActor.Control::ref)
-                .toList());
+                .toList(), devices);
     }
 
     /** Children have stopped (their IOMMUs closed, pins released) before this runs: now the memory can go. */

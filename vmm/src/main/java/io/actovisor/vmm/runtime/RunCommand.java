@@ -57,7 +57,8 @@ public final class RunCommand {
         out.println("actovisor: starting VM " + spec.name() + " (" + (spec.ramBytes() >> 20) + " MiB RAM, "
                 + spec.containers().size() + " VFIO containers)");
         return VmLauncher.run(topology, VmBuilder.groupContainers(spec), new VmLauncher.Api(spec.api().enabled(),
-                spec.api().host(), spec.api().port(), spec.api().allowRemote(), spec.api().token()), config, out, err);
+                spec.api().host(), spec.api().port(), spec.api().allowRemote(), spec.api().token()),
+                spec.balloon().initialTargetBytes(), config, out, err);
     }
 
     private static void printErrors(String what, ConfigValidationException e, PrintStream err) {

@@ -1,7 +1,10 @@
 package io.actovisor.vmm.runtime;
 
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.balloon.VirtioBalloonActor;
 import io.actovisor.actors.dma.DmaEngineActor;
+import io.actovisor.memory.FlatView;
+import io.actovisor.memory.GuestMemory;
 import io.actovisor.devices.kvm.GuestFirmware;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vm.VmTopology;
@@ -26,6 +29,11 @@ public final class VmBuilder {
 
     /** The topology of {@code spec}; the caller (the VM actor) owns the memory from here on. */
     public static VmTopology topology(VmSpec spec, BalloonSettings balloonDefaults) {
+        return topology(spec, balloonDefaults, 1000);
+    }
+
+    /** As {@link #topology(VmSpec, BalloonSettings)}, with the workload sleeping {@code roundMillis} per round. */
+    public static VmTopology topology(VmSpec spec, BalloonSettings balloonDefaults, long roundMillis) {
         List<HostMemory> memory = new ArrayList<>();
         try {
             List<MemoryRegion> regions = new ArrayList<>();
@@ -62,10 +70,17 @@ public final class VmBuilder {
                     : Optional.empty();
             byte[] firmware = spec.firmware().file().map(GuestFirmware::load).orElseGet(GuestFirmware::bundled);
             long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
+            long balloonBase = spec.balloon().enabled() ? spec.balloon().mmioBase() : 0;
             VmTopology.Guest guest = new VmTopology.Guest(firmware, spec.guest().program(),
-                    (long) spec.guest().workloadMib() << 20, new long[] {1000, dmaBase}, spec.vcpus(),
-                    spec.devices().serial());
+                    (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase},
+                    spec.vcpus(), spec.devices().serial());
             List<VmTopology.Device> devices = new ArrayList<>();
+            if (spec.balloon().enabled()) {
+                GuestMemory guestMemory = GuestMemory.of(FlatView.of(regions));
+                devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(guestMemory,
+                        components.balloon().orElseThrow(), spec.balloon().deflateOnOom(),
+                        spec.balloon().statsPollingInterval())));
+            }
             spec.devices().dma().ifPresent(dma -> {
                 String container = groupContainers(spec).get(dma.group());
                 devices.add(new VmTopology.Device("dma", components -> DmaEngineActor.create(

@@ -48,8 +48,8 @@ public final class VmLauncher {
      *
      * @return 0 after a clean stop, 1 if the VM could not start or the API could not bind
      */
-    public static int run(VmTopology topology, Map<String, String> groupContainers, Api api, Config config,
-            PrintStream out, PrintStream err) {
+    public static int run(VmTopology topology, Map<String, String> groupContainers, Api api,
+            long initialTargetBytes, Config config, PrintStream out, PrintStream err) {
         CompletableFuture<ActorRef<VmActor.Command>> vmRef = new CompletableFuture<>();
         ActorSystem<Void> system = ActorSystem.create(guardian(topology, vmRef), "actovisor", config);
         AtomicBoolean stopping = new AtomicBoolean();
@@ -85,6 +85,10 @@ public final class VmLauncher {
             VmActor.Components components = ((VmActor.Started) start).components();
             out.println("VM " + topology.name() + " started");
             streamConsole(system, out);
+            if (initialTargetBytes > 0 && components.balloon().isPresent()) {
+                components.balloon().get().tell(new io.actovisor.actors.balloon.BalloonActor.SetTarget(
+                        initialTargetBytes, system.ignoreRef()));
+            }
             if (api.enabled()) {
                 VmRuntime runtime = new VmRuntime(system, vm, components, groupContainers, ASK_TIMEOUT);
                 ServerBinding binding;

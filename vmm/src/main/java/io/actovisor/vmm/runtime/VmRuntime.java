@@ -1,6 +1,7 @@
 package io.actovisor.vmm.runtime;
 
 import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.balloon.VirtioBalloonActor;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
@@ -149,8 +150,22 @@ public final class VmRuntime implements VmManagement {
 
     @Override
     public CompletionStage<Map<String, Object>> balloonStatistics() {
-        return CompletableFuture.failedFuture(ApiException.notFound("no balloon statistics: the guest's "
-                + "virtio-balloon driver has not reported any"));
+        ActorRef<io.actovisor.actors.device.DeviceIo.Command> device = components.devices().get("balloon");
+        if (device == null) {
+            return CompletableFuture.failedFuture(ApiException.notFound("this VM has no virtio-balloon device"));
+        }
+        CompletionStage<VirtioBalloonActor.Statistics> stats = ask(device, VirtioBalloonActor.GetStatistics::new);
+        return stats.thenApply(s -> {
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("target_pages", s.targetPages());
+            out.put("actual_pages", s.actualPages());
+            out.put("inflate_count", s.inflateCount());
+            out.put("deflate_count", s.deflateCount());
+            out.put("stats_updates", s.statsUpdates());
+            out.put("event_fails", s.eventFails());
+            s.latest().ifPresent(latest -> out.putAll(latest.values()));
+            return out;
+        });
     }
 
     @Override

@@ -1,0 +1,213 @@
+package io.actovisor.actors.balloon;
+
+import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.devices.balloon.BalloonStatistics;
+import io.actovisor.devices.balloon.VirtioBalloon;
+import io.actovisor.devices.virtio.VirtioException;
+import io.actovisor.devices.virtio.VirtioMmio;
+import io.actovisor.devices.virtio.Virtqueue;
+import io.actovisor.memory.GuestAddress;
+import io.actovisor.memory.GuestMemory;
+import java.io.ByteArrayOutputStream;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.StashBuffer;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+
+/**
+ * The guest-facing virtio-balloon device (virtio-mmio, polled): it answers the driver's MMIO, passes inflated and
+ * deflated frames to the {@link BalloonActor} (which decides whether to discard: the inhibitor), mirrors the
+ * balloon's target into {@code num_pages}, and collects the guest's statistics. A notify of the inflate or deflate
+ * queue completes only when the balloon has handled the frames, so when the driver's write returns, its buffers
+ * are back in the used ring. Malformed driver input puts the device in DEVICE_NEEDS_RESET with a logged reason.
+ */
+public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command> {
+    /** Ask for the latest statistics and the device's counters. */
+    public record GetStatistics(ActorRef<Statistics> replyTo) implements DeviceIo.Command {
+    }
+
+    /**
+     * Statistics and counters, Firecracker style.
+     *
+     * @param latest      the guest's last report, if any
+     * @param eventFails  driver contract violations (each put the device in DEVICE_NEEDS_RESET)
+     */
+    public record Statistics(Optional<BalloonStatistics> latest, long inflateCount, long deflateCount,
+            long statsUpdates, long eventFails, long targetPages, long actualPages) {
+    }
+
+    private record TargetChanged(long bytes) implements DeviceIo.Command {
+    }
+
+    private record BalloonDone(List<Integer> heads, int queue, ActorRef<DeviceIo.Result> replyTo)
+            implements DeviceIo.Command {
+    }
+
+    private enum RequestStatistics implements DeviceIo.Command {
+        INSTANCE
+    }
+
+    private static final int FRAME = 4096;
+
+    private final ActorRef<BalloonActor.Command> balloon;
+    private final VirtioBalloon device;
+    private final VirtioMmio mmio;
+    private final StashBuffer<DeviceIo.Command> stash;
+    private boolean busy;
+    private Optional<Integer> statsHead = Optional.empty();
+    private Optional<BalloonStatistics> latest = Optional.empty();
+    private long inflateCount;
+    private long deflateCount;
+    private long statsUpdates;
+
+    private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemory memory,
+            ActorRef<BalloonActor.Command> balloon, boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash) {
+        super(context);
+        this.balloon = balloon;
+        this.device = new VirtioBalloon(deflateOnOom);
+        this.mmio = new VirtioMmio("virtio-balloon", device, memory);
+        this.stash = stash;
+        balloon.tell(new BalloonActor.WatchTarget(context.messageAdapter(Long.class, TargetChanged::new)));
+    }
+
+    /**
+     * A virtio-balloon over {@code memory} feeding {@code balloon}; it asks the guest for statistics every
+     * {@code statsInterval}.
+     */
+    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+            boolean deflateOnOom, Duration statsInterval) {
+        return Behaviors.withStash(1000, stash -> Behaviors.withTimers(timers -> {
+            startStatsTimer(timers, statsInterval);
+            return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, deflateOnOom, stash));
+        }));
+    }
+
+    private static void startStatsTimer(TimerScheduler<DeviceIo.Command> timers, Duration interval) {
+        timers.startTimerWithFixedDelay("stats", RequestStatistics.INSTANCE, interval);
+    }
+
+    @Override
+    public Receive<DeviceIo.Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(DeviceIo.Read.class, this::onRead)
+                .onMessage(DeviceIo.Write.class, this::onWrite)
+                .onMessage(BalloonDone.class, this::onBalloonDone)
+                .onMessage(TargetChanged.class, this::onTargetChanged)
+                .onMessageEquals(RequestStatistics.INSTANCE, this::onRequestStatistics)
+                .onMessage(GetStatistics.class, this::onGetStatistics)
+                .build();
+    }
+
+    private Behavior<DeviceIo.Command> onRead(DeviceIo.Read read) {
+        if (busy) {
+            stash.stash(read);
+            return this;
+        }
+        read.replyTo().tell(new DeviceIo.Completed(mmio.read((int) read.offset(), read.size())));
+        return this;
+    }
+
+    private Behavior<DeviceIo.Command> onWrite(DeviceIo.Write write) {
+        if (busy) {
+            stash.stash(write);
+            return this;
+        }
+        Optional<Integer> notified = mmio.write((int) write.offset(), write.size(), write.value());
+        if (notified.isEmpty()) {
+            write.replyTo().tell(new DeviceIo.Completed(0));
+            return this;
+        }
+        try {
+            process(notified.get(), write.replyTo());
+        } catch (VirtioException e) {
+            mmio.fail(e.getMessage());
+            write.replyTo().tell(new DeviceIo.Completed(0));
+        }
+        return this;
+    }
+
+    private void process(int queue, ActorRef<DeviceIo.Result> replyTo) {
+        Virtqueue q = mmio.queue(queue).orElseThrow();
+        GuestMemory memory = mmio.memory();
+        if (queue == VirtioBalloon.STATS_QUEUE) {
+            Optional<Virtqueue.Chain> chain = q.pop(memory);
+            if (chain.isPresent()) {
+                latest = Optional.of(BalloonStatistics.parse(readable(memory, chain.get())));
+                statsUpdates++;
+                statsHead = Optional.of(chain.get().head());
+            }
+            replyTo.tell(new DeviceIo.Completed(0));
+            return;
+        }
+        List<Integer> heads = new ArrayList<>();
+        ByteArrayOutputStream frames = new ByteArrayOutputStream();
+        for (Optional<Virtqueue.Chain> c = q.pop(memory); c.isPresent(); c = q.pop(memory)) {
+            heads.add(c.get().head());
+            frames.writeBytes(readable(memory, c.get()));
+        }
+        long[] pfns = VirtioBalloon.frames(frames.toByteArray());
+        busy = true;
+        if (queue == VirtioBalloon.INFLATE_QUEUE) {
+            inflateCount++;
+            getContext().ask(BalloonActor.InflateResult.class, balloon, Duration.ofSeconds(30),
+                    r -> new BalloonActor.Inflate(pfns, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
+        } else {
+            deflateCount++;
+            getContext().ask(BalloonActor.DeflateResult.class, balloon, Duration.ofSeconds(30),
+                    r -> new BalloonActor.Deflate(pfns, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
+        }
+    }
+
+    private static byte[] readable(GuestMemory memory, Virtqueue.Chain chain) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        for (Virtqueue.Descriptor d : chain.descriptors()) {
+            if (!d.deviceWrites() && d.length() > 0) {
+                out.writeBytes(memory.read(new GuestAddress(d.address()), d.length()));
+            }
+        }
+        return out.toByteArray();
+    }
+
+    private Behavior<DeviceIo.Command> onBalloonDone(BalloonDone done) {
+        Virtqueue q = mmio.queue(done.queue()).orElse(null);
+        if (q != null) {
+            done.heads().forEach(head -> q.push(mmio.memory(), head, 0));
+            mmio.raise(VirtioMmio.INT_USED_BUFFER);
+        }
+        done.replyTo().tell(new DeviceIo.Completed(0));
+        busy = false;
+        return stash.unstashAll(this);
+    }
+
+    private Behavior<DeviceIo.Command> onTargetChanged(TargetChanged changed) {
+        if (device.setTargetPages(changed.bytes() / FRAME)) {
+            mmio.configChanged();
+        }
+        return this;
+    }
+
+    private Behavior<DeviceIo.Command> onRequestStatistics() {
+        if (statsHead.isPresent() && mmio.live()) {
+            mmio.queue(VirtioBalloon.STATS_QUEUE).ifPresent(q -> {
+                q.push(mmio.memory(), statsHead.get(), 0);
+                mmio.raise(VirtioMmio.INT_USED_BUFFER);
+            });
+            statsHead = Optional.empty();
+        }
+        return this;
+    }
+
+    private Behavior<DeviceIo.Command> onGetStatistics(GetStatistics get) {
+        get.replyTo().tell(new Statistics(latest, inflateCount, deflateCount, statsUpdates, mmio.failures(),
+                device.targetPages(), device.actualPages()));
+        return this;
+    }
+}
