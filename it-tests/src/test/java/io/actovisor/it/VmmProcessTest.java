@@ -120,7 +120,7 @@ class VmmProcessTest {
         assertTrue(api.find());
         String base = api.group(1);
         awaitLine(Pattern.compile("hello from guest"), Duration.ofSeconds(30));
-        awaitLine(Pattern.compile("round 1: cpu ([0-9a-f]{16}) dma \\1 match"), Duration.ofSeconds(60));
+        awaitLine(Pattern.compile("round 1: pages 512 balloon 0 cpu ([0-9a-f]{16}) dma \\1 match"), Duration.ofSeconds(60));
 
         HttpResponse<String> vm = send("GET", base + "/vm", null);
         assertEquals(200, vm.statusCode());
@@ -146,6 +146,20 @@ class VmmProcessTest {
         assertTrue(send("GET", base + "/vm", null).body().contains("RUNNING"), "the VM keeps running");
         assertTrue(send("GET", base + "/balloon", null).body().contains("\"amount_mib\" : 8"),
                 "refused requests changed nothing");
+
+        assertTrue(metrics.contains("actovisor_vcpu_exits_total{"), metrics);
+
+        // Hot detach and attach of the configured group, with the inhibitor following.
+        HttpResponse<String> detached = send("DELETE", base + "/vfio/groups/dma0", null);
+        assertEquals(200, detached.statusCode(), detached.body());
+        assertTrue(send("GET", base + "/balloon", null).body().contains("\"inhibitors\" : 0"));
+        assertTrue(send("GET", base + "/vfio", null).body().contains("\"attached\" : false"));
+        assertEquals(409, send("DELETE", base + "/vfio/groups/dma0", null).statusCode(), "not attached");
+        assertEquals(404, send("PUT", base + "/vfio/groups/nope", null).statusCode(), "not configured");
+        HttpResponse<String> attached = send("PUT", base + "/vfio/groups/dma0", null);
+        assertEquals(200, attached.statusCode(), attached.body());
+        assertEquals(409, send("PUT", base + "/vfio/groups/dma0", null).statusCode(), "already attached");
+        assertTrue(send("GET", base + "/balloon", null).body().contains("\"inhibitors\" : 1"));
 
         assertEquals(204, send("PUT", base + "/actions", "{\"action_type\": \"Shutdown\"}").statusCode());
         assertTrue(vmm.waitFor(30, TimeUnit.SECONDS), "the VMM exits after an API shutdown");

@@ -93,9 +93,36 @@ public final class VcpuActor extends AbstractBehavior<VcpuActor.Command> {
     }
 
     /**
-     * The thread-safe handle to a vCPU: pause, resume and stop reach it promptly even while it is inside the guest.
+     * Exit counts, readable from any thread while the vCPU runs (its own thread is busy in the guest and cannot
+     * answer messages then). Atomic counters, no locks.
      */
-    public record Control(ActorRef<Command> ref, KvmVcpu vcpu) {
+    public static final class ExitCounters {
+        private final java.util.concurrent.ConcurrentHashMap<String, java.util.concurrent.atomic.LongAdder> exits =
+                new java.util.concurrent.ConcurrentHashMap<>();
+        private final java.util.concurrent.atomic.LongAdder unclaimed = new java.util.concurrent.atomic.LongAdder();
+
+        void count(String reason) {
+            exits.computeIfAbsent(reason, r -> new java.util.concurrent.atomic.LongAdder()).increment();
+        }
+
+        /** Exits so far by reason ({@code io}, {@code mmio}, {@code hlt}, {@code interrupted}, ...). */
+        public Map<String, Long> snapshot() {
+            Map<String, Long> out = new TreeMap<>();
+            exits.forEach((reason, n) -> out.put(reason, n.sum()));
+            return out;
+        }
+
+        /** Port and MMIO accesses no device claimed. */
+        public long unclaimed() {
+            return unclaimed.sum();
+        }
+    }
+
+    /**
+     * The thread-safe handle to a vCPU: pause, resume and stop reach it promptly even while it is inside the guest,
+     * and its exit counters can be read at any time.
+     */
+    public record Control(ActorRef<Command> ref, KvmVcpu vcpu, ExitCounters counters) {
         /** Make the guest exit, then pause; {@code replyTo} hears the state once paused. */
         public void pause(ActorRef<State> replyTo) {
             vcpu.requestExit();
@@ -117,11 +144,12 @@ public final class VcpuActor extends AbstractBehavior<VcpuActor.Command> {
     private final ActorRef<Event> observer;
     private IoMap io;
     private State state = State.CREATED;
-    private final Map<String, Long> exits = new TreeMap<>();
-    private long unclaimed;
+    private final ExitCounters counters;
 
-    private VcpuActor(ActorContext<Command> context, KvmVcpu vcpu, IoMap io, ActorRef<Event> observer) {
+    private VcpuActor(ActorContext<Command> context, KvmVcpu vcpu, IoMap io, ActorRef<Event> observer,
+            ExitCounters counters) {
         super(context);
+        this.counters = counters;
         this.vcpu = vcpu;
         this.io = io;
         this.observer = observer;
@@ -131,8 +159,8 @@ public final class VcpuActor extends AbstractBehavior<VcpuActor.Command> {
      * A vCPU actor for {@code vcpu} (already set up: registers, CPUID), which it owns from now on. Spawn it with
      * {@link #DISPATCHER} and send {@link Run} to start the guest.
      */
-    public static Behavior<Command> create(KvmVcpu vcpu, IoMap io, ActorRef<Event> observer) {
-        return Behaviors.setup(context -> new VcpuActor(context, vcpu, io, observer));
+    public static Behavior<Command> create(KvmVcpu vcpu, IoMap io, ActorRef<Event> observer, ExitCounters counters) {
+        return Behaviors.setup(context -> new VcpuActor(context, vcpu, io, observer, counters));
     }
 
     @Override
@@ -188,13 +216,13 @@ public final class VcpuActor extends AbstractBehavior<VcpuActor.Command> {
     }
 
     private void count(VcpuExit exit) {
-        exits.merge(exit.getClass().getSimpleName().toLowerCase(java.util.Locale.ROOT), 1L, Long::sum);
+        counters.count(exit.getClass().getSimpleName().toLowerCase(java.util.Locale.ROOT));
     }
 
     private void handlePortIo(VcpuExit.Io portIo) {
         Optional<IoMap.Entry> device = io.find(DeviceIo.Space.PIO, portIo.port());
         if (device.isEmpty()) {
-            unclaimed++;
+            counters.unclaimed.increment();
             getContext().getLog().debug("vCPU {}: unclaimed port 0x{}", vcpu.id(), Integer.toHexString(portIo.port()));
             if (portIo.in()) {
                 vcpu.completeIn(portIo, -1L);
@@ -215,7 +243,7 @@ public final class VcpuActor extends AbstractBehavior<VcpuActor.Command> {
     private void handleMmio(VcpuExit.Mmio mmio) {
         Optional<IoMap.Entry> device = io.find(DeviceIo.Space.MMIO, mmio.address());
         if (device.isEmpty()) {
-            unclaimed++;
+            counters.unclaimed.increment();
             getContext().getLog().debug("vCPU {}: unclaimed MMIO 0x{}", vcpu.id(), Long.toHexString(mmio.address()));
             if (!mmio.write()) {
                 vcpu.completeMmioRead(mmio, -1L);
@@ -299,7 +327,7 @@ public final class VcpuActor extends AbstractBehavior<VcpuActor.Command> {
     }
 
     private Behavior<Command> onGetStats(GetStats get) {
-        get.replyTo().tell(new Stats(vcpu.id(), state, Map.copyOf(exits), unclaimed));
+        get.replyTo().tell(new Stats(vcpu.id(), state, counters.snapshot(), counters.unclaimed()));
         return this;
     }
 

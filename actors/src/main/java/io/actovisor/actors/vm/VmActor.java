@@ -116,7 +116,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             Optional<ActorRef<BalloonActor.Command>> balloon,
             Map<String, ActorRef<VfioContainerActor.Command>> containers,
             Map<String, ActorRef<VfioGroupActor.Command>> groups,
-            List<ActorRef<VcpuActor.Command>> vcpus,
+            List<VcpuActor.Control> vcpus,
             Map<String, ActorRef<DeviceIo.Command>> devices) {
         public Components {
             containers = Map.copyOf(containers);
@@ -330,9 +330,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 vcpu.close();
                 throw e;
             }
-            ActorRef<VcpuActor.Command> ref = getContext().spawn(VcpuActor.create(vcpu, map, observer), "vcpu-" + id,
-                    VcpuActor.DISPATCHER);
-            vcpus.add(new VcpuActor.Control(ref, vcpu));
+            VcpuActor.ExitCounters counters = new VcpuActor.ExitCounters();
+            ActorRef<VcpuActor.Command> ref = getContext().spawn(VcpuActor.create(vcpu, map, observer, counters),
+                    "vcpu-" + id, VcpuActor.DISPATCHER);
+            vcpus.add(new VcpuActor.Control(ref, vcpu, counters));
         }
         vcpus.get(0).ref().tell(VcpuActor.Run.INSTANCE);
         getContext().getLog().info("VM {}: vCPU 0 started the guest program '{}'", topology.name(), guest.program());
@@ -420,8 +421,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private Components components() {
-        return new Components(memory, balloon, containers, groups, vcpus.stream().map(VcpuActor.Control::ref)
-                .toList(), devices);
+        return new Components(memory, balloon, containers, groups, vcpus, devices);
     }
 
     /** Children have stopped (their IOMMUs closed, pins released) before this runs: now the memory can go. */

@@ -90,9 +90,10 @@ class KvmActorsTest {
             devices.addAll(extraDevices);
             KvmVcpu vcpu = vm.createVcpu(0);
             BootLayout.enterLongMode(vcpu, kvm.supportedCpuid());
-            ActorRef<VcpuActor.Command> ref = kit.spawn(VcpuActor.create(vcpu, new IoMap(devices), events.ref()),
-                    "vcpu-" + n, VcpuActor.DISPATCHER);
-            control = new VcpuActor.Control(ref, vcpu);
+            VcpuActor.ExitCounters counters = new VcpuActor.ExitCounters();
+            ActorRef<VcpuActor.Command> ref = kit.spawn(VcpuActor.create(vcpu, new IoMap(devices), events.ref(),
+                    counters), "vcpu-" + n, VcpuActor.DISPATCHER);
+            control = new VcpuActor.Control(ref, vcpu, counters);
             ref.tell(VcpuActor.Run.INSTANCE);
         }
 

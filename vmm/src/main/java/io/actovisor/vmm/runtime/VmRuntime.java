@@ -3,6 +3,7 @@ package io.actovisor.vmm.runtime;
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.VirtioBalloonActor;
 import io.actovisor.actors.events.ActovisorEvent;
+import io.actovisor.actors.kvm.VcpuActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.actors.vm.VmActor;
@@ -273,6 +274,8 @@ public final class VmRuntime implements VmManagement {
 
     @Override
     public CompletionStage<List<Metric>> metrics() {
+        // vCPU counters are read directly: a vCPU's thread is inside the guest and cannot answer a message.
+        List<VcpuActor.Control> vcpus = components.vcpus();
         return vfio().thenCombine(components.balloon().isPresent() ? balloonStatus()
                 : CompletableFuture.completedFuture(null), (vfio, balloon) -> {
                     List<Metric> out = new ArrayList<>();
@@ -297,6 +300,15 @@ public final class VmRuntime implements VmManagement {
                                 ((List<?>) c.get("mappings")).size()));
                         out.add(new Metric("actovisor_iommu_pinned_bytes", "gauge", "Bytes pinned by the IOMMU",
                                 labels, ((Number) c.get("pinned_bytes")).doubleValue()));
+                    }
+                    for (VcpuActor.Control v : vcpus) {
+                        String id = Integer.toString(v.vcpu().id());
+                        v.counters().snapshot().forEach((reason, count) -> out.add(new Metric(
+                                "actovisor_vcpu_exits_total", "counter", "vCPU exits by reason", Map.of("vcpu", id,
+                                        "reason", reason), count)));
+                        out.add(new Metric("actovisor_vcpu_unclaimed_accesses_total", "counter",
+                                "Port and MMIO accesses no device claimed", Map.of("vcpu", id),
+                                v.counters().unclaimed()));
                     }
                     out.add(counter("actovisor_topology_commits_total", "Memory topology commits applied",
                             commits.get()));
