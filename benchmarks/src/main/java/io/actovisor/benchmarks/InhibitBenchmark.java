@@ -1,0 +1,92 @@
+package io.actovisor.benchmarks;
+
+import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.actors.vfio.IommuBackend;
+import io.actovisor.actors.vfio.VfioContainerActor;
+import io.actovisor.actors.vfio.VfioGroupActor;
+import io.actovisor.memory.GuestAddress;
+import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.MemoryRegion;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Props;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Threads;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * Inhibit round trip: 8 groups (8 threads) attach to and detach from one container concurrently; one operation is
+ * an attach (inhibit, then join the container) and a detach (leave, then release), each acknowledged.
+ */
+@State(Scope.Benchmark)
+@Fork(1)
+@Threads(8)
+@Warmup(iterations = 2, time = 2)
+@Measurement(iterations = 3, time = 3)
+@BenchmarkMode(Mode.SampleTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+public class InhibitBenchmark {
+    private ActorSystem<Void> system;
+    private HostMemory memory;
+    private ActorRef<BalloonActor.Command> balloon;
+    private ActorRef<VfioContainerActor.Command> container;
+    private final AtomicInteger groups = new AtomicInteger();
+
+    @Setup(Level.Trial)
+    public void setUp() {
+        memory = HostMemory.anonymous("bench-inhibit", 1 << 20);
+        system = Trees.system("inhibit");
+        ActorRef<AddressSpaceActor.Command> space = system.systemActorOf(AddressSpaceActor.create("bench"), "memory",
+                Props.empty());
+        Trees.ask(system, space, (ActorRef<AddressSpaceActor.CommitResult> r) -> new AddressSpaceActor.Commit(
+                List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", GuestAddress.ZERO, memory))), r));
+        balloon = system.systemActorOf(BalloonActor.create("bench", space, BalloonSettings.DEFAULT), "balloon",
+                BalloonActor.DISPATCHER);
+        container = system.systemActorOf(VfioContainerActor.create("c", space, IommuBackend.model(65535)),
+                "container", VfioContainerActor.DISPATCHER);
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        Trees.terminate(system);
+        memory.close();
+    }
+
+    /** One group per benchmark thread. */
+    @State(Scope.Thread)
+    public static class Group {
+        ActorRef<VfioGroupActor.Command> ref;
+
+        @Setup(Level.Trial)
+        public void setUp(InhibitBenchmark bench) {
+            int id = bench.groups.incrementAndGet();
+            ref = bench.system.systemActorOf(VfioGroupActor.create("g" + id, false, bench.balloon), "group-" + id,
+                    Props.empty());
+        }
+    }
+
+    @Benchmark
+    public Object attachAndDetach(Group group) {
+        Object attached = Trees.ask(system, group.ref, (ActorRef<VfioGroupActor.AttachResult> r) ->
+                new VfioGroupActor.Attach(container, "c", r));
+        if (!(attached instanceof VfioGroupActor.Attached)) {
+            throw new IllegalStateException(attached.toString());
+        }
+        return Trees.ask(system, group.ref, VfioGroupActor.Detach::new);
+    }
+}
