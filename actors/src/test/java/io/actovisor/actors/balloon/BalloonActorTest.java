@@ -9,8 +9,8 @@ import com.typesafe.config.ConfigFactory;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
+import io.actovisor.actors.testing.NativeTestKit;
 import io.actovisor.actors.vfio.VfioGroupActor;
-import io.actovisor.memory.testing.NativeRequirement;
 import java.time.Duration;
 import java.util.Optional;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -27,15 +27,12 @@ class BalloonActorTest {
 
     @BeforeAll
     static void start() {
-        NativeRequirement.require("host memory (mmap, madvise)", io.actovisor.memory.sys.Posix.unavailabilityCause());
-        kit = ActorTestKit.create();
+        kit = NativeTestKit.start();
     }
 
     @AfterAll
     static void stop() {
-        if (kit != null) {
-            kit.shutdownTestKit();
-        }
+        NativeTestKit.stop(kit);
     }
 
     @Test

@@ -11,8 +11,8 @@ import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.memory.MemoryListener;
 import io.actovisor.actors.testing.ActorTree;
 import io.actovisor.actors.testing.Faults;
+import io.actovisor.actors.testing.NativeTestKit;
 import io.actovisor.memory.HostAddress;
-import io.actovisor.memory.testing.NativeRequirement;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -34,15 +34,12 @@ class FaultInjectionTest {
 
     @BeforeAll
     static void start() {
-        NativeRequirement.require("host memory (mmap, madvise)", io.actovisor.memory.sys.Posix.unavailabilityCause());
-        kit = ActorTestKit.create();
+        kit = NativeTestKit.start();
     }
 
     @AfterAll
     static void stop() {
-        if (kit != null) {
-            kit.shutdownTestKit();
-        }
+        NativeTestKit.stop(kit);
     }
 
     private static void eventually(Runnable assertion) {

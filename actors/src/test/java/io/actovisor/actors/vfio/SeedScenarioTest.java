@@ -10,9 +10,9 @@ import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
+import io.actovisor.actors.testing.NativeTestKit;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
-import io.actovisor.memory.testing.NativeRequirement;
 import java.util.List;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
@@ -30,15 +30,12 @@ class SeedScenarioTest {
 
     @BeforeAll
     static void start() {
-        NativeRequirement.require("host memory (mmap, madvise)", io.actovisor.memory.sys.Posix.unavailabilityCause());
-        kit = ActorTestKit.create();
+        kit = NativeTestKit.start();
     }
 
     @AfterAll
     static void stop() {
-        if (kit != null) {
-            kit.shutdownTestKit();
-        }
+        NativeTestKit.stop(kit);
     }
 
     @Test

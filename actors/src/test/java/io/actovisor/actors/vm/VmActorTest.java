@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.testing.NativeTestKit;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.memory.AddressRange;
@@ -13,7 +14,6 @@ import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
 import io.actovisor.memory.sys.ProcessResources;
-import io.actovisor.memory.testing.NativeRequirement;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
@@ -30,15 +30,12 @@ class VmActorTest {
 
     @BeforeAll
     static void start() {
-        NativeRequirement.require("host memory (mmap, madvise)", io.actovisor.memory.sys.Posix.unavailabilityCause());
-        kit = ActorTestKit.create();
+        kit = NativeTestKit.start();
     }
 
     @AfterAll
     static void stop() {
-        if (kit != null) {
-            kit.shutdownTestKit();
-        }
+        NativeTestKit.stop(kit);
     }
 
     private static VmTopology topology(String name, HostMemory ram, IommuBackend backend) {
