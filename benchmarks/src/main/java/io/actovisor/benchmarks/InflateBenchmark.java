@@ -2,15 +2,20 @@ package io.actovisor.benchmarks;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.balloon.FrameRuns;
 import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -40,8 +45,19 @@ public class InflateBenchmark {
     static final long SIZE = 256L << 20;
     static final int FRAMES = (int) (SIZE / 4096);
 
-    @Param({"256"})
+    /** Frames per Inflate: 256 is what Linux's virtio-balloon driver puts in one buffer. */
+    @Param({"256", "4096"})
     int batch;
+
+    /**
+     * {@code sequential}: one Inflate in flight, as Linux's virtio-balloon driver sends them (it waits for the host
+     * to return each buffer); {@code pipelined}: every batch sent before the first answer is awaited, as a device
+     * model that drains several available buffers at once would, which shows the actor's own cost per batch;
+     * {@code direct}: no actor, the same coalescing and {@code HostMemory.discard} calls on the benchmark thread,
+     * which separates the cost of the Java and JNA path from the cost of the actor hand-offs.
+     */
+    @Param({"sequential", "pipelined", "direct"})
+    String mode;
 
     private ActorSystem<Void> system;
     private ActorRef<BalloonActor.Command> balloon;
@@ -69,7 +85,7 @@ public class InflateBenchmark {
     /** Fault every page back in and take the frames back, so each operation discards 256 MiB of resident pages. */
     @Setup(Level.Invocation)
     public void refill() {
-        for (long[] frames : batches) {
+        for (long[] frames : mode.equals("direct") ? new long[0][] : batches) {
             Trees.ask(system, balloon, (ActorRef<BalloonActor.DeflateResult> r) -> new BalloonActor.Deflate(frames, r));
         }
         memory.populate(memory.hostRange());
@@ -84,10 +100,29 @@ public class InflateBenchmark {
     @Benchmark
     public long inflate256MiB() {
         long discarded = 0;
-        for (long[] frames : batches) {
-            BalloonActor.InflateResult r = Trees.ask(system, balloon,
-                    (ActorRef<BalloonActor.InflateResult> reply) -> new BalloonActor.Inflate(frames, reply));
-            discarded += r.pagesDiscarded();
+        if (mode.equals("direct")) {
+            for (long[] frames : batches) {
+                for (AddressRange run : FrameRuns.coalesce(frames)) {
+                    memory.discard(AddressRange.of(memory.base().value() + run.base(), run.size()));
+                    discarded += run.size() / FrameRuns.FRAME_SIZE;
+                }
+            }
+        } else if (mode.equals("pipelined")) {
+            List<CompletableFuture<BalloonActor.InflateResult>> answers = new ArrayList<>(batches.length);
+            for (long[] frames : batches) {
+                answers.add(AskPattern.<BalloonActor.Command, BalloonActor.InflateResult>ask(balloon,
+                        reply -> new BalloonActor.Inflate(frames, reply), Trees.TIMEOUT, system.scheduler())
+                        .toCompletableFuture());
+            }
+            for (CompletableFuture<BalloonActor.InflateResult> answer : answers) {
+                discarded += answer.join().pagesDiscarded();
+            }
+        } else {
+            for (long[] frames : batches) {
+                BalloonActor.InflateResult r = Trees.ask(system, balloon,
+                        (ActorRef<BalloonActor.InflateResult> reply) -> new BalloonActor.Inflate(frames, reply));
+                discarded += r.pagesDiscarded();
+            }
         }
         if (discarded != FRAMES) {
             throw new IllegalStateException("discarded " + discarded + " of " + FRAMES + " pages");

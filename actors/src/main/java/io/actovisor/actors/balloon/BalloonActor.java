@@ -26,6 +26,7 @@ import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.StashBuffer;
 
 /**
  * The host side of a memory balloon, and the balloon inhibitor.
@@ -181,9 +182,12 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     private record DrainUnconfirmed(ActorRef<?> holder, String reason) implements Command {
     }
 
-    private enum Ignore implements Command {
-        INSTANCE
+    /** The address space answered the balloon's subscription: it has seen the whole current view by now. */
+    private record SubscriptionDone(AddressSpaceActor.SubscribeResult result) implements Command {
     }
+
+    /** Commands that arrive before the first view; more than this while subscribing is a runaway sender. */
+    private static final int SUBSCRIBE_STASH = 10_000;
 
     private static final class Holder {
         final ActorRef<?> ref;
@@ -213,8 +217,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     private long pagesSkipped;
     private long unsafeDiscards;
 
-    private BalloonActor(ActorContext<Command> context, String name, BalloonSettings settings,
-            ActorRef<AddressSpaceActor.Command> addressSpace) {
+    private BalloonActor(ActorContext<Command> context, String name, BalloonSettings settings) {
         super(context);
         this.name = name;
         this.settings = settings;
@@ -222,18 +225,38 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             context.getLog().warn("Balloon {} starts with unsafe-ignore-inhibitor = true: it will discard pages that "
                     + "VFIO devices have pinned, and those devices will read stale memory", name);
         }
+    }
+
+    /**
+     * The first behavior: subscribe, apply the initial view, and stash every other command until the address space
+     * confirms, so a frame the guest inflates right after start is judged against the RAM it really has.
+     */
+    private Behavior<Command> subscribing(ActorRef<AddressSpaceActor.Command> addressSpace,
+            StashBuffer<Command> stash) {
+        ActorContext<Command> context = getContext();
         ActorRef<MemoryListener.Update> listener = context.messageAdapter(MemoryListener.Update.class,
                 ListenerUpdate::new);
         ActorRef<AddressSpaceActor.SubscribeResult> subscribed = context.messageAdapter(
-                AddressSpaceActor.SubscribeResult.class, r -> {
-                    if (r instanceof AddressSpaceActor.SubscribeFailed failed) {
-                        context.getLog().error("Balloon {} could not subscribe to its address space: {}", name,
-                                failed.reason());
-                    }
-                    return Ignore.INSTANCE;
-                });
+                AddressSpaceActor.SubscribeResult.class, SubscriptionDone::new);
         addressSpace.tell(new AddressSpaceActor.Subscribe("balloon:" + name, LISTENER_PRIORITY, listener,
                 context.getSelf(), subscribed));
+        return Behaviors.receive(Command.class)
+                .onMessage(ListenerUpdate.class, update -> {
+                    onListenerUpdate(update);
+                    return Behaviors.same();
+                })
+                .onMessage(SubscriptionDone.class, done -> {
+                    if (done.result() instanceof AddressSpaceActor.SubscribeFailed failed) {
+                        context.getLog().error("Balloon {} could not subscribe to its address space: {}; it knows "
+                                + "no guest RAM and rejects every frame", name, failed.reason());
+                    }
+                    return stash.unstashAll(this);
+                })
+                .onAnyMessage(command -> {
+                    stash.stash(command);
+                    return Behaviors.same();
+                })
+                .build();
     }
 
     /**
@@ -242,8 +265,9 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
      */
     public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
             BalloonSettings settings) {
-        return Behaviors.supervise(Behaviors.<Command>setup(context ->
-                new BalloonActor(context, name, settings, addressSpace))).onFailure(SupervisorStrategy.resume());
+        return Behaviors.supervise(Behaviors.<Command>withStash(SUBSCRIBE_STASH, stash -> Behaviors.setup(context ->
+                new BalloonActor(context, name, settings).subscribing(addressSpace, stash))))
+                .onFailure(SupervisorStrategy.resume());
     }
 
     @Override
@@ -261,7 +285,6 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
                 .onMessage(DrainUnconfirmed.class, this::onDrainUnconfirmed)
                 .onMessage(GetStatus.class, this::onGetStatus)
                 .onMessage(ListenerUpdate.class, this::onListenerUpdate)
-                .onMessageEquals(Ignore.INSTANCE, () -> this)
                 .build();
     }
 
@@ -287,20 +310,30 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
 
     private Behavior<Command> onInflate(Inflate inflate) {
         List<Long> rejected = new ArrayList<>();
-        List<Long> fresh = new ArrayList<>();
+        long[] fresh = new long[inflate.frames().length];
+        int freshCount = 0;
+        Section section = null; // frames of a batch are mostly neighbours: most lookups hit the previous section
         for (long frame : inflate.frames()) {
-            if (frame < 0 || frame > Integer.MAX_VALUE || sectionOf(frame * FrameRuns.FRAME_SIZE) == null) {
+            Section s = null;
+            if (frame >= 0 && frame <= Integer.MAX_VALUE) {
+                long gpa = frame * FrameRuns.FRAME_SIZE;
+                s = section != null && section.range().contains(gpa) ? section : sectionOf(gpa);
+            }
+            if (s == null) {
                 rejected.add(frame);
-            } else if (!inflated.get((int) frame)) {
-                inflated.set((int) frame);
-                fresh.add(frame);
+            } else {
+                section = s;
+                if (!inflated.get((int) frame)) {
+                    inflated.set((int) frame);
+                    fresh[freshCount++] = frame;
+                }
             }
         }
         if (!rejected.isEmpty()) {
             getContext().getLog().warn("Balloon {}: the guest inflated {} frames outside its RAM (first {}); "
                     + "ignored", name, rejected.size(), rejected.get(0));
         }
-        long[] frames = fresh.stream().mapToLong(Long::longValue).toArray();
+        long[] frames = java.util.Arrays.copyOf(fresh, freshCount);
         List<Piece> pieces = pieces(FrameRuns.coalesce(frames));
         long pages = frames.length;
         long discarded = 0;

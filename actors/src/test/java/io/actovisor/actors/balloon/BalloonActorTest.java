@@ -11,11 +11,16 @@ import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
 import io.actovisor.actors.testing.NativeTestKit;
 import io.actovisor.actors.vfio.VfioGroupActor;
+import io.actovisor.memory.GuestAddress;
+import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
+import java.util.List;
 import java.util.Optional;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.eventstream.EventStream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -106,6 +111,27 @@ class BalloonActorTest {
             assertEquals(1, status.unsafeDiscards());
             assertTrue(status.unsafeIgnoreInhibitor());
             assertEquals(1, tree.pins.violations().size(), "the pin watch sees the very bug the setting allows");
+        }
+    }
+
+    @Test
+    void framesInflatedBeforeTheFirstViewArrivesAreJudgedAgainstIt() {
+        try (HostMemory ram = HostMemory.anonymous("early-ram", 16 * PAGE)) {
+            ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create("early"));
+            TestProbe<AddressSpaceActor.CommitResult> committed = kit.createTestProbe();
+            space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(
+                    MemoryRegion.ram("ram", GuestAddress.ZERO, ram))), committed.ref()));
+            committed.expectMessageClass(AddressSpaceActor.Committed.class);
+            ActorRef<BalloonActor.Command> balloon = kit.spawn(BalloonActor.create("early", space,
+                    BalloonSettings.DEFAULT), "early-balloon", BalloonActor.DISPATCHER);
+            // Sent at once: the balloon's subscription to the address space is still on its way.
+            TestProbe<BalloonActor.InflateResult> inflated = kit.createTestProbe();
+            balloon.tell(new BalloonActor.Inflate(new long[] {1, 2, 3}, inflated.ref()));
+            BalloonActor.InflateResult result = inflated.receiveMessage();
+            assertEquals(List.of(), result.rejected(), "every frame is guest RAM");
+            assertEquals(3, result.pagesDiscarded());
+            kit.stop(balloon);
+            kit.stop(space);
         }
     }
 }
