@@ -30,6 +30,10 @@ public final class Main {
                 return io.actovisor.vmm.coherence.CoherenceDemo.run(com.typesafe.config.ConfigFactory.load(), out,
                         err);
             }
+            case "vfio-edu-demo" -> {
+                return io.actovisor.vmm.coherence.EduVfioDemo.run(com.typesafe.config.ConfigFactory.load(), args,
+                        out, err);
+            }
             default -> {
             }
         }
@@ -44,6 +48,7 @@ public final class Main {
         out.println("  run [FILE]                                   run a VM (the embedded default VM without FILE)");
         out.println("  validate FILE                                print every error, or the normalized VM definition");
         out.println("  coherence-demo                               the seed's bug and its fix on real io_uring pins");
+        out.println("  vfio-edu-demo [--device BDF]                 the seed's bug on real VFIO type1 pins with QEMU's edu");
         out.println("  status  --api URL [--token T]                the VM's state and balloon");
         out.println("  balloon --api URL --amount-mib N [--token T] set the balloon target");
         out.println("  vfio attach|detach --api URL GROUP           hot-attach or detach a configured VFIO group");

@@ -17,13 +17,8 @@ import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.CompletionStage;
-import java.util.concurrent.TimeUnit;
-import java.util.function.Function;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
-import org.apache.pekko.actor.typed.RecipientRef;
-import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 /**
@@ -74,18 +69,14 @@ public final class CoherenceScenario {
         try {
             return run(system, ram, name, unsafe);
         } finally {
-            system.terminate();
-            try {
-                system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
-            } catch (Exception e) {
-                throw new IllegalStateException("the scenario's actor system did not stop", e);
-            }
+            ActorCalls.terminate(system);
             // Every actor (and with it the IOMMU and its pins) is gone: now the memory can go too.
             ram.close();
         }
     }
 
     private static Outcome run(ActorSystem<Void> system, HostMemory ram, String name, boolean unsafe) {
+        ActorCalls calls = new ActorCalls(system, TIMEOUT);
         for (int p = 0; p < RAM_PAGES; p++) {
             byte[] page = new byte[(int) PAGE];
             Arrays.fill(page, (byte) 'A');
@@ -101,32 +92,32 @@ public final class CoherenceScenario {
         ActorRef<VfioGroupActor.Command> group = system.systemActorOf(VfioGroupActor.create("dma-device", false,
                 balloon), "group", org.apache.pekko.actor.typed.Props.empty());
 
-        AddressSpaceActor.CommitResult committed = ask(system, memory, r -> new AddressSpaceActor.Commit(
+        AddressSpaceActor.CommitResult committed = calls.ask(memory, r -> new AddressSpaceActor.Commit(
                 List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", AddressRange.of(RAM_BASE,
                         RAM_PAGES * PAGE), ram, 0))), r));
         if (committed instanceof AddressSpaceActor.CommitFailed failed) {
             throw new IllegalStateException("guest RAM was refused: " + failed.reason());
         }
-        VfioGroupActor.AttachResult attached = ask(system, group, r -> new VfioGroupActor.Attach(container,
+        VfioGroupActor.AttachResult attached = calls.ask(group, r -> new VfioGroupActor.Attach(container,
                 "container", r));
         if (attached instanceof VfioGroupActor.AttachFailed failed) {
             throw new IllegalStateException("the DMA device's group could not attach: " + failed.reason());
         }
         CpuView cpu = CpuView.of(List.of(ram));
-        CoherenceAudit.PfnLedger ledger = (CoherenceAudit.PfnLedger) withIommu(system, container,
+        CoherenceAudit.PfnLedger ledger = (CoherenceAudit.PfnLedger) calls.withIommu(container,
                 iommu -> CoherenceAudit.PfnLedger.take(iommu.mappings(), cpu));
 
-        BalloonActor.InflateResult inflated = ask(system, balloon, r -> new BalloonActor.Inflate(INFLATED, r));
-        ask(system, balloon, (ActorRef<BalloonActor.DeflateResult> r) -> new BalloonActor.Deflate(INFLATED, r));
+        BalloonActor.InflateResult inflated = calls.ask(balloon, r -> new BalloonActor.Inflate(INFLATED, r));
+        calls.ask(balloon, (ActorRef<BalloonActor.DeflateResult> r) -> new BalloonActor.Deflate(INFLATED, r));
         for (long frame : INFLATED) {
             byte[] page = new byte[(int) PAGE];
             Arrays.fill(page, (byte) 'B');
             ram.write(ram.base().checkedAdd(frame * PAGE - RAM_BASE), page);
         }
-        CoherenceReport report = (CoherenceReport) withIommu(system, container, iommu -> CoherenceAudit.audit(
+        CoherenceReport report = (CoherenceReport) calls.withIommu(container, iommu -> CoherenceAudit.audit(
                 iommu.mappings(), iommu.dmaPort().orElseThrow(), cpu, ledger));
         long first = INFLATED[0] * PAGE;
-        VfioContainerActor.DmaResult read = ask(system, container, r -> new VfioContainerActor.DmaRead(first, 1, r));
+        VfioContainerActor.DmaResult read = calls.ask(container, r -> new VfioContainerActor.DmaRead(first, 1, r));
         if (read instanceof VfioContainerActor.DmaFailed failed) {
             throw new IllegalStateException("the device could not read IOVA 0x" + Long.toHexString(first) + ": "
                     + failed.reason());
@@ -135,26 +126,5 @@ public final class CoherenceScenario {
         byte cpuByte = ram.readByte(ram.base().checkedAdd(first - RAM_BASE));
         return new Outcome(name, unsafe, inflated.pagesDiscarded(), inflated.pagesSkipped(), report, deviceByte,
                 cpuByte);
-    }
-
-    private static Object withIommu(ActorSystem<?> system, ActorRef<VfioContainerActor.Command> container,
-            VfioContainerActor.IommuWork work) {
-        VfioContainerActor.DmaResult result = ask(system, container, r -> new VfioContainerActor.WithIommu(work, r));
-        if (result instanceof VfioContainerActor.DmaFailed failed) {
-            throw new IllegalStateException(failed.reason());
-        }
-        return ((VfioContainerActor.DmaDone) result).value();
-    }
-
-    private static <Q, R> R ask(ActorSystem<?> system, RecipientRef<Q> to, Function<ActorRef<R>, Q> message) {
-        CompletionStage<R> answer = AskPattern.ask(to, message::apply, TIMEOUT, system.scheduler());
-        try {
-            return answer.toCompletableFuture().get(TIMEOUT.toMillis() + 1000, TimeUnit.MILLISECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted", e);
-        } catch (Exception e) {
-            throw new IllegalStateException("no answer from " + to + ": " + e, e);
-        }
     }
 }

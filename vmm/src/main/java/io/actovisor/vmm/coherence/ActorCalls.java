@@ -1,0 +1,53 @@
+package io.actovisor.vmm.coherence;
+
+import io.actovisor.actors.vfio.VfioContainerActor;
+import java.time.Duration;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.RecipientRef;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+
+/** Blocking asks for the scenarios, which drive an actor tree step by step from one thread. */
+final class ActorCalls {
+    private final ActorSystem<?> system;
+    private final Duration timeout;
+
+    ActorCalls(ActorSystem<?> system, Duration timeout) {
+        this.system = system;
+        this.timeout = timeout;
+    }
+
+    <Q, R> R ask(RecipientRef<Q> to, Function<ActorRef<R>, Q> message) {
+        CompletionStage<R> answer = AskPattern.ask(to, message::apply, timeout, system.scheduler());
+        try {
+            return answer.toCompletableFuture().get(timeout.toMillis() + 1000, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted", e);
+        } catch (Exception e) {
+            throw new IllegalStateException("no answer from " + to + ": " + e, e);
+        }
+    }
+
+    /** Run {@code work} on the container's IOMMU, by the container; its failure is thrown here. */
+    Object withIommu(ActorRef<VfioContainerActor.Command> container, VfioContainerActor.IommuWork work) {
+        VfioContainerActor.DmaResult result = ask(container, r -> new VfioContainerActor.WithIommu(work, r));
+        if (result instanceof VfioContainerActor.DmaFailed failed) {
+            throw new IllegalStateException(failed.reason());
+        }
+        return ((VfioContainerActor.DmaDone) result).value();
+    }
+
+    /** Stop the system and wait for every actor's PostStop. */
+    static void terminate(ActorSystem<?> system) {
+        system.terminate();
+        try {
+            system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            throw new IllegalStateException("the scenario's actor system did not stop", e);
+        }
+    }
+}
