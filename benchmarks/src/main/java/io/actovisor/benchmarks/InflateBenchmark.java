@@ -11,6 +11,8 @@ import io.actovisor.memory.MemoryRegion;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -54,19 +56,23 @@ public class InflateBenchmark {
      * to return each buffer); {@code pipelined}: every batch sent before the first answer is awaited, as a device
      * model that drains several available buffers at once would, which shows the actor's own cost per batch;
      * {@code direct}: no actor, the same coalescing and {@code HostMemory.discard} calls on the benchmark thread,
-     * which separates the cost of the Java and JNA path from the cost of the actor hand-offs.
+     * which separates the cost of the Java and JNA path from the cost of the actor hand-offs; {@code executor}: the
+     * same calls, one batch at a time, on a plain single-thread executor the benchmark thread waits for: a thread
+     * hand-off without actors, which shows what running the discard off the caller's thread costs by itself.
      */
-    @Param({"sequential", "pipelined", "direct"})
+    @Param({"sequential", "pipelined", "direct", "executor"})
     String mode;
 
     private ActorSystem<Void> system;
     private ActorRef<BalloonActor.Command> balloon;
     private HostMemory memory;
     private long[][] batches;
+    private ExecutorService executor;
 
     @Setup(Level.Trial)
     public void setUp() {
         memory = HostMemory.anonymous("bench-inflate", SIZE);
+        executor = Executors.newSingleThreadExecutor();
         system = Trees.system("inflate");
         ActorRef<AddressSpaceActor.Command> space = system.systemActorOf(AddressSpaceActor.create("bench"), "memory",
                 Props.empty());
@@ -85,7 +91,7 @@ public class InflateBenchmark {
     /** Fault every page back in and take the frames back, so each operation discards 256 MiB of resident pages. */
     @Setup(Level.Invocation)
     public void refill() {
-        for (long[] frames : mode.equals("direct") ? new long[0][] : batches) {
+        for (long[] frames : mode.equals("direct") || mode.equals("executor") ? new long[0][] : batches) {
             Trees.ask(system, balloon, (ActorRef<BalloonActor.DeflateResult> r) -> new BalloonActor.Deflate(frames, r));
         }
         memory.populate(memory.hostRange());
@@ -94,18 +100,29 @@ public class InflateBenchmark {
     @TearDown(Level.Trial)
     public void tearDown() {
         Trees.terminate(system);
+        executor.shutdown();
         memory.close();
     }
 
+    private long discardDirectly(long[] frames) {
+        long pages = 0;
+        for (AddressRange run : FrameRuns.coalesce(frames)) {
+            memory.discard(AddressRange.of(memory.base().value() + run.base(), run.size()));
+            pages += run.size() / FrameRuns.FRAME_SIZE;
+        }
+        return pages;
+    }
+
     @Benchmark
-    public long inflate256MiB() {
+    public long inflate256MiB() throws Exception {
         long discarded = 0;
         if (mode.equals("direct")) {
             for (long[] frames : batches) {
-                for (AddressRange run : FrameRuns.coalesce(frames)) {
-                    memory.discard(AddressRange.of(memory.base().value() + run.base(), run.size()));
-                    discarded += run.size() / FrameRuns.FRAME_SIZE;
-                }
+                discarded += discardDirectly(frames);
+            }
+        } else if (mode.equals("executor")) {
+            for (long[] frames : batches) {
+                discarded += executor.submit(() -> discardDirectly(frames)).get();
             }
         } else if (mode.equals("pipelined")) {
             List<CompletableFuture<BalloonActor.InflateResult>> answers = new ArrayList<>(batches.length);

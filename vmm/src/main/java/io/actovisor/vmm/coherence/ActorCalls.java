@@ -1,6 +1,11 @@
 package io.actovisor.vmm.coherence;
 
+import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
+import io.actovisor.memory.AddressRange;
+import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.MemoryRegion;
+import java.util.List;
 import java.time.Duration;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
@@ -29,6 +34,16 @@ final class ActorCalls {
             throw new IllegalStateException("interrupted", e);
         } catch (Exception e) {
             throw new IllegalStateException("no answer from " + to + ": " + e, e);
+        }
+    }
+
+    /** Commit all of {@code ram} as the RAM region "ram" at guest-physical {@code base}; a refusal is thrown. */
+    void addRam(ActorRef<AddressSpaceActor.Command> memory, long base, HostMemory ram) {
+        AddressSpaceActor.CommitResult committed = ask(memory, r -> new AddressSpaceActor.Commit(List.of(
+                new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", AddressRange.of(base, ram.size()), ram,
+                        0))), r));
+        if (committed instanceof AddressSpaceActor.CommitFailed failed) {
+            throw new IllegalStateException("guest RAM was refused: " + failed.reason());
         }
     }
 

@@ -11,9 +11,7 @@ import io.actovisor.devices.coherence.CoherenceAudit;
 import io.actovisor.devices.coherence.CoherenceReport;
 import io.actovisor.devices.coherence.CpuView;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
-import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
-import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
@@ -92,12 +90,7 @@ public final class CoherenceScenario {
         ActorRef<VfioGroupActor.Command> group = system.systemActorOf(VfioGroupActor.create("dma-device", false,
                 balloon), "group", org.apache.pekko.actor.typed.Props.empty());
 
-        AddressSpaceActor.CommitResult committed = calls.ask(memory, r -> new AddressSpaceActor.Commit(
-                List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", AddressRange.of(RAM_BASE,
-                        RAM_PAGES * PAGE), ram, 0))), r));
-        if (committed instanceof AddressSpaceActor.CommitFailed failed) {
-            throw new IllegalStateException("guest RAM was refused: " + failed.reason());
-        }
+        calls.addRam(memory, RAM_BASE, ram);
         VfioGroupActor.AttachResult attached = calls.ask(group, r -> new VfioGroupActor.Attach(container,
                 "container", r));
         if (attached instanceof VfioGroupActor.AttachFailed failed) {

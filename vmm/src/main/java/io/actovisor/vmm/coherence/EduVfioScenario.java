@@ -16,11 +16,11 @@ import io.actovisor.devices.vfio.VfioDevice;
 import io.actovisor.devices.vfio.VfioDeviceInfo;
 import io.actovisor.devices.vfio.VfioIommuInfo;
 import io.actovisor.devices.vfio.VfioRegionInfo;
+import io.actovisor.devices.vfio.VfioRegionMapping;
 import io.actovisor.devices.vfio.edu.EduDevice;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import io.actovisor.memory.HostMemory;
-import io.actovisor.memory.MemoryRegion;
 import io.actovisor.memory.sys.NativeException;
 import io.actovisor.memory.sys.ProcessResources;
 import java.io.IOException;
@@ -185,12 +185,7 @@ public final class EduVfioScenario {
         void run() {
             fill(DATA_PAGE, (byte) 'A');
             fill(READBACK_PAGE, (byte) 0);
-            AddressSpaceActor.CommitResult committed = calls.ask(memory, r -> new AddressSpaceActor.Commit(
-                    List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", AddressRange.of(RAM_BASE,
-                            RAM_PAGES * PAGE), ram, 0))), r));
-            if (committed instanceof AddressSpaceActor.CommitFailed failed) {
-                throw new IllegalStateException("guest RAM was refused: " + failed.reason());
-            }
+            calls.addRam(memory, RAM_BASE, ram);
             VfioGroupActor.AttachResult attached = calls.ask(groupActor, r -> new VfioGroupActor.Attach(container,
                     "passthrough", r));
             boolean attachedOk = attached instanceof VfioGroupActor.Attached;
@@ -241,6 +236,14 @@ public final class EduVfioScenario {
             }
             EduDevice edu = EduDevice.attach(vfio, Duration.ofSeconds(10));
             int liveness = edu.liveness(0x12345678);
+            int mapped = 0;
+            String mmapped = "BAR0 not mmap-able";
+            if (bar0.mappable()) { // the same register through an mmap of the BAR instead of pread
+                try (VfioRegionMapping mapping = vfio.map(VfioAbi.Pci.BAR0_REGION_INDEX, 0, PAGE)) {
+                    mapped = mapping.buffer().getInt(0);
+                    mmapped = "0x" + Integer.toHexString(mapped);
+                }
+            }
             Map<String, Object> details = new LinkedHashMap<>();
             details.put("flags", info.flags());
             details.put("pci", info.pci());
@@ -254,7 +257,9 @@ public final class EduVfioScenario {
             details.put("reset", reset);
             details.put("identification", "0x" + Integer.toHexString(edu.identification()));
             details.put("liveness", "0x" + Integer.toHexString(liveness));
+            details.put("identificationByMmap", mmapped);
             boolean holds = info.pci() && bar0.size() == 1 << 20 && liveness == ~0x12345678
+                    && (!bar0.mappable() || mapped == edu.identification())
                     && (commandAfter & VfioAbi.Pci.COMMAND_MASTER) != 0;
             sink.accept(new Finding(name + ": device info, regions, bus mastering, BAR0", holds, details));
             return edu;
