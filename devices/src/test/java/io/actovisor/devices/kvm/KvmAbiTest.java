@@ -3,17 +3,12 @@ package io.actovisor.devices.kvm;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.actovisor.memory.testing.NativeRequirement;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
+import io.actovisor.devices.testing.CProbe;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -23,7 +18,7 @@ class KvmAbiTest {
 
     @Test
     void everyDeclaredNumberMatchesTheKernelHeader(@TempDir Path dir) throws Exception {
-        NativeRequirement.require("gcc and linux/kvm.h", probeUnavailability());
+        CProbe.require(HEADER);
         Map<String, Long> declared = KvmAbi.expressions();
         assertTrue(declared.size() > 90, "KvmAbi declares only " + declared.size() + " constants");
 
@@ -35,11 +30,7 @@ class KvmAbiTest {
                     .append(names.get(i)).append("));\n");
         }
         c.append("  return 0;\n}\n");
-        Path source = dir.resolve("kvm_probe.c");
-        Path binary = dir.resolve("kvm_probe");
-        Files.writeString(source, c);
-        run(List.of("gcc", "-Wall", "-o", binary.toString(), source.toString()));
-        String out = run(List.of(binary.toString()));
+        String out = CProbe.output(c.toString(), "kvm_probe", dir);
 
         Map<String, Long> actual = new LinkedHashMap<>();
         for (String line : out.strip().split("\n")) {
@@ -55,26 +46,5 @@ class KvmAbiTest {
             }
         });
         assertEquals(List.of(), mismatches);
-    }
-
-    static Optional<String> probeUnavailability() {
-        if (!Files.isReadable(HEADER)) {
-            return Optional.of(HEADER + " is missing (install linux-libc-dev)");
-        }
-        try {
-            run(List.of("gcc", "--version"));
-            return Optional.empty();
-        } catch (Exception e) {
-            return Optional.of("gcc is not runnable: " + e.getMessage());
-        }
-    }
-
-    private static String run(List<String> command) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
-            throw new IOException(String.join(" ", command) + " failed: " + out);
-        }
-        return out;
     }
 }

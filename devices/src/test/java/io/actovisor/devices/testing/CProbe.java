@@ -41,21 +41,32 @@ public final class CProbe {
     /** Compile the resource {@code resource} in {@code work} and return what it prints, by key. */
     public static Map<String, Long> compileAndRun(Class<?> owner, String resource, Path work)
             throws IOException, InterruptedException {
-        Path source = work.resolve(Path.of(resource).getFileName().toString());
+        String source;
         try (InputStream in = owner.getResourceAsStream(resource)) {
             if (in == null) {
                 throw new IOException("probe source " + resource + " is not on the test classpath");
             }
-            Files.copy(in, source);
+            source = new String(in.readAllBytes(), StandardCharsets.UTF_8);
         }
-        Path binary = work.resolve(source.getFileName().toString().replace(".c", ""));
-        run(List.of("gcc", "-Wall", "-Werror", "-o", binary.toString(), source.toString()));
         Map<String, Long> values = new TreeMap<>();
-        for (String line : run(List.of(binary.toString())).split("\n")) {
+        for (String line : output(source, Path.of(resource).getFileName().toString().replace(".c", ""), work)
+                .split("\n")) {
             String[] kv = line.trim().split(" ");
             values.put(kv[0], Long.parseLong(kv[1]));
         }
         return values;
+    }
+
+    /**
+     * Compile the C program {@code source} as {@code name} in {@code work}, warnings counting as errors, run it and
+     * return what it prints.
+     */
+    public static String output(String source, String name, Path work) throws IOException, InterruptedException {
+        Path file = work.resolve(name + ".c");
+        Files.writeString(file, source);
+        Path binary = work.resolve(name);
+        run(List.of("gcc", "-Wall", "-Werror", "-o", binary.toString(), file.toString()));
+        return run(List.of(binary.toString()));
     }
 
     /** Every {@code static final int} or {@code long} field of {@code constants}, by field name. */

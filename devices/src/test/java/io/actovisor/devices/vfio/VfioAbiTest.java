@@ -3,21 +3,15 @@ package io.actovisor.devices.vfio;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.actovisor.devices.testing.CProbe;
 import io.actovisor.memory.sys.Ioctl;
-import io.actovisor.memory.testing.NativeRequirement;
-import java.io.IOException;
-import java.io.InputStream;
 import java.lang.reflect.Field;
 import java.lang.reflect.Modifier;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.TreeMap;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -37,39 +31,8 @@ class VfioAbiTest {
 
     @BeforeAll
     static void compileAndRunProbe() throws Exception {
-        NativeRequirement.require("the VFIO ABI probe", probeUnavailability());
-        Path source = work.resolve("vfio_abi_probe.c");
-        try (InputStream in = VfioAbiTest.class.getResourceAsStream("/vfio/vfio_abi_probe.c")) {
-            Files.copy(in, source);
-        }
-        Path binary = work.resolve("vfio_abi_probe");
-        run(List.of("gcc", "-Wall", "-Werror", "-o", binary.toString(), source.toString()));
-        kernel = new TreeMap<>();
-        for (String line : run(List.of(binary.toString())).split("\n")) {
-            String[] kv = line.trim().split(" ");
-            kernel.put(kv[0], Long.parseLong(kv[1]));
-        }
-    }
-
-    private static Optional<String> probeUnavailability() {
-        if (!Files.isReadable(HEADER)) {
-            return Optional.of(HEADER + " is missing (install the linux-libc-dev package)");
-        }
-        try {
-            run(List.of("gcc", "--version"));
-            return Optional.empty();
-        } catch (Exception e) {
-            return Optional.of("gcc cannot run: " + e.getMessage());
-        }
-    }
-
-    private static String run(List<String> command) throws IOException, InterruptedException {
-        Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
-        String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (!process.waitFor(60, TimeUnit.SECONDS) || process.exitValue() != 0) {
-            throw new IOException(String.join(" ", command) + " failed:\n" + output);
-        }
-        return output;
+        CProbe.require(HEADER);
+        kernel = CProbe.compileAndRun(VfioAbiTest.class, "/vfio/vfio_abi_probe.c", work);
     }
 
     /** Every {@code static final} int/long of VfioAbi's nested classes, as "Class.FIELD". */
