@@ -68,12 +68,6 @@ class CoherenceEndToEndTest {
     }
 
     private static long vmPinKib() {
-        try {
-            return java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/status")).stream()
-                    .filter(l -> l.startsWith("VmPin:")).mapToLong(l -> Long.parseLong(l.replaceAll("[^0-9]", "")))
-                    .findFirst().orElse(0);
-        } catch (java.io.IOException e) {
-            return 0;
-        }
+        return ProcessResources.statusKib("VmPin");
     }
 }

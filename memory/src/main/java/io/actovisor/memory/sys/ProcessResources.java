@@ -40,6 +40,21 @@ public record ProcessResources(Map<Integer, String> fds, List<String> mappings) 
         }
     }
 
+    /**
+     * A kB field of {@code /proc/self/status} now, such as {@code VmPin} (pages pinned by io_uring or VFIO) or
+     * {@code VmLck} (locked memory, where type1 charges its pins); -1 when this kernel does not report the field.
+     */
+    public static long statusKib(String field) {
+        String prefix = field + ":";
+        try {
+            return Files.readAllLines(Path.of("/proc/self/status")).stream().filter(l -> l.startsWith(prefix))
+                    .mapToLong(l -> Long.parseLong(l.substring(prefix.length()).replaceAll("[^0-9]", "")))
+                    .findFirst().orElse(-1);
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot read /proc/self/status: " + e.getMessage(), e);
+        }
+    }
+
     /** The fds that refer to objects actovisor creates: /dev nodes, anonymous inodes and memfds. */
     public Map<Integer, String> nativeFds() {
         Map<Integer, String> out = new TreeMap<>();

@@ -407,11 +407,6 @@ public final class EduVfioScenario {
 
     /** Locked memory of this process in KiB: type1 charges its pins to {@code VmLck}. */
     static long lockedKib() {
-        try {
-            return Files.readAllLines(Path.of("/proc/self/status")).stream().filter(l -> l.startsWith("VmLck:"))
-                    .mapToLong(l -> Long.parseLong(l.replaceAll("\\D", ""))).findFirst().orElse(-1);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read /proc/self/status", e);
-        }
+        return ProcessResources.statusKib("VmLck");
     }
 }

@@ -15,8 +15,6 @@ import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.sys.ProcessResources;
 import io.actovisor.memory.testing.NativeRequirement;
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.Arrays;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -31,9 +29,8 @@ class PinnedIommuTest {
         NativeRequirement.require("io_uring", IoUring.unavailabilityCause());
     }
 
-    private static long vmPinnedKib() throws IOException {
-        return Files.readAllLines(Path.of("/proc/self/status")).stream().filter(l -> l.startsWith("VmPin:"))
-                .mapToLong(l -> Long.parseLong(l.replaceAll("[^0-9]", ""))).findFirst().orElse(-1);
+    private static long vmPinnedKib() {
+        return ProcessResources.statusKib("VmPin");
     }
 
     @Test
