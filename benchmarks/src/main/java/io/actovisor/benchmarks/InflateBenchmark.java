@@ -91,8 +91,11 @@ public class InflateBenchmark {
     /** Fault every page back in and take the frames back, so each operation discards 256 MiB of resident pages. */
     @Setup(Level.Invocation)
     public void refill() {
-        for (long[] frames : mode.equals("direct") || mode.equals("executor") ? new long[0][] : batches) {
-            Trees.ask(system, balloon, (ActorRef<BalloonActor.DeflateResult> r) -> new BalloonActor.Deflate(frames, r));
+        if (throughBalloon()) { // the other modes never tell the balloon about the frames
+            for (long[] frames : batches) {
+                Trees.ask(system, balloon, (ActorRef<BalloonActor.DeflateResult> r) ->
+                        new BalloonActor.Deflate(frames, r));
+            }
         }
         memory.populate(memory.hostRange());
     }
@@ -102,6 +105,10 @@ public class InflateBenchmark {
         Trees.terminate(system);
         executor.shutdown();
         memory.close();
+    }
+
+    private boolean throughBalloon() {
+        return mode.equals("sequential") || mode.equals("pipelined");
     }
 
     private long discardDirectly(long[] frames) {
