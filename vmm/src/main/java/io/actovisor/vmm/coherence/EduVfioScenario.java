@@ -72,6 +72,8 @@ public final class EduVfioScenario {
     /** Bytes the device copies per read: half a page, inside the edu buffer's usable part. */
     static final int DMA_BYTES = 2048;
     private static final long PAGE = 4096;
+    private static final long DATA_IOVA = RAM_BASE + DATA_PAGE * PAGE;
+    private static final long READBACK_IOVA = RAM_BASE + READBACK_PAGE * PAGE;
     private static final Duration TIMEOUT = Duration.ofSeconds(60);
 
     /** One checked step: {@code holds} says whether what was seen is what the scenario expects. */
@@ -184,7 +186,6 @@ public final class EduVfioScenario {
 
         void run() {
             fill(DATA_PAGE, (byte) 'A');
-            fill(READBACK_PAGE, (byte) 0);
             calls.addRam(memory, RAM_BASE, ram);
             VfioGroupActor.AttachResult attached = calls.ask(groupActor, r -> new VfioGroupActor.Attach(container,
                     "passthrough", r));
@@ -338,14 +339,13 @@ public final class EduVfioScenario {
         }
 
         private void coherence(EduDevice edu) {
-            long dataIova = RAM_BASE + DATA_PAGE * PAGE;
             HostAddress data = ram.base().checkedAdd(DATA_PAGE * PAGE);
             byte before = deviceRead(edu);
             OptionalLong pfnBefore = ram.pfn(data);
             sink.accept(new Finding(name + ": the device reads what the CPU wrote", before == 'A', Map.of(
                     "device", Character.toString(before), "cpu", Character.toString(ram.readByte(data)))));
 
-            long frame = dataIova / PAGE;
+            long frame = DATA_IOVA / PAGE;
             BalloonActor.InflateResult inflated = calls.ask(balloon, r -> new BalloonActor.Inflate(
                     new long[] {frame}, r));
             calls.ask(balloon, (ActorRef<BalloonActor.DeflateResult> r) -> new BalloonActor.Deflate(
@@ -360,8 +360,8 @@ public final class EduVfioScenario {
             details.put("pagesDiscarded", inflated.pagesDiscarded());
             details.put("pagesSkipped", inflated.pagesSkipped());
             details.put("cpuAfterInflate", (int) afterInflate);
-            details.put("pfnBefore", pfnBefore.isPresent() ? "0x" + Long.toHexString(pfnBefore.getAsLong()) : "hidden");
-            details.put("pfnAfter", pfnAfter.isPresent() ? "0x" + Long.toHexString(pfnAfter.getAsLong()) : "hidden");
+            details.put("pfnBefore", pfn(pfnBefore));
+            details.put("pfnAfter", pfn(pfnAfter));
             details.put("device", Character.toString(device));
             details.put("cpu", Character.toString(cpu));
             boolean holds;
@@ -380,12 +380,10 @@ public final class EduVfioScenario {
 
         /** The device copies the data page into its buffer and the buffer out to the readback page. */
         private byte deviceRead(EduDevice edu) {
-            long dataIova = RAM_BASE + DATA_PAGE * PAGE;
-            long readbackIova = RAM_BASE + READBACK_PAGE * PAGE;
             fill(READBACK_PAGE, (byte) 0);
             calls.withIommu(container, iommu -> {
-                edu.copyToDevice(dataIova, 0, DMA_BYTES);
-                edu.copyFromDevice(0, readbackIova, DMA_BYTES);
+                edu.copyToDevice(DATA_IOVA, 0, DMA_BYTES);
+                edu.copyFromDevice(0, READBACK_IOVA, DMA_BYTES);
                 return null;
             });
             byte[] seen = ram.read(ram.base().checkedAdd(READBACK_PAGE * PAGE), DMA_BYTES);
@@ -403,6 +401,10 @@ public final class EduVfioScenario {
             Arrays.fill(bytes, value);
             ram.write(ram.base().checkedAdd(page * PAGE), bytes);
         }
+    }
+
+    private static String pfn(OptionalLong pfn) {
+        return pfn.isPresent() ? "0x" + Long.toHexString(pfn.getAsLong()) : "hidden";
     }
 
     /** Locked memory of this process in KiB: type1 charges its pins to {@code VmLck}. */
