@@ -2,6 +2,7 @@ package io.actovisor.actors.vm;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.guest.ScriptedGuestActor;
 import io.actovisor.actors.kvm.DelayPortActor;
 import io.actovisor.actors.kvm.IoMap;
 import io.actovisor.actors.kvm.KvmMemoryActor;
@@ -98,6 +99,31 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public record GetInfo(ActorRef<VmInfo> replyTo) implements Command {
     }
 
+    /** Ask which guest the VM runs and how it is doing. */
+    public record GetGuest(ActorRef<GuestInfo> replyTo) implements Command {
+    }
+
+    /** How a VM's guest is doing. */
+    public enum GuestState {
+        /** No guest runs (not started yet, or a VM without a guest). */
+        NONE,
+        RUNNING,
+        /** The guest's program ended. */
+        HALTED,
+        /** The guest stopped on an error; the VM keeps running. */
+        FAILED
+    }
+
+    /**
+     * The VM's guest.
+     *
+     * @param kind    {@code firmware}, {@code scripted} or {@code none}
+     * @param program the firmware program or the scripted program
+     * @param failure why the guest stopped, when it failed
+     */
+    public record GuestInfo(String kind, String program, GuestState state, Optional<String> failure) {
+    }
+
     /** A VM's lifecycle state. */
     public enum State {
         CREATED,
@@ -141,6 +167,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private record VcpuReported(VcpuActor.Event event) implements Command {
     }
 
+    private record ScriptedGuestReported(ScriptedGuestActor.Event event) implements Command {
+    }
+
     /** How long one start step (the memory commit, one group attach) may take. */
     public static final Duration STEP_TIMEOUT = Duration.ofSeconds(60);
 
@@ -157,6 +186,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private KvmVm kvmVm;
     private final List<VcpuActor.Control> vcpus = new ArrayList<>();
     private final Map<String, ActorRef<DeviceIo.Command>> devices = new LinkedHashMap<>();
+    private GuestInfo guestInfo = new GuestInfo("none", "", GuestState.NONE, Optional.empty());
 
     private VmActor(ActorContext<Command> context, VmTopology topology) {
         super(context);
@@ -178,6 +208,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(StepTimedOut.class, this::onStepTimedOut)
                 .onMessage(SlotsSubscribed.class, this::onSlotsSubscribed)
                 .onMessage(VcpuReported.class, this::onVcpuReported)
+                .onMessage(ScriptedGuestReported.class, this::onScriptedGuestReported)
+                .onMessage(GetGuest.class, this::onGetGuest)
                 .onMessage(Pause.class, this::onPause)
                 .onMessage(Resume.class, this::onResume)
                 .onMessage(Shutdown.class, this::onShutdown)
@@ -268,6 +300,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 } catch (RuntimeException e) {
                     return failStart("cannot start the vCPUs: " + e.getMessage());
                 }
+            } else if (topology.scripted().isPresent()) {
+                try {
+                    startScriptedGuest(topology.scripted().get());
+                } catch (RuntimeException e) {
+                    return failStart("cannot start the scripted guest: " + e.getMessage());
+                }
             }
             state = State.RUNNING;
             getContext().getLog().info("VM {} is running: {} bytes of RAM, {} containers, {} groups", topology.name(),
@@ -336,7 +374,48 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             vcpus.add(new VcpuActor.Control(ref, vcpu, counters));
         }
         vcpus.get(0).ref().tell(VcpuActor.Run.INSTANCE);
+        guestInfo = new GuestInfo("firmware", guest.program(), GuestState.RUNNING, Optional.empty());
         getContext().getLog().info("VM {}: vCPU 0 started the guest program '{}'", topology.name(), guest.program());
+    }
+
+    /** Spawn the MMIO devices and the scripted guest that drives them (no KVM, no vCPU threads). */
+    private void startScriptedGuest(VmTopology.ScriptedGuest scripted) {
+        for (VmTopology.Device d : topology.devices()) {
+            devices.put(d.name(), getContext().spawn(d.factory().apply(components()), "device-" + d.name()));
+        }
+        List<ScriptedGuestActor.Device> reachable = new ArrayList<>();
+        for (var region : topology.regions()) {
+            if (region.kind() == RegionKind.MMIO && region.device().isPresent()
+                    && devices.containsKey(region.device().get())) {
+                reachable.add(new ScriptedGuestActor.Device(region.device().get(), region.range().base(),
+                        devices.get(region.device().get())));
+            }
+        }
+        var program = scripted.program().get();
+        getContext().spawn(ScriptedGuestActor.create(topology.name(), GuestMemory.of(FlatView.of(topology.regions())),
+                scripted.layout(), reachable, program, getContext().messageAdapter(ScriptedGuestActor.Event.class,
+                        ScriptedGuestReported::new)), "guest");
+        guestInfo = new GuestInfo("scripted", program.name(), GuestState.RUNNING, Optional.empty());
+        getContext().getLog().info("VM {}: the scripted guest runs program '{}'", topology.name(), program.name());
+    }
+
+    private Behavior<Command> onScriptedGuestReported(ScriptedGuestReported reported) {
+        if (reported.event() instanceof ScriptedGuestActor.Failed failed) {
+            guestInfo = new GuestInfo("scripted", failed.program(), GuestState.FAILED, Optional.of(failed.reason()));
+            getContext().getLog().error("VM {}: the scripted guest failed: {}; the VM keeps running without it",
+                    topology.name(), failed.reason());
+            return this;
+        }
+        ScriptedGuestActor.Halted halted = (ScriptedGuestActor.Halted) reported.event();
+        guestInfo = new GuestInfo("scripted", halted.program(), GuestState.HALTED, Optional.empty());
+        getContext().getLog().info("VM {}: the scripted guest halted after {} rounds; shutting down", topology.name(),
+                halted.rounds());
+        return stopAll();
+    }
+
+    private Behavior<Command> onGetGuest(GetGuest get) {
+        get.replyTo().tell(guestInfo);
+        return this;
     }
 
     private Behavior<Command> onVcpuReported(VcpuReported reported) {

@@ -21,7 +21,7 @@ import java.util.Optional;
  */
 public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion> regions,
         Optional<BalloonSettings> balloon, List<Container> containers, List<Group> groups, Optional<Guest> guest,
-        List<Device> devices) {
+        List<Device> devices, Optional<ScriptedGuest> scripted) {
 
     public VmTopology {
         Objects.requireNonNull(name, "name");
@@ -32,6 +32,10 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
         groups = List.copyOf(groups);
         Objects.requireNonNull(guest, "guest");
         devices = List.copyOf(devices);
+        Objects.requireNonNull(scripted, "scripted");
+        if (guest.isPresent() && scripted.isPresent()) {
+            throw new IllegalArgumentException("VM " + name + " has both a firmware guest and a scripted guest");
+        }
         for (Group g : groups) {
             if (containers.stream().noneMatch(c -> c.name().equals(g.container()))) {
                 throw new IllegalArgumentException("group " + g.id() + " names container '" + g.container()
@@ -48,10 +52,31 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
     public record Group(String id, String container, boolean balloonCompatible, boolean attachAtStart) {
     }
 
+    /** A topology without a scripted guest (a firmware guest on KVM, or no guest). */
+    public VmTopology(String name, List<HostMemory> memory, List<MemoryRegion> regions,
+            Optional<BalloonSettings> balloon, List<Container> containers, List<Group> groups, Optional<Guest> guest,
+            List<Device> devices) {
+        this(name, memory, regions, balloon, containers, groups, guest, devices, Optional.empty());
+    }
+
+    /**
+     * A scripted guest: a Java program driving the VM's devices from the driver side, no KVM
+     * ({@link io.actovisor.actors.guest.ScriptedGuestActor}). A new program is made for each VM start.
+     *
+     * @param layout where the guest keeps its queues and its work area in guest RAM
+     */
+    public record ScriptedGuest(java.util.function.Supplier<io.actovisor.devices.guest.scripted.GuestProgram> program,
+            io.actovisor.devices.guest.scripted.GuestLayout layout) {
+        public ScriptedGuest {
+            Objects.requireNonNull(program, "program");
+            Objects.requireNonNull(layout, "layout");
+        }
+    }
+
     /** A topology without a guest on KVM: memory, VFIO and balloon only (tests of the host side). */
     public VmTopology(String name, List<HostMemory> memory, List<MemoryRegion> regions,
             Optional<BalloonSettings> balloon, List<Container> containers, List<Group> groups) {
-        this(name, memory, regions, balloon, containers, groups, Optional.empty(), List.of());
+        this(name, memory, regions, balloon, containers, groups, Optional.empty(), List.of(), Optional.empty());
     }
 
     /**
