@@ -49,12 +49,17 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
     }
 
     /**
-     * What the firmware runs.
+     * What the guest runs.
      *
      * @param program     the firmware program vCPU 0 runs
      * @param workloadMib how much guest memory the workload writes and checksums in each round
+     * @param kind        which guest runs it: the firmware on KVM, the scripted guest, or {@code auto}
      */
-    public record Guest(String program, int workloadMib) {
+    public record Guest(String program, int workloadMib, GuestKind kind) {
+        /** A guest of kind {@code auto}. */
+        public Guest(String program, int workloadMib) {
+            this(program, workloadMib, GuestKind.AUTO);
+        }
     }
 
     /** The IOMMU backend of a container. */

@@ -40,7 +40,7 @@ public final class VmSpecParser {
     private static final Map<String, Set<String>> SCHEMA = Map.of(
             "vm", Set.of("name", "vcpus", "memory", "firmware", "guest", "vfio", "balloon", "devices", "api"),
             "region", Set.of("name", "kind", "base", "size", "backing", "read-only", "device"),
-            "guest", Set.of("program", "workload-mib"),
+            "guest", Set.of("kind", "program", "workload-mib"),
             "vfio", Set.of("containers"),
             "container", Set.of("name", "backend", "max-mappings", "groups"),
             "group", Set.of("id", "balloon-compatible", "attach-at-start"),
@@ -127,6 +127,10 @@ public final class VmSpecParser {
         List<VmSpec.Region> memory = regions();
         VmSpec.Firmware firmware = firmware();
         int workload = intIn(ROOT + ".guest.workload-mib", 1, 1024);
+        GuestKind kind = config.getValue(ROOT + ".guest").valueType() == ConfigValueType.OBJECT
+                ? enumOf(config.getConfig(ROOT + ".guest"), ROOT + ".guest", "kind", "auto", GuestKind.class,
+                        GuestKind::configName)
+                : GuestKind.AUTO;
         String program = string(ROOT + ".guest.program");
         if (program != null && !program.matches("[a-z0-9_-]{1,31}")) {
             error(ROOT + ".guest.program", program, "must be a firmware program name: 1 to 31 lower-case letters, "
@@ -145,7 +149,7 @@ public final class VmSpecParser {
         if (!errors.isEmpty()) {
             throw new ConfigValidationException(errors);
         }
-        return new VmSpec(name, vcpus, memory, firmware, new VmSpec.Guest(program, workload), containers, balloon,
+        return new VmSpec(name, vcpus, memory, firmware, new VmSpec.Guest(program, workload, kind), containers, balloon,
                 devices, api);
     }
 

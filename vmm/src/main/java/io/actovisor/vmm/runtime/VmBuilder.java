@@ -8,7 +8,11 @@ import io.actovisor.memory.GuestMemory;
 import io.actovisor.devices.kvm.GuestFirmware;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vm.VmTopology;
+import io.actovisor.config.GuestKind;
 import io.actovisor.config.VmSpec;
+import io.actovisor.devices.guest.scripted.GuestLayout;
+import io.actovisor.devices.guest.scripted.WorkloadProgram;
+import java.time.Duration;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
@@ -24,6 +28,8 @@ import java.util.Optional;
  * error propagates.
  */
 public final class VmBuilder {
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(VmBuilder.class);
+
     private VmBuilder() {
     }
 
@@ -34,6 +40,24 @@ public final class VmBuilder {
 
     /** As {@link #topology(VmSpec, BalloonSettings)}, with the workload sleeping {@code roundMillis} per round. */
     public static VmTopology topology(VmSpec spec, BalloonSettings balloonDefaults, long roundMillis) {
+        return topology(spec, balloonDefaults, roundMillis, GuestChoice.kvmUnavailability());
+    }
+
+    /**
+     * As {@link #topology(VmSpec, BalloonSettings, long)} on a host where KVM is unavailable for
+     * {@code kvmUnavailable} (empty: KVM works): {@code guest.kind} picks the firmware or the scripted guest, and the
+     * choice is logged in one line.
+     *
+     * @throws GuestChoice.GuestUnavailableException if the definition asks for a guest this host cannot run
+     */
+    public static VmTopology topology(VmSpec spec, BalloonSettings balloonDefaults, long roundMillis,
+            Optional<String> kvmUnavailable) {
+        GuestChoice choice = GuestChoice.choose(spec.guest().kind(), kvmUnavailable);
+        if (choice.kind() == GuestKind.SCRIPTED && !spec.guest().program().equals("workload")) {
+            throw new GuestChoice.GuestUnavailableException("the scripted guest runs only the program 'workload', "
+                    + "not guest.program = " + spec.guest().program() + " (a firmware program, which needs KVM)");
+        }
+        LOG.info("VM {}: {}", spec.name(), choice.announcement());
         List<HostMemory> memory = new ArrayList<>();
         try {
             List<MemoryRegion> regions = new ArrayList<>();
@@ -68,12 +92,20 @@ public final class VmBuilder {
             Optional<BalloonSettings> balloon = spec.balloon().enabled()
                     ? Optional.of(balloonDefaults.withUnsafeIgnoreInhibitor(spec.balloon().unsafeIgnoreInhibitor()))
                     : Optional.empty();
-            byte[] firmware = spec.firmware().file().map(GuestFirmware::load).orElseGet(GuestFirmware::bundled);
-            long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
-            long balloonBase = spec.balloon().enabled() ? spec.balloon().mmioBase() : 0;
-            VmTopology.Guest guest = new VmTopology.Guest(firmware, spec.guest().program(),
-                    (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase},
-                    spec.vcpus(), spec.devices().serial());
+            Optional<VmTopology.Guest> guest = Optional.empty();
+            Optional<VmTopology.ScriptedGuest> scripted = Optional.empty();
+            if (choice.kind() == GuestKind.FIRMWARE) {
+                byte[] firmware = spec.firmware().file().map(GuestFirmware::load).orElseGet(GuestFirmware::bundled);
+                long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
+                long balloonBase = spec.balloon().enabled() ? spec.balloon().mmioBase() : 0;
+                guest = Optional.of(new VmTopology.Guest(firmware, spec.guest().program(),
+                        (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase},
+                        spec.vcpus(), spec.devices().serial()));
+            } else {
+                Duration interval = Duration.ofMillis(roundMillis);
+                scripted = Optional.of(new VmTopology.ScriptedGuest(() -> new WorkloadProgram(interval),
+                        GuestLayout.of((long) spec.guest().workloadMib() << 20)));
+            }
             List<VmTopology.Device> devices = new ArrayList<>();
             if (spec.balloon().enabled()) {
                 GuestMemory guestMemory = GuestMemory.of(FlatView.of(regions));
@@ -86,8 +118,8 @@ public final class VmBuilder {
                 devices.add(new VmTopology.Device("dma", components -> DmaEngineActor.create(
                         components.containers().get(container))));
             });
-            return new VmTopology(spec.name(), memory, regions, balloon, containers, groups, Optional.of(guest),
-                    devices);
+            return new VmTopology(spec.name(), memory, regions, balloon, containers, groups, guest, devices,
+                    scripted);
         } catch (RuntimeException e) {
             memory.forEach(HostMemory::close);
             throw e;
