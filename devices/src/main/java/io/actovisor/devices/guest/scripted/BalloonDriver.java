@@ -43,6 +43,16 @@ public final class BalloonDriver {
         return transport;
     }
 
+    /** The driver's queue {@code index} (inflate 0, deflate 1, statistics 2), for scripts that write it raw. */
+    public SplitQueueDriver queue(int index) {
+        return switch (index) {
+            case VirtioBalloon.INFLATE_QUEUE -> inflate;
+            case VirtioBalloon.DEFLATE_QUEUE -> deflate;
+            case VirtioBalloon.STATS_QUEUE -> stats;
+            default -> throw new IllegalArgumentException("virtio-balloon has queues 0 to 2, not " + index);
+        };
+    }
+
     /** Initialize the device and, if statistics were negotiated, offer the first statistics buffer. */
     public CompletionStage<Void> start() {
         return transport.initialize(VirtioBalloon.DEVICE_ID, VirtioBalloon.F_STATS_VQ | VirtioBalloon.F_DEFLATE_ON_OOM,
