@@ -30,8 +30,12 @@ import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.Props;
 
 /**
- * The seed's actor tree for tests: one address space over real host memory (through a {@link PinWatch} Posix), a
- * balloon, containers on the model IOMMU (watched) and groups; with synchronous helpers and the invariant checks.
+ * A VM's actor tree for tests, without a guest: one address space over real host memory (through a
+ * {@link PinWatch} Posix), a balloon, containers on the model IOMMU (watched) and groups; with synchronous helpers,
+ * the invariant checks, and fault injection by actor name: {@link #crashAt} crashes a named actor at a chosen
+ * message, {@link #link} drops or delays what a group sends its container, a {@code posix} wrapper (such as
+ * {@link io.actovisor.testkit.fault.DiscardFault}) fails discards, and {@link #container(String, IommuBackend)}
+ * takes a {@link io.actovisor.testkit.fault.FaultyIommu}.
  */
 public final class ActorTree implements AutoCloseable {
     public static final long PAGE = 4096;
@@ -50,13 +54,93 @@ public final class ActorTree implements AutoCloseable {
     private static long sequence;
     private final String id;
 
+    /** Crashes scheduled by actor name: how many more messages the actor handles before it throws. */
+    private final Map<String, java.util.concurrent.atomic.AtomicInteger> crashes =
+            new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<String, io.actovisor.testkit.fault.Link> links = new java.util.concurrent.ConcurrentHashMap<>();
+
     public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings) {
+        this(kit, memoryPages, settings, java.util.function.UnaryOperator.identity());
+    }
+
+    /**
+     * A tree whose host memory makes its system calls through {@code posix} applied to the pin watch's Posix (for
+     * example {@code p -> new DiscardFault(p, 1, Errno.EIO)}).
+     */
+    public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings,
+            java.util.function.UnaryOperator<io.actovisor.memory.sys.Posix> posix) {
         this.kit = kit;
         this.id = "t" + (sequence++);
-        this.memory = HostMemory.anonymous(pins.posix(), id + "-ram", memoryPages * PAGE);
-        this.space = kit.spawn(AddressSpaceActor.create(id + "-memory", Duration.ofSeconds(5)), id + "-memory");
-        this.balloon = kit.spawn(BalloonActor.create(id + "-balloon", space, settings), id + "-balloon",
-                BalloonActor.DISPATCHER);
+        this.memory = HostMemory.anonymous(posix.apply(pins.posix()), id + "-ram", memoryPages * PAGE);
+        this.space = kit.spawn(faultPoint("memory", AddressSpaceActor.Command.class,
+                AddressSpaceActor.create(id + "-memory", Duration.ofSeconds(5))), id + "-memory");
+        this.balloon = kit.spawn(faultPoint("balloon", BalloonActor.Command.class,
+                BalloonActor.create(id + "-balloon", space, settings)), id + "-balloon", BalloonActor.DISPATCHER);
+    }
+
+    /** The names {@link #crashAt} and {@link #link} accept: memory, balloon, the containers and the groups. */
+    public java.util.Set<String> actorNames() {
+        java.util.Set<String> names = new java.util.LinkedHashSet<>(List.of("memory", "balloon"));
+        names.addAll(containers.keySet());
+        names.addAll(groups.keySet());
+        return names;
+    }
+
+    /**
+     * Crash the actor called {@code name} when it receives its {@code nth} message from now on (from 1).
+     *
+     * @throws IllegalArgumentException if the tree has no actor of that name (the message lists those it has)
+     */
+    public void crashAt(String name, int nth) {
+        if (!actorNames().contains(name)) {
+            throw new IllegalArgumentException("cannot crash '" + name + "': this tree has no actor of that name; "
+                    + "its actors are " + actorNames());
+        }
+        if (nth < 1) {
+            throw new IllegalArgumentException("messages are counted from 1, not " + nth);
+        }
+        crashes.put(name, new java.util.concurrent.atomic.AtomicInteger(nth));
+    }
+
+    /**
+     * Put {@code link} between a group and its container: from the next {@link #attach} of group {@code link.from()}
+     * to container {@code link.to()} on, the group talks to the container through it.
+     *
+     * @throws IllegalArgumentException unless {@code from} is a group and {@code to} a container of this tree
+     */
+    public void link(io.actovisor.testkit.fault.Link link) {
+        if (!groups.containsKey(link.from()) || !containers.containsKey(link.to())) {
+            throw new IllegalArgumentException("cannot intercept messages from '" + link.from() + "' to '" + link.to()
+                    + "': the testkit intercepts what a group sends its container; groups " + groups.keySet()
+                    + ", containers " + containers.keySet());
+        }
+        links.put(link.from() + "->" + link.to(), link);
+    }
+
+    /** {@code behavior} with the crash point of actor {@code name} in front of it. */
+    private <T> Behavior<T> faultPoint(String name, Class<T> protocol, Behavior<T> behavior) {
+        return org.apache.pekko.actor.typed.javadsl.Behaviors.intercept(
+                () -> new org.apache.pekko.actor.typed.BehaviorInterceptor<T, T>(protocol) {
+                    @Override
+                    public Behavior<T> aroundReceive(org.apache.pekko.actor.typed.TypedActorContext<T> ctx, T msg,
+                            ReceiveTarget<T> target) {
+                        java.util.concurrent.atomic.AtomicInteger left = crashes.get(name);
+                        if (left != null && left.decrementAndGet() == 0) {
+                            crashes.remove(name);
+                            crashed(name);
+                            throw new Faults.InjectedFault("injected crash of " + name + " at "
+                                    + msg.getClass().getSimpleName());
+                        }
+                        return target.apply(ctx, msg);
+                    }
+                }, behavior);
+    }
+
+    /** A crashed actor stops (the default supervision): the tree forgets it, so the checks ask only live actors. */
+    private void crashed(String name) {
+        groups.remove(name);
+        compatible.remove(name);
+        containers.remove(name);
     }
 
     /** A container on a watched model IOMMU accepting {@code maxMappings} mappings. */
@@ -66,8 +150,9 @@ public final class ActorTree implements AutoCloseable {
     }
 
     public ActorRef<VfioContainerActor.Command> container(String name, IommuBackend backend) {
-        ActorRef<VfioContainerActor.Command> ref = kit.spawn(VfioContainerActor.create(id + "-" + name, space,
-                backend), id + "-" + name, VfioContainerActor.DISPATCHER);
+        ActorRef<VfioContainerActor.Command> ref = kit.spawn(faultPoint(name, VfioContainerActor.Command.class,
+                VfioContainerActor.create(id + "-" + name, space, backend)), id + "-" + name,
+                VfioContainerActor.DISPATCHER);
         containers.put(name, ref);
         return ref;
     }
@@ -79,8 +164,8 @@ public final class ActorTree implements AutoCloseable {
     /** A group whose behavior is {@code behavior} (e.g. wrapped with a fault-injecting interceptor). */
     public ActorRef<VfioGroupActor.Command> group(String name, boolean balloonCompatible,
             Behavior<VfioGroupActor.Command> behavior) {
-        ActorRef<VfioGroupActor.Command> ref = kit.spawn(behavior, id + "-" + name + "-" + (sequence++),
-                Props.empty());
+        ActorRef<VfioGroupActor.Command> ref = kit.spawn(faultPoint(name, VfioGroupActor.Command.class, behavior),
+                id + "-" + name + "-" + (sequence++), Props.empty());
         groups.put(name, ref);
         compatible.put(name, balloonCompatible);
         if (balloonCompatible) {
@@ -108,8 +193,21 @@ public final class ActorTree implements AutoCloseable {
     }
 
     public VfioGroupActor.AttachResult attach(String group, String container) {
-        return ask(VfioGroupActor.AttachResult.class, r -> new VfioGroupActor.Attach(containers.get(container),
-                container, r), groups.get(group));
+        return ask(VfioGroupActor.AttachResult.class, r -> attachMessage(group, container, r), groups.get(group));
+    }
+
+    /** Ask group {@code group} to attach to {@code container}, through its {@link #link} if it has one. */
+    public void attach(String group, String container, ActorRef<VfioGroupActor.AttachResult> replyTo) {
+        groups.get(group).tell(attachMessage(group, container, replyTo));
+    }
+
+    private VfioGroupActor.Attach attachMessage(String group, String container,
+            ActorRef<VfioGroupActor.AttachResult> replyTo) {
+        io.actovisor.testkit.fault.Link link = links.get(group + "->" + container);
+        ActorRef<VfioContainerActor.Command> target = link == null ? containers.get(container)
+                : kit.spawn(link.behavior(containers.get(container)), id + "-link-" + group + "-" + container + "-"
+                        + (sequence++));
+        return new VfioGroupActor.Attach(target, container, replyTo);
     }
 
     public VfioGroupActor.DetachResult detach(String group) {

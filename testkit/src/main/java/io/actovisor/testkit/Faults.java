@@ -37,6 +37,27 @@ public final class Faults {
         }, behavior);
     }
 
+    /**
+     * Crash (throw) on the {@code nth} message (from 1) {@code behavior} receives, whatever it is; the supervisor's
+     * strategy then applies (by default the actor stops, and whoever watches it is told).
+     */
+    public static <T> Behavior<T> crashAt(Class<T> protocol, int nth, Behavior<T> behavior) {
+        if (nth < 1) {
+            throw new IllegalArgumentException("messages are counted from 1, not " + nth);
+        }
+        java.util.concurrent.atomic.AtomicInteger received = new java.util.concurrent.atomic.AtomicInteger();
+        return Behaviors.intercept(() -> new BehaviorInterceptor<T, T>(protocol) {
+            @Override
+            public Behavior<T> aroundReceive(TypedActorContext<T> ctx, T msg, ReceiveTarget<T> target) {
+                if (received.incrementAndGet() == nth) {
+                    throw new InjectedFault("injected crash of " + ctx.asJava().getSelf().path().name()
+                            + " at message #" + nth + " (" + msg.getClass().getSimpleName() + ")");
+                }
+                return target.apply(ctx, msg);
+            }
+        }, behavior);
+    }
+
     /** The exception fault injection throws, so logs show it is deliberate. */
     public static final class InjectedFault extends RuntimeException {
         private static final long serialVersionUID = 1L;

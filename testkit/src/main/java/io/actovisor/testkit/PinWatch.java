@@ -39,6 +39,17 @@ public final class PinWatch {
         this.compatible = compatible;
     }
     private final List<String> violations = new CopyOnWriteArrayList<>();
+    private final List<DiscardUnderPin> discardsUnderPin = new CopyOnWriteArrayList<>();
+
+    /** A discard of host memory that an IOMMU held pinned: invariant 1 broken, with the ranges involved. */
+    public record DiscardUnderPin(AddressRange discarded, AddressRange pinned, String iommu) {
+        /** The host bytes both discarded and pinned. */
+        public AddressRange overlap() {
+            long base = Math.max(discarded.base(), pinned.base());
+            long end = Math.min(discarded.base() + discarded.size(), pinned.base() + pinned.size());
+            return AddressRange.of(base, end - base);
+        }
+    }
     private final List<AddressRange> discards = new CopyOnWriteArrayList<>();
 
     /** A Posix that forwards to the real one and checks each discard against the pins. */
@@ -64,6 +75,7 @@ public final class PinWatch {
             for (AddressRange pinned : ranges) {
                 if (pinned.overlaps(host)) {
                     violations.add("discard of host " + host + " while " + pinned + " is pinned by " + iommu);
+                    discardsUnderPin.add(new DiscardUnderPin(host, pinned, iommu.toString()));
                 }
             }
         });
@@ -94,6 +106,11 @@ public final class PinWatch {
                 groupsByIommu.get(iommu).remove(groupId);
             }
         };
+    }
+
+    /** Every discard that touched pinned memory, in order. */
+    public List<DiscardUnderPin> discardsUnderPin() {
+        return List.copyOf(discardsUnderPin);
     }
 
     public List<String> violations() {

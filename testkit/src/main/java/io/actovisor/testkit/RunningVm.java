@@ -113,6 +113,15 @@ public final class RunningVm implements AutoCloseable {
         return probe.receiveMessage(TIMEOUT);
     }
 
+    /** Send {@code to} the message {@code message} makes of a reply address, and wait for the reply. */
+    public <R> R ask(Class<R> type, java.util.function.Function<ActorRef<R>, ?> message, ActorRef<?> to) {
+        TestProbe<R> probe = kit.createTestProbe(type);
+        @SuppressWarnings("unchecked")
+        ActorRef<Object> target = (ActorRef<Object>) to;
+        target.tell(message.apply(probe.ref()));
+        return probe.expectMessageClass(type, TIMEOUT);
+    }
+
     /** Shut the VM down and wait until it has stopped and released everything. */
     @Override
     public void close() {
