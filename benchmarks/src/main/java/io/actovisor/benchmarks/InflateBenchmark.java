@@ -1,5 +1,7 @@
 package io.actovisor.benchmarks;
 
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.balloon.FrameRuns;
@@ -64,6 +66,7 @@ public class InflateBenchmark {
     String mode;
 
     private ActorSystem<Void> system;
+    private ActorRef<DiscardManager.Command> discard;
     private ActorRef<BalloonActor.Command> balloon;
     private HostMemory memory;
     private long[][] batches;
@@ -78,7 +81,9 @@ public class InflateBenchmark {
                 Props.empty());
         Trees.ask(system, space, (ActorRef<AddressSpaceActor.CommitResult> r) -> new AddressSpaceActor.Commit(
                 List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", GuestAddress.ZERO, memory))), r));
-        balloon = system.systemActorOf(BalloonActor.create("bench", space, BalloonSettings.DEFAULT), "balloon",
+        discard = system.systemActorOf(DiscardManager.create("bench", BalloonSettings.DEFAULT.drainTimeout()),
+                "discard", Props.empty());
+        balloon = system.systemActorOf(BalloonActor.create("bench", space, BalloonSettings.DEFAULT, discard), "balloon",
                 BalloonActor.DISPATCHER);
         batches = new long[FRAMES / batch][batch];
         for (int b = 0; b < batches.length; b++) {

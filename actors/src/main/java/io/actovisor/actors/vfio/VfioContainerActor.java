@@ -1,5 +1,7 @@
 package io.actovisor.actors.vfio;
 
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.memory.MemoryListener;
 import io.actovisor.devices.iommu.DmaFault;
@@ -91,14 +93,30 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     }
 
     /**
-     * Answer {@link GroupGone} once {@code group} is no longer attached (at once if it is not): the balloon asks
-     * this before it releases the inhibit of a group that stopped, so no discard happens while its pins remain.
+     * Answer {@link GroupGone} once {@code group} is no longer attached (at once if it is not). The discard manager
+     * asks the same through {@link DiscardManager.AwaitPinsGone} before it releases a group that stopped.
      */
     public record AwaitGroupGone(ActorRef<?> group, ActorRef<GroupGone> replyTo) implements Command {
     }
 
     /** {@code group} holds nothing in this container any more. */
     public record GroupGone(String container, ActorRef<?> group) {
+    }
+
+    /** Ask the container to {@link Description describe} itself (a group asks this first when it attaches). */
+    public record Describe(ActorRef<Description> replyTo) implements Command {
+        public Describe {
+            Objects.requireNonNull(replyTo, "replyTo");
+        }
+    }
+
+    /**
+     * What a group needs to know about its container before it attaches.
+     *
+     * @param mode     the container's discard mode
+     * @param pinOwner the container as the owner of its groups' pins, for the discard manager
+     */
+    public record Description(String container, DiscardMode mode, DiscardManager.PinOwner pinOwner) {
     }
 
     /** Map {@code iova} to {@code host} outside the flat view (a user-managed IOVA, as a vIOMMU would). */
@@ -170,6 +188,10 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private record GroupStopped(ActorRef<?> group) implements Command {
     }
 
+    /** The discard manager asks about a holder's pins. */
+    private record PinOwnerRequestReceived(DiscardManager.PinOwnerRequest request) implements Command {
+    }
+
     private enum Ignore implements Command {
         INSTANCE
     }
@@ -182,22 +204,29 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private final String name;
     private final ActorRef<AddressSpaceActor.Command> addressSpace;
     private final IommuBackend backend;
+    private final DiscardMode mode;
     private final StashBuffer<Command> stash;
+    private final DiscardManager.PinOwner pinOwner;
     private final ActorRef<MemoryListener.Update> listenerAdapter;
     private final Map<String, Attached> groups = new LinkedHashMap<>();
     private final Map<ActorRef<?>, List<ActorRef<GroupGone>>> goneWaiters = new LinkedHashMap<>();
+    private final Map<ActorRef<?>, List<ActorRef<DiscardManager.PinsGone>>> pinsGoneWaiters = new LinkedHashMap<>();
     private Iommu iommu;
     private boolean subscribed;
     /** The attach that is waiting for the subscription (the initial view mapped) to complete. */
     private AttachGroup subscribing;
 
     private VfioContainerActor(ActorContext<Command> context, String name,
-            ActorRef<AddressSpaceActor.Command> addressSpace, IommuBackend backend, StashBuffer<Command> stash) {
+            ActorRef<AddressSpaceActor.Command> addressSpace, IommuBackend backend, DiscardMode mode,
+            StashBuffer<Command> stash) {
         super(context);
         this.name = name;
         this.addressSpace = addressSpace;
         this.backend = backend;
+        this.mode = mode;
         this.stash = stash;
+        this.pinOwner = new DiscardManager.PinOwner(context.getSelf(), context.messageAdapter(
+                DiscardManager.PinOwnerRequest.class, PinOwnerRequestReceived::new));
         this.listenerAdapter = context.messageAdapter(MemoryListener.Update.class, ListenerUpdate::new);
     }
 
@@ -207,8 +236,15 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
      */
     public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
             IommuBackend backend) {
+        return create(name, addressSpace, backend, DiscardMode.INHIBIT);
+    }
+
+    /** As {@link #create(String, ActorRef, IommuBackend)}, in discard mode {@code mode}. */
+    public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
+            IommuBackend backend, DiscardMode mode) {
+        Objects.requireNonNull(mode, "mode");
         return Behaviors.withStash(STASH_CAPACITY, stash -> Behaviors.setup(context ->
-                new VfioContainerActor(context, name, addressSpace, backend, stash)));
+                new VfioContainerActor(context, name, addressSpace, backend, mode, stash)));
     }
 
     @Override
@@ -220,6 +256,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
                 .onMessage(DetachGroup.class, this::onDetachGroup)
                 .onMessage(GroupStopped.class, this::onGroupStopped)
                 .onMessage(AwaitGroupGone.class, this::onAwaitGroupGone)
+                .onMessage(PinOwnerRequestReceived.class, this::onPinOwnerRequest)
+                .onMessage(Describe.class, this::onDescribe)
                 .onMessage(MapDma.class, this::onMapDma)
                 .onMessage(UnmapDma.class, this::onUnmapDma)
                 .onMessage(DmaRead.class, this::onDmaRead)
@@ -335,6 +373,10 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         if (waiters != null) {
             waiters.forEach(w -> w.tell(new GroupGone(name, attached.group())));
         }
+        List<ActorRef<DiscardManager.PinsGone>> managers = pinsGoneWaiters.remove(attached.group());
+        if (managers != null) {
+            managers.forEach(w -> w.tell(new DiscardManager.PinsGone(name, attached.group())));
+        }
         return closed;
     }
 
@@ -366,6 +408,23 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         } else {
             await.replyTo().tell(new GroupGone(name, await.group()));
         }
+        return this;
+    }
+
+    private Behavior<Command> onPinOwnerRequest(PinOwnerRequestReceived received) {
+        if (received.request() instanceof DiscardManager.AwaitPinsGone await) {
+            boolean attached = groups.values().stream().anyMatch(a -> a.group().equals(await.holder()));
+            if (attached) {
+                pinsGoneWaiters.computeIfAbsent(await.holder(), g -> new ArrayList<>()).add(await.replyTo());
+            } else {
+                await.replyTo().tell(new DiscardManager.PinsGone(name, await.holder()));
+            }
+        }
+        return this;
+    }
+
+    private Behavior<Command> onDescribe(Describe describe) {
+        describe.replyTo().tell(new Description(name, mode, pinOwner));
         return this;
     }
 

@@ -1,6 +1,9 @@
 package io.actovisor.actors.vm;
 
 import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.kvm.DelayPortActor;
 import io.actovisor.actors.kvm.IoMap;
@@ -117,7 +120,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             Map<String, ActorRef<VfioContainerActor.Command>> containers,
             Map<String, ActorRef<VfioGroupActor.Command>> groups,
             List<VcpuActor.Control> vcpus,
-            Map<String, ActorRef<DeviceIo.Command>> devices) {
+            Map<String, ActorRef<DeviceIo.Command>> devices,
+            ActorRef<DiscardManager.Command> discardManager) {
         public Components {
             containers = Map.copyOf(containers);
             groups = Map.copyOf(groups);
@@ -149,6 +153,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private ActorRef<StartResult> starter;
     private ActorRef<AddressSpaceActor.Command> memory;
     private Optional<ActorRef<BalloonActor.Command>> balloon = Optional.empty();
+    private ActorRef<DiscardManager.Command> discardManager;
     private final Map<String, ActorRef<VfioContainerActor.Command>> containers = new LinkedHashMap<>();
     private final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
     private final Deque<VmTopology.Group> toAttach = new ArrayDeque<>();
@@ -239,19 +244,18 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 return failStart("cannot lay out the guest's boot memory: " + e.getMessage());
             }
         }
+        discardManager = getContext().spawn(DiscardManager.create(topology.name() + "-discard",
+                topology.balloon().orElse(BalloonSettings.DEFAULT).drainTimeout()), "discard");
         topology.balloon().ifPresent(settings -> balloon = Optional.of(getContext().spawn(
-                BalloonActor.create(topology.name() + "-balloon", memory, settings), "balloon",
+                BalloonActor.create(topology.name() + "-balloon", memory, settings, discardManager), "balloon",
                 BalloonActor.DISPATCHER)));
         for (VmTopology.Container c : topology.containers()) {
             containers.put(c.name(), getContext().spawn(VfioContainerActor.create(c.name(), memory, c.backend()),
                     "container-" + c.name(), VfioContainerActor.DISPATCHER));
         }
-        ActorRef<BalloonActor.Command> inhibitTarget = balloon.orElseGet(() -> getContext().spawn(
-                BalloonActor.create(topology.name() + "-inhibitor", memory, io.actovisor.actors.balloon.BalloonSettings.DEFAULT),
-                "inhibitor", BalloonActor.DISPATCHER));
         for (VmTopology.Group g : topology.groups()) {
-            groups.put(g.id(), getContext().spawn(VfioGroupActor.create(g.id(), g.balloonCompatible(),
-                    inhibitTarget), "group-" + g.id()));
+            groups.put(g.id(), getContext().spawn(VfioGroupActor.create(g.id(), g.balloonCompatible()
+                    ? DiscardMode.ON_DEMAND : DiscardMode.INHIBIT, discardManager), "group-" + g.id()));
             if (g.attachAtStart()) {
                 toAttach.add(g);
             }
@@ -421,7 +425,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private Components components() {
-        return new Components(memory, balloon, containers, groups, vcpus, devices);
+        return new Components(memory, balloon, containers, groups, vcpus, devices, discardManager);
     }
 
     /** Children have stopped (their IOMMUs closed, pins released) before this runs: now the memory can go. */

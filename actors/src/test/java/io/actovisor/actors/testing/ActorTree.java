@@ -5,6 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vfio.VfioContainerActor;
@@ -44,6 +47,7 @@ public final class ActorTree implements AutoCloseable {
     public final PinWatch pins = new PinWatch(everCompatible::contains);
     public final HostMemory memory;
     public final ActorRef<AddressSpaceActor.Command> space;
+    public final ActorRef<DiscardManager.Command> discard;
     public final ActorRef<BalloonActor.Command> balloon;
     public final Map<String, ActorRef<VfioContainerActor.Command>> containers = new LinkedHashMap<>();
     public final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
@@ -55,7 +59,8 @@ public final class ActorTree implements AutoCloseable {
         this.id = "t" + (sequence++);
         this.memory = HostMemory.anonymous(pins.posix(), id + "-ram", memoryPages * PAGE);
         this.space = kit.spawn(AddressSpaceActor.create(id + "-memory", Duration.ofSeconds(5)), id + "-memory");
-        this.balloon = kit.spawn(BalloonActor.create(id + "-balloon", space, settings), id + "-balloon",
+        this.discard = kit.spawn(DiscardManager.create(id + "-discard", settings.drainTimeout()), id + "-discard");
+        this.balloon = kit.spawn(BalloonActor.create(id + "-balloon", space, settings, discard), id + "-balloon",
                 BalloonActor.DISPATCHER);
     }
 
@@ -73,7 +78,8 @@ public final class ActorTree implements AutoCloseable {
     }
 
     public ActorRef<VfioGroupActor.Command> group(String name, boolean balloonCompatible) {
-        return group(name, balloonCompatible, VfioGroupActor.create(name, balloonCompatible, balloon));
+        return group(name, balloonCompatible, VfioGroupActor.create(name, balloonCompatible ? DiscardMode.ON_DEMAND
+                : DiscardMode.INHIBIT, discard));
     }
 
     /** A group whose behavior is {@code behavior} (e.g. wrapped with a fault-injecting interceptor). */
@@ -126,6 +132,10 @@ public final class ActorTree implements AutoCloseable {
 
     public BalloonActor.BalloonStatus balloonStatus() {
         return ask(BalloonActor.BalloonStatus.class, BalloonActor.GetStatus::new, balloon);
+    }
+
+    public DiscardState discardState() {
+        return ask(DiscardState.class, DiscardManager.GetState::new, discard);
     }
 
     public AddressSpaceActor.View view() {
@@ -219,6 +229,7 @@ public final class ActorTree implements AutoCloseable {
         new ArrayList<>(groups.keySet()).forEach(this::stopGroup);
         new ArrayList<>(containers.keySet()).forEach(this::stopContainer);
         kit.stop(balloon, TIMEOUT);
+        kit.stop(discard, TIMEOUT);
         kit.stop(space, TIMEOUT);
         memory.close();
     }

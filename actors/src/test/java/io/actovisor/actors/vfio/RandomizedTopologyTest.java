@@ -1,5 +1,6 @@
 package io.actovisor.actors.vfio;
 
+import io.actovisor.actors.discard.DiscardMode;
 import static io.actovisor.actors.testing.ActorTree.PAGE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -115,7 +116,8 @@ class RandomizedTopologyTest {
             AtomicBoolean crash = new AtomicBoolean();
             crashSwitches.put(name, crash);
             tree.group(name, compatible, Faults.crashWhenArmed(VfioGroupActor.Command.class, crash,
-                    VfioGroupActor.create(name, compatible, tree.balloon)));
+                    VfioGroupActor.create(name, compatible ? DiscardMode.ON_DEMAND
+                            : DiscardMode.INHIBIT, tree.discard)));
         }
 
         private void write(int hostPage) {

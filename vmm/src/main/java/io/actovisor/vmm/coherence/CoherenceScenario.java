@@ -1,6 +1,8 @@
 package io.actovisor.vmm.coherence;
 
 import com.typesafe.config.Config;
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.memory.AddressSpaceActor;
@@ -82,13 +84,16 @@ public final class CoherenceScenario {
         }
         ActorRef<AddressSpaceActor.Command> memory = system.systemActorOf(AddressSpaceActor.create("memory"),
                 "memory", org.apache.pekko.actor.typed.Props.empty());
+        ActorRef<DiscardManager.Command> discard = system.systemActorOf(DiscardManager.create("discard",
+                BalloonSettings.DEFAULT.drainTimeout()), "discard", org.apache.pekko.actor.typed.Props.empty());
         ActorRef<BalloonActor.Command> balloon = system.systemActorOf(BalloonActor.create("balloon", memory,
-                BalloonSettings.DEFAULT.withUnsafeIgnoreInhibitor(unsafe)), "balloon", BalloonActor.DISPATCHER);
+                BalloonSettings.DEFAULT.withUnsafeIgnoreInhibitor(unsafe), discard), "balloon",
+                BalloonActor.DISPATCHER);
         ActorRef<VfioContainerActor.Command> container = system.systemActorOf(VfioContainerActor.create("container",
                 memory, IommuBackend.shared(PinnedIommu.BACKEND, PinnedIommu::open)), "container",
                 VfioContainerActor.DISPATCHER);
-        ActorRef<VfioGroupActor.Command> group = system.systemActorOf(VfioGroupActor.create("dma-device", false,
-                balloon), "group", org.apache.pekko.actor.typed.Props.empty());
+        ActorRef<VfioGroupActor.Command> group = system.systemActorOf(VfioGroupActor.create("dma-device", DiscardMode.INHIBIT,
+                discard), "group", org.apache.pekko.actor.typed.Props.empty());
 
         calls.addRam(memory, RAM_BASE, ram);
         VfioGroupActor.AttachResult attached = calls.ask(group, r -> new VfioGroupActor.Attach(container,
