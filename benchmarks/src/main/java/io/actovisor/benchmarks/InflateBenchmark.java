@@ -102,7 +102,7 @@ public class InflateBenchmark {
                         new BalloonActor.Deflate(frames, r));
             }
         }
-        memory.populate(memory.hostRange());
+        memory.populate(0, memory.size());
     }
 
     @TearDown(Level.Trial)
@@ -119,7 +119,7 @@ public class InflateBenchmark {
     private long discardDirectly(long[] frames) {
         long pages = 0;
         for (AddressRange run : FrameRuns.coalesce(frames)) {
-            memory.discard(AddressRange.of(memory.base().value() + run.base(), run.size()));
+            memory.discard(run.base(), run.size());
             pages += run.size() / FrameRuns.FRAME_SIZE;
         }
         return pages;

@@ -6,7 +6,7 @@ import io.actovisor.actors.memory.MemoryListener;
 import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.memory.AddressRange;
-import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.HostSpan;
 import io.actovisor.memory.RegionKind;
 import io.actovisor.memory.Section;
 import java.util.ArrayList;
@@ -327,7 +327,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             long done = 0;
             try {
                 for (Piece piece : inflate.pieces()) {
-                    piece.memory().discard(piece.host());
+                    piece.host().discard();
                     calls++;
                     done += piece.guest().size() / FrameRuns.FRAME_SIZE;
                 }
@@ -348,7 +348,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             }
             if (decided.decision() instanceof DiscardManager.Refused && settings.unsafeIgnoreInhibitor()) {
                 for (Piece piece : inflate.pieces()) {
-                    piece.memory().discard(piece.host());
+                    piece.host().discard();
                     calls++;
                 }
                 discarded = pages;
@@ -440,7 +440,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     }
 
     /** A guest range inside one RAM section, and the host memory behind it. */
-    private record Piece(AddressRange guest, HostMemory memory, AddressRange host) {
+    private record Piece(AddressRange guest, HostSpan host) {
     }
 
     /** Split runs at section boundaries and translate each piece to its host range. */
@@ -453,9 +453,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
                 Section s = sectionOf(at);
                 long pieceEnd = Math.min(end, s.range().base() + s.range().size());
                 AddressRange guest = AddressRange.of(at, pieceEnd - at);
-                long hostBase = s.hostAddress(new io.actovisor.memory.GuestAddress(at)).value();
-                HostMemory memory = s.region().backing().orElseThrow().memory();
-                pieces.add(new Piece(guest, memory, AddressRange.of(hostBase, guest.size())));
+                pieces.add(new Piece(guest, s.hostSpan(guest)));
                 at = pieceEnd;
             }
         }

@@ -322,7 +322,7 @@ public final class EduVfioScenario {
             List<AddressRange> mapped = new ArrayList<>();
             VfioContainerActor.DmaResult last = null;
             try (HostMemory probe = HostMemory.anonymous("edu-limit-probe", pages * PAGE)) {
-                probe.populate(probe.hostRange());
+                probe.populate(0, probe.size());
                 for (int i = 0; i < pages; i++) {
                     AddressRange iova = AddressRange.of(PROBE_IOVA + i * PAGE, PAGE);
                     HostAddress host = probe.base().checkedAdd(i * PAGE);

@@ -36,7 +36,7 @@ class PinnedIommuTest {
     @Test
     void deviceReadsAndWritesGoThroughTheMapping() {
         try (HostMemory memory = HostMemory.anonymous("dma", 8 * PAGE); PinnedIommu iommu = PinnedIommu.open()) {
-            memory.populate(memory.hostRange());
+            memory.populate(0, memory.size());
             iommu.map(AddressRange.of(IOVA, 8 * PAGE), memory.base(), DmaPermissions.READ_WRITE);
             DmaPort port = iommu.dmaPort().orElseThrow();
             byte[] text = "written by the CPU".getBytes();
@@ -54,7 +54,7 @@ class PinnedIommuTest {
     @Test
     void aReadOnlyMappingRefusesDeviceWrites() {
         try (HostMemory memory = HostMemory.anonymous("rom", 2 * PAGE); PinnedIommu iommu = PinnedIommu.open()) {
-            memory.populate(memory.hostRange());
+            memory.populate(0, memory.size());
             iommu.map(AddressRange.of(IOVA, 2 * PAGE), memory.base(), DmaPermissions.READ);
             DmaPort port = iommu.dmaPort().orElseThrow();
             assertThrows(DmaFault.class, () -> port.write(IOVA, new byte[] {1}));
@@ -72,7 +72,7 @@ class PinnedIommuTest {
             memory.write(page, a);
             long pfnBefore = memory.pfn(page).orElse(-1);
             iommu.map(AddressRange.of(IOVA, 4 * PAGE), memory.base(), DmaPermissions.READ_WRITE);
-            memory.discard(AddressRange.of(page.value(), PAGE));
+            memory.discard(PAGE, PAGE);
             byte[] b = new byte[64];
             Arrays.fill(b, (byte) 'B');
             memory.write(page, b);
