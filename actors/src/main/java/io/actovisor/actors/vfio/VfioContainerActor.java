@@ -200,11 +200,14 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     }
 
     private static final int STASH_CAPACITY = 10_000;
+    /** The default {@code discard-block-size}: 2 MiB. */
+    public static final long DEFAULT_DISCARD_BLOCK_SIZE = 2L << 20;
 
     private final String name;
     private final ActorRef<AddressSpaceActor.Command> addressSpace;
     private final IommuBackend backend;
     private final DiscardMode mode;
+    private final long discardBlockSize;
     private final StashBuffer<Command> stash;
     private final DiscardManager.PinOwner pinOwner;
     private final ActorRef<MemoryListener.Update> listenerAdapter;
@@ -218,12 +221,13 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
 
     private VfioContainerActor(ActorContext<Command> context, String name,
             ActorRef<AddressSpaceActor.Command> addressSpace, IommuBackend backend, DiscardMode mode,
-            StashBuffer<Command> stash) {
+            long discardBlockSize, StashBuffer<Command> stash) {
         super(context);
         this.name = name;
         this.addressSpace = addressSpace;
         this.backend = backend;
         this.mode = mode;
+        this.discardBlockSize = discardBlockSize;
         this.stash = stash;
         this.pinOwner = new DiscardManager.PinOwner(context.getSelf(), context.messageAdapter(
                 DiscardManager.PinOwnerRequest.class, PinOwnerRequestReceived::new));
@@ -236,15 +240,23 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
      */
     public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
             IommuBackend backend) {
-        return create(name, addressSpace, backend, DiscardMode.INHIBIT);
+        return create(name, addressSpace, backend, DiscardMode.INHIBIT, DEFAULT_DISCARD_BLOCK_SIZE);
     }
 
-    /** As {@link #create(String, ActorRef, IommuBackend)}, in discard mode {@code mode}. */
+    /**
+     * As {@link #create(String, ActorRef, IommuBackend)}, in discard mode {@code mode}; a {@code coordinated}
+     * container maps guest RAM in blocks of {@code discardBlockSize} bytes (a power of two, at least the IOMMU's
+     * minimum page size, checked when the IOMMU opens).
+     */
     public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
-            IommuBackend backend, DiscardMode mode) {
+            IommuBackend backend, DiscardMode mode, long discardBlockSize) {
         Objects.requireNonNull(mode, "mode");
+        if (discardBlockSize <= 0 || Long.bitCount(discardBlockSize) != 1) {
+            throw new IllegalArgumentException("discard-block-size of container " + name + " must be a power of two, "
+                    + "was " + discardBlockSize);
+        }
         return Behaviors.withStash(STASH_CAPACITY, stash -> Behaviors.setup(context ->
-                new VfioContainerActor(context, name, addressSpace, backend, mode, stash)));
+                new VfioContainerActor(context, name, addressSpace, backend, mode, discardBlockSize, stash)));
     }
 
     @Override
@@ -282,6 +294,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         try {
             if (iommu == null) {
                 iommu = backend.open(attach.groupId());
+                checkBlockSize(iommu);
             } else {
                 backend.attach(iommu, attach.groupId());
             }
@@ -302,6 +315,15 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             return this;
         }
         return completeAttach(attach);
+    }
+
+    /** A coordinated container unmaps whole blocks: a block smaller than an IOMMU page cannot be unmapped alone. */
+    private void checkBlockSize(Iommu opened) {
+        long page = opened.info().minPageSize();
+        if (mode == DiscardMode.COORDINATED && discardBlockSize < page) {
+            throw new IllegalArgumentException("discard-block-size " + discardBlockSize + " is smaller than the "
+                    + "IOMMU's minimum page size " + page);
+        }
     }
 
     private Behavior<Command> completeAttach(AttachGroup attach) {

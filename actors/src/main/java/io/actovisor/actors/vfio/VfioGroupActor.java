@@ -180,6 +180,14 @@ public final class VfioGroupActor {
     }
 
     private Behavior<Command> onDescribed(Attach attach, VfioContainerActor.Description description) {
+        if (description.mode() != mode) {
+            context.unwatch(attach.container());
+            attach.replyTo().tell(new AttachFailed(groupId, "group " + groupId + " declares discard = "
+                    + mode.configName() + " but container " + description.container() + " has discard = "
+                    + description.mode().configName() + "; all groups of a container share its IOMMU context and "
+                    + "its discard mode"));
+            return stash.unstashAll(idle());
+        }
         Optional<DiscardManager.HolderKind> kind = mode.holderKind();
         if (kind.isEmpty()) {
             return join(attach, false);

@@ -250,12 +250,15 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 BalloonActor.create(topology.name() + "-balloon", memory, settings, discardManager), "balloon",
                 BalloonActor.DISPATCHER)));
         for (VmTopology.Container c : topology.containers()) {
-            containers.put(c.name(), getContext().spawn(VfioContainerActor.create(c.name(), memory, c.backend()),
-                    "container-" + c.name(), VfioContainerActor.DISPATCHER));
+            containers.put(c.name(), getContext().spawn(VfioContainerActor.create(c.name(), memory, c.backend(),
+                    c.discard(), c.discardBlockSize()), "container-" + c.name(), VfioContainerActor.DISPATCHER));
         }
         for (VmTopology.Group g : topology.groups()) {
-            groups.put(g.id(), getContext().spawn(VfioGroupActor.create(g.id(), g.balloonCompatible()
-                    ? DiscardMode.ON_DEMAND : DiscardMode.INHIBIT, discardManager), "group-" + g.id()));
+            DiscardMode mode = g.discard().orElseGet(() -> topology.containers().stream()
+                    .filter(c -> c.name().equals(g.container())).findFirst()
+                    .map(VmTopology.Container::discard).orElse(DiscardMode.INHIBIT));
+            groups.put(g.id(), getContext().spawn(VfioGroupActor.create(g.id(), mode, discardManager),
+                    "group-" + g.id()));
             if (g.attachAtStart()) {
                 toAttach.add(g);
             }

@@ -66,13 +66,23 @@ public final class ActorTree implements AutoCloseable {
 
     /** A container on a watched model IOMMU accepting {@code maxMappings} mappings. */
     public ActorRef<VfioContainerActor.Command> container(String name, int maxMappings) {
+        return container(name, maxMappings, DiscardMode.INHIBIT);
+    }
+
+    /** A container in discard mode {@code mode} on a watched model IOMMU accepting {@code maxMappings} mappings. */
+    public ActorRef<VfioContainerActor.Command> container(String name, int maxMappings, DiscardMode mode) {
         IommuBackend backend = pins.backend(ModelIommu.BACKEND, () -> ModelIommu.create(maxMappings));
-        return container(name, backend);
+        return container(name, backend, mode);
     }
 
     public ActorRef<VfioContainerActor.Command> container(String name, IommuBackend backend) {
+        return container(name, backend, DiscardMode.INHIBIT);
+    }
+
+    public ActorRef<VfioContainerActor.Command> container(String name, IommuBackend backend, DiscardMode mode) {
         ActorRef<VfioContainerActor.Command> ref = kit.spawn(VfioContainerActor.create(id + "-" + name, space,
-                backend), id + "-" + name, VfioContainerActor.DISPATCHER);
+                backend, mode, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE), id + "-" + name,
+                VfioContainerActor.DISPATCHER);
         containers.put(name, ref);
         return ref;
     }

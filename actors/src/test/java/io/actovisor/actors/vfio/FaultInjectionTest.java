@@ -144,6 +144,7 @@ class FaultInjectionTest {
         try (ActorTree tree = new ActorTree(kit, 64, BalloonSettings.DEFAULT)) {
             tree.container("c0", 65535);
             tree.container("c1", 65535);
+            tree.container("od", 65535, DiscardMode.ON_DEMAND);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 64)));
             for (int g = 0; g < 8; g++) {
                 tree.group("g" + g, g == 7);
@@ -156,7 +157,7 @@ class FaultInjectionTest {
                 for (int g = 0; g < 8; g++) {
                     TestProbe<Object> probe = kit.createTestProbe();
                     probes.add(probe);
-                    String container = g % 2 == 0 ? "c0" : "c1";
+                    String container = g == 7 ? "od" : g % 2 == 0 ? "c0" : "c1";
                     ActorRef<VfioGroupActor.Command> group = tree.groups.get("g" + g);
                     group.tell(new VfioGroupActor.Attach(tree.containers.get(container), container,
                             probe.ref().narrow()));

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
@@ -117,15 +118,46 @@ class SeedScenarioTest {
     }
 
     @Test
-    void balloonCompatibleGroupsDoNotInhibit() {
+    void onDemandGroupsDoNotInhibit() {
         try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
-            tree.container("c0", 65535);
+            tree.container("c0", 65535, DiscardMode.ON_DEMAND);
             tree.group("mdev", true);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
             assertEquals(new VfioGroupActor.Attached("mdev", "c0", false), tree.attach("mdev", "c0"));
             assertEquals(0, tree.balloonStatus().inhibitors());
             assertEquals(1, tree.containerState("c0").mappings().size());
             tree.assertInvariants("with a compatible group");
+        }
+    }
+
+    @Test
+    void aGroupWhoseModeDisagreesWithItsContainersIsRefusedNamingBoth() {
+        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
+            tree.container("c0", 65535);
+            tree.group("mdev", true);
+            tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
+            VfioGroupActor.AttachFailed failed = (VfioGroupActor.AttachFailed) tree.attach("mdev", "c0");
+            assertTrue(failed.reason().contains("declares discard = on-demand")
+                    && failed.reason().contains("has discard = inhibit"), failed.reason());
+            assertEquals(0, tree.balloonStatus().inhibitors());
+            assertEquals(List.of(), tree.containerState("c0").mappings(), "nothing was pinned");
+            tree.assertInvariants("after a refused attach");
+        }
+    }
+
+    @Test
+    void aCoordinatedBlockSmallerThanTheIommuPageIsRefusedWhenTheContainerOpens() {
+        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
+            tree.containers.put("c0", kit.spawn(VfioContainerActor.create("small-blocks", tree.space,
+                    IommuBackend.model(65535), DiscardMode.COORDINATED, 2048)));
+            tree.groups.put("g0", kit.spawn(VfioGroupActor.create("g0", DiscardMode.COORDINATED, tree.discard)));
+            tree.compatible.put("g0", false);
+            tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
+            VfioGroupActor.AttachFailed failed = (VfioGroupActor.AttachFailed) tree.attach("g0", "c0");
+            assertTrue(failed.reason().contains("discard-block-size 2048")
+                    && failed.reason().contains("minimum page size 4096"), failed.reason());
+            assertEquals(0, tree.discardState().coordinatedHolders(), "the registration was released");
+            assertEquals(List.of(), tree.containerState("c0").mappings());
         }
     }
 }
