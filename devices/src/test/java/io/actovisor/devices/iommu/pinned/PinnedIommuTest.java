@@ -33,6 +33,28 @@ class PinnedIommuTest {
         return ProcessResources.statusKib("VmPin");
     }
 
+    /**
+     * Coordinated discard needs a block's pins gone before the block is discarded. A buffer-table update that empties
+     * one slot must release that slot's pins by the time {@code unmap} returns: {@code VmPin} drops at once.
+     */
+    @Test
+    void unmappingOneBlockReleasesItsPinsBeforeUnmapReturns() {
+        long block = 2L << 20;
+        try (HostMemory memory = HostMemory.anonymous("blocks", 4 * block); PinnedIommu iommu = PinnedIommu.open()) {
+            memory.populate(0, memory.size());
+            long before = vmPinnedKib();
+            for (int b = 0; b < 4; b++) {
+                iommu.map(AddressRange.of(IOVA + b * block, block), memory.base().checkedAdd(b * block),
+                        DmaPermissions.READ_WRITE);
+            }
+            assertEquals(before + 4 * block / 1024, vmPinnedKib(), "four blocks pinned");
+            for (int b = 0; b < 4; b++) {
+                iommu.unmap(AddressRange.of(IOVA + b * block, block));
+                assertEquals(before + (3 - b) * block / 1024, vmPinnedKib(), "block " + b + " unpinned at once");
+            }
+        }
+    }
+
     @Test
     void deviceReadsAndWritesGoThroughTheMapping() {
         try (HostMemory memory = HostMemory.anonymous("dma", 8 * PAGE); PinnedIommu iommu = PinnedIommu.open()) {
