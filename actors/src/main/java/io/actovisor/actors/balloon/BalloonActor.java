@@ -86,13 +86,24 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
      * What an inflate did.
      *
      * @param pagesAccepted  frames newly counted as inflated (frames already inflated count once)
-     * @param pagesDiscarded pages whose host memory was discarded
-     * @param pagesSkipped   pages not discarded because the balloon is inhibited
+     * @param pagesDiscarded pages whose host memory was discarded (with coordinated discard, the whole blocks this
+     *                       inflate completed, which may include frames of earlier inflates)
+     * @param pagesSkipped   pages not discarded because discards are disabled
      * @param discards       discard calls made (one per coalesced run within a region)
      * @param rejected       frames outside guest RAM, refused
+     * @param pagesHeld      pages the discard manager holds until their block completes
      */
     public record InflateResult(long pagesAccepted, long pagesDiscarded, long pagesSkipped, int discards,
-            List<Long> rejected) {
+            List<Long> rejected, long pagesHeld) {
+        public InflateResult {
+            rejected = List.copyOf(rejected);
+        }
+
+        /** A result with nothing held. */
+        public InflateResult(long pagesAccepted, long pagesDiscarded, long pagesSkipped, int discards,
+                List<Long> rejected) {
+            this(pagesAccepted, pagesDiscarded, pagesSkipped, discards, rejected, 0);
+        }
     }
 
     /** The guest driver takes back frames {@code frames}; their contents are whatever the guest finds there. */
@@ -102,7 +113,10 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         }
     }
 
-    /** What a deflate did: frames that were inflated and are not any more, and frames that were not inflated. */
+    /**
+     * What a deflate did: frames that were inflated and are not any more, and frames that were not inflated or could
+     * not be returned (a discarded block that could not be mapped again).
+     */
     public record DeflateResult(long pagesReturned, List<Long> notInflated) {
     }
 
@@ -136,6 +150,15 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             implements Command {
     }
 
+    /** The manager's answer to a deflate's reclaim. */
+    private record Reclaimed(PendingDeflate deflate, DiscardManager.ReclaimResult result, Throwable failure)
+            implements Command {
+    }
+
+    /** A deflate waiting for its frames to be mapped again. */
+    private record PendingDeflate(ActorRef<DeflateResult> replyTo, long[] frames, List<Long> notInflated) {
+    }
+
     /** The manager's state, for a status request. */
     private record StatusReady(ActorRef<BalloonStatus> replyTo, DiscardState state, Throwable failure)
             implements Command {
@@ -152,6 +175,11 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
 
     /** How long the balloon waits for its discard manager; without an answer it discards nothing. */
     static final java.time.Duration DECISION_TIMEOUT = java.time.Duration.ofSeconds(5);
+    /**
+     * How long a deflate waits for its blocks to be mapped again: longer than the manager's remap attempts, shorter
+     * than the virtio device's wait on the balloon.
+     */
+    static final java.time.Duration RECLAIM_TIMEOUT = java.time.Duration.ofSeconds(20);
 
     /** Commands that arrive before the first view; more than this while subscribing is a runaway sender. */
     private static final int SUBSCRIBE_STASH = 10_000;
@@ -322,11 +350,13 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         long pages = inflate.pages();
         long discarded = 0;
         long skipped = 0;
+        long heldPages = 0;
         int calls = 0;
         if (decided.decision() instanceof DiscardManager.DiscardNow now) {
             long done = 0;
             try {
-                for (Piece piece : inflate.pieces()) {
+                // The manager may add frames it held before (a block this inflate completed).
+                for (Piece piece : pieces(now.ranges())) {
                     piece.host().discard();
                     calls++;
                     done += piece.guest().size() / FrameRuns.FRAME_SIZE;
@@ -336,13 +366,14 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
                 discards += calls;
                 pagesDiscarded += done;
             }
-            discarded = pages;
+            discarded = done;
+            heldPages = Math.max(0, pages - done);
+        } else if (decided.decision() instanceof DiscardManager.Held) {
+            heldPages = pages;
         } else {
             List<String> holders;
             if (decided.decision() instanceof DiscardManager.Refused refused) {
                 holders = refused.holders();
-            } else if (decided.decision() instanceof DiscardManager.Held) {
-                holders = List.of("held by the discard manager until its block completes");
             } else {
                 holders = List.of("the discard manager did not answer: " + decided.failure().getMessage());
             }
@@ -372,25 +403,68 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             }
         }
         publishChanged();
-        inflate.replyTo().tell(new InflateResult(pages, discarded, skipped, calls, inflate.rejected()));
+        inflate.replyTo().tell(new InflateResult(pages, discarded, skipped, calls, inflate.rejected(), heldPages));
     }
 
     private Behavior<Command> onDeflate(Deflate deflate) {
         long returned = 0;
         List<Long> notInflated = new ArrayList<>();
+        long[] taken = new long[deflate.frames().length];
         for (long frame : deflate.frames()) {
             if (frame >= 0 && frame <= Integer.MAX_VALUE && inflated.get((int) frame)) {
                 inflated.clear((int) frame);
-                returned++;
+                taken[(int) returned++] = frame;
             } else {
                 notInflated.add(frame);
             }
         }
-        if (returned > 0) {
-            publishChanged();
+        if (returned == 0) {
+            deflate.replyTo().tell(new DeflateResult(0, List.copyOf(notInflated)));
+            return this;
         }
-        deflate.replyTo().tell(new DeflateResult(returned, List.copyOf(notInflated)));
-        return this;
+        publishChanged();
+        long[] frames = java.util.Arrays.copyOf(taken, (int) returned);
+        PendingDeflate pending = new PendingDeflate(deflate.replyTo(), frames, List.copyOf(notInflated));
+        // A discarded block the frames touch is mapped again in every coordinated container before the answer.
+        getContext().ask(DiscardManager.ReclaimResult.class, discardManager, RECLAIM_TIMEOUT,
+                replyTo -> new DiscardManager.Reclaim(FrameRuns.coalesce(frames), replyTo),
+                (result, failure) -> new Reclaimed(pending, result, failure));
+        return reclaiming();
+    }
+
+    /** Waiting for the manager to map again what a deflate takes back: every other command waits too. */
+    private Behavior<Command> reclaiming() {
+        return Behaviors.receive(Command.class)
+                .onMessage(Reclaimed.class, reclaimed -> {
+                    onReclaimed(reclaimed);
+                    return stash.unstashAll(this);
+                })
+                .onAnyMessage(command -> {
+                    stash.stash(command);
+                    return Behaviors.same();
+                })
+                .build();
+    }
+
+    private void onReclaimed(Reclaimed reclaimed) {
+        PendingDeflate deflate = reclaimed.deflate();
+        if (reclaimed.result() instanceof DiscardManager.Reclaimed) {
+            deflate.replyTo().tell(new DeflateResult(deflate.frames().length, deflate.notInflated()));
+            return;
+        }
+        String reason = reclaimed.result() instanceof DiscardManager.ReclaimFailed failed ? failed.reason()
+                : "the discard manager did not answer: " + reclaimed.failure().getMessage();
+        // Not mapped again: the frames stay in the balloon, and the guest is not told it may use them.
+        for (long frame : deflate.frames()) {
+            inflated.set((int) frame);
+        }
+        getContext().getLog().error("Balloon {} keeps {} deflated frames: {}", name, deflate.frames().length, reason);
+        publishChanged();
+        List<Long> refused = new ArrayList<>(deflate.notInflated());
+        for (long frame : deflate.frames()) {
+            refused.add(frame);
+        }
+        deflate.replyTo().tell(new DeflateResult(0, refused));
     }
 
     private Behavior<Command> onGetStatus(GetStatus get) {
@@ -451,6 +525,10 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             long end = run.base() + run.size();
             while (at < end) {
                 Section s = sectionOf(at);
+                if (s == null) { // no longer guest RAM (its region was removed): nothing of ours to discard
+                    at += FrameRuns.FRAME_SIZE;
+                    continue;
+                }
                 long pieceEnd = Math.min(end, s.range().base() + s.range().size());
                 AddressRange guest = AddressRange.of(at, pieceEnd - at);
                 pieces.add(new Piece(guest, s.hostSpan(guest)));

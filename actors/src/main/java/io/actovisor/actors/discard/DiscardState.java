@@ -11,6 +11,8 @@ import java.util.Objects;
  * @param uncoordinatedHolders   holders that disable uncoordinated discards, draining ones included (invariant 2)
  * @param coordinatedHolders     holders that require coordinated discards, draining ones included
  * @param holders                every holder, in registration order
+ * @param blockSize              the size of the blocks coordinated containers unmap and map again
+ * @param guestTellsHost         the guest driver negotiated {@code VIRTIO_BALLOON_F_MUST_TELL_HOST}
  * @param discardsGranted        requests answered {@code DiscardNow}
  * @param discardsRefused        requests answered {@code Refused}
  * @param discardsHeld           requests answered {@code Held}
@@ -24,7 +26,7 @@ import java.util.Objects;
  * @param fallbacks              coordinated holders currently counted as uncoordinated, with the reason
  */
 public record DiscardState(String manager, int uncoordinatedHolders, int coordinatedHolders, List<Holder> holders,
-        long discardsGranted, long discardsRefused, long discardsHeld, long bytesDiscarded, long bytesRefused,
+        long blockSize, boolean guestTellsHost, long discardsGranted, long discardsRefused, long discardsHeld, long bytesDiscarded, long bytesRefused,
         long framesHeld, long bytesHeld, long blocksUnmapped, long blockReleaseFailures, long remapFailures,
         List<Fallback> fallbacks) {
 

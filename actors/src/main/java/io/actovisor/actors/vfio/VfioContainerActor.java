@@ -21,6 +21,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.TreeMap;
+import java.util.TreeSet;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -174,9 +176,17 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
      * @param mappings    the IOMMU's mappings, empty when closed
      * @param pinnedBytes bytes the IOMMU holds pinned
      * @param info        the IOMMU's info while open
+     * @param discard     the container's discard mode
+     * @param releasedBlocks blocks a {@code coordinated} container unmapped for a discard and has not mapped again
      */
     public record State(String name, String backend, List<String> groups, List<DmaMapping> mappings,
-            long pinnedBytes, boolean subscribed, Optional<IommuInfo> info) {
+            long pinnedBytes, boolean subscribed, Optional<IommuInfo> info, DiscardMode discard,
+            List<AddressRange> releasedBlocks) {
+        public State {
+            groups = List.copyOf(groups);
+            mappings = List.copyOf(mappings);
+            releasedBlocks = List.copyOf(releasedBlocks);
+        }
     }
 
     private record ListenerUpdate(MemoryListener.Update update) implements Command {
@@ -216,6 +226,10 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private final Map<ActorRef<?>, List<ActorRef<DiscardManager.PinsGone>>> pinsGoneWaiters = new LinkedHashMap<>();
     private Iommu iommu;
     private boolean subscribed;
+    /** The RAM and ROM sections of the view, by guest base (what a restored block maps again). */
+    private final TreeMap<Long, Section> memorySections = new TreeMap<>(Long::compareUnsigned);
+    /** Coordinated mode: blocks (by index) unmapped for a discard and not mapped again. */
+    private final TreeSet<Long> released = new TreeSet<>();
     /** The attach that is waiting for the subscription (the initial view mapped) to complete. */
     private AttachGroup subscribing;
 
@@ -230,7 +244,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         this.discardBlockSize = discardBlockSize;
         this.stash = stash;
         this.pinOwner = new DiscardManager.PinOwner(context.getSelf(), context.messageAdapter(
-                DiscardManager.PinOwnerRequest.class, PinOwnerRequestReceived::new));
+                DiscardManager.PinOwnerRequest.class, PinOwnerRequestReceived::new), discardBlockSize);
         this.listenerAdapter = context.messageAdapter(MemoryListener.Update.class, ListenerUpdate::new);
     }
 
@@ -415,6 +429,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             addressSpace.tell(new AddressSpaceActor.Unsubscribe(name, ignore));
             subscribed = false;
         }
+        released.clear();
         if (iommu != null) {
             long pinned = iommu.pinnedBytes();
             iommu.close();
@@ -434,7 +449,11 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     }
 
     private Behavior<Command> onPinOwnerRequest(PinOwnerRequestReceived received) {
-        if (received.request() instanceof DiscardManager.AwaitPinsGone await) {
+        if (received.request() instanceof DiscardManager.ReleaseBlocks release) {
+            release.replyTo().tell(releaseBlocks(release.blocks()));
+        } else if (received.request() instanceof DiscardManager.RestoreBlocks restore) {
+            restore.replyTo().tell(restoreBlocks(restore.blocks()));
+        } else if (received.request() instanceof DiscardManager.AwaitPinsGone await) {
             boolean attached = groups.values().stream().anyMatch(a -> a.group().equals(await.holder()));
             if (attached) {
                 pinsGoneWaiters.computeIfAbsent(await.holder(), g -> new ArrayList<>()).add(await.replyTo());
@@ -443,6 +462,83 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             }
         }
         return this;
+    }
+
+    /** Unmap (and so unpin) every mapping inside each block; a closed IOMMU maps nothing, so there is nothing to do. */
+    private DiscardManager.BlockReply releaseBlocks(List<AddressRange> blocks) {
+        if (mode != DiscardMode.COORDINATED) {
+            return new DiscardManager.BlocksFailed(name, blocks, "container " + name + " has discard = "
+                    + mode.configName() + " and does not unmap blocks on request");
+        }
+        if (iommu == null) {
+            return new DiscardManager.BlocksDone(name);
+        }
+        List<AddressRange> failed = new ArrayList<>();
+        List<String> reasons = new ArrayList<>();
+        for (AddressRange block : blocks) {
+            try {
+                iommu.unmap(block);
+                released.add(block.base() / discardBlockSize);
+            } catch (RuntimeException e) {
+                failed.add(block);
+                reasons.add(e.getMessage());
+            }
+        }
+        if (failed.isEmpty()) {
+            getContext().getLog().debug("Container {} released blocks {}", name, blocks);
+            return new DiscardManager.BlocksDone(name);
+        }
+        getContext().getLog().warn("Container {} could not unmap blocks {}: {}", name, failed, reasons);
+        return new DiscardManager.BlocksFailed(name, failed, String.join("; ", reasons));
+    }
+
+    /** Populate each released block and map it again (the parts of it that RAM and ROM sections cover). */
+    private DiscardManager.BlockReply restoreBlocks(List<AddressRange> blocks) {
+        if (iommu == null) {
+            return new DiscardManager.BlocksDone(name);
+        }
+        List<AddressRange> failed = new ArrayList<>();
+        List<String> reasons = new ArrayList<>();
+        for (AddressRange block : blocks) {
+            long index = block.base() / discardBlockSize;
+            if (!released.contains(index)) {
+                continue; // mapped here already (this container opened after the discard)
+            }
+            List<DmaMapping> done = new ArrayList<>();
+            try {
+                for (DmaMapping m : blockMappings(block)) {
+                    Section section = memorySections.floorEntry(m.iova().base()).getValue();
+                    if (!section.region().readOnly()) {
+                        section.hostSpan(m.iova()).populate();
+                    }
+                    iommu.map(m.iova(), m.host(), m.permissions());
+                    done.add(m);
+                }
+                released.remove(index);
+            } catch (RuntimeException e) {
+                done.forEach(m -> iommu.unmap(m.iova()));
+                failed.add(block);
+                reasons.add(e.getMessage());
+            }
+        }
+        if (failed.isEmpty()) {
+            return new DiscardManager.BlocksDone(name);
+        }
+        getContext().getLog().error("Container {} could not map blocks {} again: {}", name, failed, reasons);
+        return new DiscardManager.BlocksFailed(name, failed, String.join("; ", reasons));
+    }
+
+    /** The mappings that mirror the view inside {@code block}, released or not. */
+    private List<DmaMapping> blockMappings(AddressRange block) {
+        List<DmaMapping> out = new ArrayList<>();
+        for (Section section : memorySections.values()) {
+            for (DmaMapping m : alignedMappings(section)) {
+                if (block.contains(m.iova())) {
+                    out.add(m);
+                }
+            }
+        }
+        return out;
     }
 
     private Behavior<Command> onDescribe(Describe describe) {
@@ -461,16 +557,14 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         List<DmaMapping> mapped = new ArrayList<>();
         try {
             for (Section section : update.regionDel()) {
-                Optional<DmaMapping> m = mappingOf(section);
-                if (m.isPresent()) {
-                    unmapped.addAll(iommu.unmap(m.get().iova()));
+                for (DmaMapping m : mappingsOf(section)) {
+                    unmapped.addAll(iommu.unmap(m.iova()));
                 }
             }
             for (Section section : update.regionAdd()) {
-                Optional<DmaMapping> m = mappingOf(section);
-                if (m.isPresent()) {
-                    iommu.map(m.get().iova(), m.get().host(), m.get().permissions());
-                    mapped.add(m.get());
+                for (DmaMapping m : mappingsOf(section)) {
+                    iommu.map(m.iova(), m.host(), m.permissions());
+                    mapped.add(m);
                 }
             }
         } catch (RuntimeException e) {
@@ -480,6 +574,14 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             getContext().getLog().warn(reason);
             update.replyTo().tell(new MemoryListener.Refused(update.commitId(), name, reason));
             return this;
+        }
+        for (Section section : update.regionDel()) {
+            memorySections.remove(section.range().base(), section);
+        }
+        for (Section section : update.regionAdd()) {
+            if (section.kind().isMemory()) {
+                memorySections.put(section.range().base(), section);
+            }
         }
         update.replyTo().tell(new MemoryListener.Applied(update.commitId(), name));
         return this;
@@ -493,6 +595,33 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         for (DmaMapping m : unmapped) {
             iommu.map(m.iova(), m.host(), m.permissions());
         }
+    }
+
+    /**
+     * The mappings that mirror {@code section} now: one per section, or for a coordinated container one per block
+     * (blocks are aligned in guest-physical space), leaving out released blocks.
+     */
+    private List<DmaMapping> mappingsOf(Section section) {
+        return alignedMappings(section).stream()
+                .filter(m -> mode != DiscardMode.COORDINATED || !released.contains(m.iova().base() / discardBlockSize))
+                .toList();
+    }
+
+    private List<DmaMapping> alignedMappings(Section section) {
+        Optional<DmaMapping> whole = mappingOf(section);
+        if (whole.isEmpty() || mode != DiscardMode.COORDINATED) {
+            return whole.stream().toList();
+        }
+        DmaMapping m = whole.get();
+        List<DmaMapping> blocks = new ArrayList<>();
+        long end = m.iova().base() + m.iova().size();
+        for (long at = m.iova().base(); at < end; ) {
+            long next = Math.min(end, (at / discardBlockSize + 1) * discardBlockSize);
+            blocks.add(new DmaMapping(AddressRange.of(at, next - at), m.host().checkedAdd(at - m.iova().base()),
+                    m.permissions()));
+            at = next;
+        }
+        return blocks;
     }
 
     /** The mapping that mirrors {@code section}: RAM and ROM only, aligned inward to the IOMMU page size. */
@@ -561,7 +690,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private Behavior<Command> onGetState(GetState get) {
         get.replyTo().tell(new State(name, backend.name(), List.copyOf(groups.keySet()),
                 iommu == null ? List.of() : iommu.mappings(), iommu == null ? 0 : iommu.pinnedBytes(), subscribed,
-                iommu == null ? Optional.empty() : Optional.of(iommu.info())));
+                iommu == null ? Optional.empty() : Optional.of(iommu.info()), mode,
+                released.stream().map(b -> AddressRange.of(b * discardBlockSize, discardBlockSize)).toList()));
         return this;
     }
 

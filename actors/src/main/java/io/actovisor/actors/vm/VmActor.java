@@ -139,6 +139,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private record StepTimedOut(String step) implements Command {
     }
 
+    /** The discard manager could not map a discarded block again: the guest must stop before it reuses it. */
+    private record DiscardFailStop(DiscardManager.FailStop failStop) implements Command {
+    }
+
     private record SlotsSubscribed(AddressSpaceActor.SubscribeResult result) implements Command {
     }
 
@@ -184,6 +188,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(SlotsSubscribed.class, this::onSlotsSubscribed)
                 .onMessage(VcpuReported.class, this::onVcpuReported)
                 .onMessage(Pause.class, this::onPause)
+                .onMessage(DiscardFailStop.class, this::onDiscardFailStop)
                 .onMessage(Resume.class, this::onResume)
                 .onMessage(Shutdown.class, this::onShutdown)
                 .onMessage(GetInfo.class, this::onGetInfo)
@@ -244,8 +249,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 return failStart("cannot lay out the guest's boot memory: " + e.getMessage());
             }
         }
+        long blockSize = topology.containers().stream().filter(c -> c.discard() == DiscardMode.COORDINATED)
+                .mapToLong(VmTopology.Container::discardBlockSize).max()
+                .orElse(VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE);
         discardManager = getContext().spawn(DiscardManager.create(topology.name() + "-discard",
-                topology.balloon().orElse(BalloonSettings.DEFAULT).drainTimeout()), "discard");
+                DiscardManager.Settings.withDrainTimeout(topology.balloon().orElse(BalloonSettings.DEFAULT)
+                        .drainTimeout()).withBlockSize(blockSize),
+                Optional.of(getContext().messageAdapter(DiscardManager.FailStop.class, DiscardFailStop::new))),
+                "discard");
         topology.balloon().ifPresent(settings -> balloon = Optional.of(getContext().spawn(
                 BalloonActor.create(topology.name() + "-balloon", memory, settings, discardManager), "balloon",
                 BalloonActor.DISPATCHER)));
@@ -394,6 +405,15 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         state = State.PAUSED;
         vcpus.forEach(v -> v.pause(getContext().getSystem().ignoreRef()));
         pause.replyTo().tell(new ActionDone(state));
+        return this;
+    }
+
+    private Behavior<Command> onDiscardFailStop(DiscardFailStop stop) {
+        getContext().getLog().error("VM {} is paused (fail-stop): {}", topology.name(), stop.failStop().reason());
+        if (state == State.RUNNING) {
+            state = State.PAUSED;
+            vcpus.forEach(v -> v.pause(getContext().getSystem().ignoreRef()));
+        }
         return this;
     }
 

@@ -52,14 +52,23 @@ public final class ActorTree implements AutoCloseable {
     public final Map<String, ActorRef<VfioContainerActor.Command>> containers = new LinkedHashMap<>();
     public final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
     private static long sequence;
+    public final long blockSize;
     private final String id;
 
     public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings) {
+        this(kit, memoryPages, settings, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE);
+    }
+
+    /** A tree whose discard manager and containers use blocks of {@code blockSize} bytes. */
+    public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings, long blockSize) {
         this.kit = kit;
+        this.blockSize = blockSize;
         this.id = "t" + (sequence++);
         this.memory = HostMemory.anonymous(pins.posix(), id + "-ram", memoryPages * PAGE);
         this.space = kit.spawn(AddressSpaceActor.create(id + "-memory", Duration.ofSeconds(5)), id + "-memory");
-        this.discard = kit.spawn(DiscardManager.create(id + "-discard", settings.drainTimeout()), id + "-discard");
+        this.discard = kit.spawn(DiscardManager.create(id + "-discard", DiscardManager.Settings
+                .withDrainTimeout(settings.drainTimeout()).withBlockSize(blockSize)
+                .withReleaseTimeout(Duration.ofSeconds(3)), java.util.Optional.empty()), id + "-discard");
         this.balloon = kit.spawn(BalloonActor.create(id + "-balloon", space, settings, discard), id + "-balloon",
                 BalloonActor.DISPATCHER);
     }
@@ -81,7 +90,7 @@ public final class ActorTree implements AutoCloseable {
 
     public ActorRef<VfioContainerActor.Command> container(String name, IommuBackend backend, DiscardMode mode) {
         ActorRef<VfioContainerActor.Command> ref = kit.spawn(VfioContainerActor.create(id + "-" + name, space,
-                backend, mode, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE), id + "-" + name,
+                backend, mode, blockSize), id + "-" + name,
                 VfioContainerActor.DISPATCHER);
         containers.put(name, ref);
         return ref;
@@ -90,6 +99,11 @@ public final class ActorTree implements AutoCloseable {
     public ActorRef<VfioGroupActor.Command> group(String name, boolean balloonCompatible) {
         return group(name, balloonCompatible, VfioGroupActor.create(name, balloonCompatible ? DiscardMode.ON_DEMAND
                 : DiscardMode.INHIBIT, discard));
+    }
+
+    /** A group declaring {@code mode}. */
+    public ActorRef<VfioGroupActor.Command> group(String name, DiscardMode mode) {
+        return group(name, mode == DiscardMode.ON_DEMAND, VfioGroupActor.create(name, mode, discard));
     }
 
     /** A group whose behavior is {@code behavior} (e.g. wrapped with a fault-injecting interceptor). */
@@ -201,6 +215,7 @@ public final class ActorTree implements AutoCloseable {
         assertEquals(expectedInhibitors, status.inhibitors(), "invariant 2 (exact inhibitor count) " + when
                 + ", holders " + status.holders());
         List<DmaMapping> expected = expectedMappings(view().flatView().sections());
+        long expectedPins = 0;
         for (Map.Entry<String, ActorRef<VfioContainerActor.Command>> c : containers.entrySet()) {
             VfioContainerActor.State state = containerState(c.getKey());
             List<String> attached = attachedByContainer.getOrDefault(c.getKey(), List.of());
@@ -210,14 +225,33 @@ public final class ActorTree implements AutoCloseable {
                 assertEquals(List.of(), state.mappings(), "container " + c.getKey() + " without groups " + when);
                 assertEquals(0, state.pinnedBytes());
             } else {
-                assertEquals(expected, state.mappings(), "invariant 3 (IOMMU mirrors the flat view) in "
+                List<DmaMapping> mirrored = state.discard() == DiscardMode.COORDINATED
+                        ? inBlocks(expected, blockSize, state.releasedBlocks()) : expected;
+                assertEquals(mirrored, state.mappings(), "invariant 3 (IOMMU mirrors the flat view) in "
                         + c.getKey() + " " + when);
+                expectedPins += mirrored.stream().mapToLong(m -> m.iova().size()).sum();
             }
         }
-        long expectedPins = attachedByContainer.keySet().stream().filter(containers::containsKey).count()
-                * expected.stream().mapToLong(m -> m.iova().size()).sum();
         // Pins of containers holding only compatible groups are mappings too; the watch counts them all.
         assertEquals(expectedPins, pins.pinnedBytes(), "pinned bytes " + when);
+    }
+
+    /** {@code mappings} split at block boundaries, without the blocks in {@code released}. */
+    public static List<DmaMapping> inBlocks(List<DmaMapping> mappings, long blockSize, List<AddressRange> released) {
+        List<DmaMapping> out = new ArrayList<>();
+        for (DmaMapping m : mappings) {
+            long end = m.iova().base() + m.iova().size();
+            for (long at = m.iova().base(); at < end; ) {
+                long next = Math.min(end, (at / blockSize + 1) * blockSize);
+                long block = at / blockSize * blockSize;
+                if (released.stream().noneMatch(r -> r.base() == block)) {
+                    out.add(new DmaMapping(AddressRange.of(at, next - at), m.host().checkedAdd(at - m.iova().base()),
+                            m.permissions()));
+                }
+                at = next;
+            }
+        }
+        return out;
     }
 
     /** What a container must map for {@code sections}: RAM and ROM, page-aligned, read-only where read-only. */

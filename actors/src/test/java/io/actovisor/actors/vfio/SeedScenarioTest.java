@@ -12,6 +12,8 @@ import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
 import io.actovisor.actors.testing.NativeTestKit;
+import io.actovisor.devices.iommu.IommuInfo;
+import io.actovisor.devices.iommu.model.ModelIommu;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import java.util.List;
@@ -147,15 +149,17 @@ class SeedScenarioTest {
 
     @Test
     void aCoordinatedBlockSmallerThanTheIommuPageIsRefusedWhenTheContainerOpens() {
-        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
-            tree.containers.put("c0", kit.spawn(VfioContainerActor.create("small-blocks", tree.space,
-                    IommuBackend.model(65535), DiscardMode.COORDINATED, 2048)));
-            tree.groups.put("g0", kit.spawn(VfioGroupActor.create("g0", DiscardMode.COORDINATED, tree.discard)));
-            tree.compatible.put("g0", false);
+        long block = 16 * 1024;
+        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT, block)) {
+            // An IOMMU whose smallest page is 64 KiB (as on some ARM hosts): 16 KiB blocks cannot be unmapped alone.
+            IommuBackend coarse = IommuBackend.shared(ModelIommu.BACKEND, () -> ModelIommu.create(new IommuInfo(
+                    1L << 16, 65535, List.of(ModelIommu.DEFAULT_IOVA_RANGE))));
+            tree.container("c0", coarse, DiscardMode.COORDINATED);
+            tree.group("g0", DiscardMode.COORDINATED);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
             VfioGroupActor.AttachFailed failed = (VfioGroupActor.AttachFailed) tree.attach("g0", "c0");
-            assertTrue(failed.reason().contains("discard-block-size 2048")
-                    && failed.reason().contains("minimum page size 4096"), failed.reason());
+            assertTrue(failed.reason().contains("discard-block-size 16384")
+                    && failed.reason().contains("minimum page size 65536"), failed.reason());
             assertEquals(0, tree.discardState().coordinatedHolders(), "the registration was released");
             assertEquals(List.of(), tree.containerState("c0").mappings());
         }
