@@ -155,6 +155,11 @@ public final class PinWatch {
         }
 
         @Override
+        public java.util.Optional<io.actovisor.devices.iommu.DmaPort> dmaPort() {
+            return inner.dmaPort();
+        }
+
+        @Override
         public void close() {
             inner.close();
             pinnedByIommu.get(this).clear();
