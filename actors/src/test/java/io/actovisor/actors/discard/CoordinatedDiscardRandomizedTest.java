@@ -161,6 +161,7 @@ class CoordinatedDiscardRandomizedTest {
                 for (int page = 0; page < PAGES; page++) {
                     write(page);
                 }
+                log.add("attach g0 to co -> " + tree.attach("g0", "co"));
                 for (int step = 0; step < STEPS; step++) {
                     step();
                     String when = "after step " + step;
@@ -198,7 +199,7 @@ class CoordinatedDiscardRandomizedTest {
             switch (random.nextInt(9)) {
                 case 0, 1 -> {
                     String container = random.nextInt(8) == 0 ? "inh"
-                            : modes.get(group) == DiscardMode.INHIBIT ? "inh" : random.nextBoolean() ? "co" : "co2";
+                            : modes.get(group) == DiscardMode.INHIBIT ? "inh" : random.nextInt(3) > 0 ? "co" : "co2";
                     log.add("attach " + group + " to " + container + " -> " + tree.attach(group, container));
                 }
                 case 2 -> log.add("detach " + group + " -> " + tree.detach(group));
@@ -240,12 +241,21 @@ class CoordinatedDiscardRandomizedTest {
             List<io.actovisor.memory.AddressRange> releasedBefore = pinned && tree.containers.containsKey("co")
                     ? tree.containerState("co").releasedBlocks() : List.of();
             List<Long> candidates = new ArrayList<>(inflated);
+            if (!releasedBefore.isEmpty() && random.nextBoolean()) {
+                // Half the time, take pages back from a block the pinned container released: the remap path.
+                io.actovisor.memory.AddressRange block = releasedBefore.get(random.nextInt(releasedBefore.size()));
+                candidates.removeIf(f -> !block.contains(f * PAGE));
+                if (candidates.isEmpty()) {
+                    candidates = new ArrayList<>(inflated);
+                }
+            }
             long[] frames = new long[1 + random.nextInt(Math.min(4, candidates.size()))];
             for (int i = 0; i < frames.length; i++) {
                 frames[i] = candidates.get(random.nextInt(candidates.size()));
             }
             BalloonActor.DeflateResult result = tree.deflate(frames);
-            log.add("deflate " + java.util.Arrays.toString(frames) + " -> " + result);
+            log.add("deflate " + java.util.Arrays.toString(frames) + " -> " + result + " (released before: "
+                    + releasedBefore + ")");
             if (!releasedBefore.isEmpty()) {
                 List<io.actovisor.memory.AddressRange> releasedAfter = tree.containerState("co").releasedBlocks();
                 releasedBefore.stream().filter(b -> !releasedAfter.contains(b)).forEach(b -> {
@@ -283,7 +293,7 @@ class CoordinatedDiscardRandomizedTest {
 
         /** Inflate a whole block and stop a coordinated container while the manager coordinates it. */
         private void crashContainerMidCoordination() {
-            String victim = random.nextBoolean() ? "co" : "co2";
+            String victim = random.nextInt(4) == 0 ? "co" : "co2";
             long[] frames = blockFrames(random.nextInt(BLOCKS), true);
             var probe = kit.createTestProbe(BalloonActor.InflateResult.class);
             tree.balloon.tell(new BalloonActor.Inflate(frames, probe.ref()));
