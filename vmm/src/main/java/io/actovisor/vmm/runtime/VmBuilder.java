@@ -81,7 +81,8 @@ public final class VmBuilder {
             if (spec.balloon().enabled()) {
                 GuestMemory guestMemory = GuestMemory.of(FlatView.of(regions));
                 devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(guestMemory,
-                        components.balloon().orElseThrow(), spec.balloon().deflateOnOom(),
+                        components.balloon().orElseThrow(), Optional.of(components.discardManager()),
+                        spec.balloon().deflateOnOom(),
                         spec.balloon().statsPollingInterval())));
             }
             spec.devices().dma().ifPresent(dma -> {
