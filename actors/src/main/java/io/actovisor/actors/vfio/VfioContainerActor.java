@@ -225,6 +225,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private final Map<ActorRef<?>, List<ActorRef<GroupGone>>> goneWaiters = new LinkedHashMap<>();
     private final Map<ActorRef<?>, List<ActorRef<DiscardManager.PinsGone>>> pinsGoneWaiters = new LinkedHashMap<>();
     private Iommu iommu;
+    /** The open context of {@link #iommu}, through which further groups join and leave. */
+    private IommuBackend.Context context;
     private boolean subscribed;
     /** The RAM and ROM sections of the view, by guest base (what a restored block maps again). */
     private final TreeMap<Long, Section> memorySections = new TreeMap<>(Long::compareUnsigned);
@@ -307,10 +309,11 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         }
         try {
             if (iommu == null) {
-                iommu = backend.open(attach.groupId());
+                context = backend.open(attach.groupId());
+                iommu = context.iommu();
                 checkBlockSize(iommu);
             } else {
-                backend.attach(iommu, attach.groupId());
+                context.attach(attach.groupId());
             }
         } catch (RuntimeException e) {
             getContext().getLog().warn("Container {} cannot attach group {}: {}", name, attach.groupId(),
@@ -399,7 +402,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             closed = true;
         } else {
             try {
-                backend.detach(iommu, attached.groupId());
+                context.detach(attached.groupId());
             } catch (RuntimeException e) {
                 getContext().getLog().error("Container {} could not detach group {} from its IOMMU: {}", name,
                         attached.groupId(), e.getMessage());
@@ -434,6 +437,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             long pinned = iommu.pinnedBytes();
             iommu.close();
             iommu = null;
+            context = null;
             getContext().getLog().info("Container {} closed its IOMMU ({} bytes unpinned)", name, pinned);
         }
     }
@@ -701,6 +705,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
                     Collections.unmodifiableSet(groups.keySet()));
             iommu.close();
             iommu = null;
+            context = null;
         }
         return this;
     }
