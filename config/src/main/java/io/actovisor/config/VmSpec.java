@@ -79,21 +79,51 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
         }
     }
 
-    /** A VFIO container: one IOMMU context and its groups. */
-    public record Container(String name, Backend backend, int maxMappings, List<Group> groups) {
+    /**
+     * A VFIO container: one IOMMU context and its groups.
+     *
+     * @param discard          how its pins relate to discards of guest RAM
+     * @param discardBlockSize for {@code coordinated}: the size of the blocks guest RAM is mapped in (a power of two)
+     */
+    public record Container(String name, Backend backend, int maxMappings, List<Group> groups, Discard discard,
+            long discardBlockSize) {
         public Container {
             groups = List.copyOf(groups);
+        }
+    }
+
+    /** How a container's pins relate to discards of guest RAM ({@code discard}). */
+    public enum Discard {
+        /** No discard while any of its groups is attached (the default). */
+        INHIBIT("inhibit"),
+        /** Guest RAM mapped in blocks that the container unmaps before they are discarded. */
+        COORDINATED("coordinated"),
+        /** The device pins on demand (mediated devices) and never disables discards. */
+        ON_DEMAND("on-demand");
+
+        private final String configName;
+
+        Discard(String configName) {
+            this.configName = configName;
+        }
+
+        public String configName() {
+            return configName;
         }
     }
 
     /**
      * A VFIO group.
      *
-     * @param id                for {@code vfio-type1}, the number of {@code /dev/vfio/<id>}
-     * @param balloonCompatible the device pins on demand (a mediated device): it does not inhibit the balloon
-     * @param attachAtStart     attach when the VM starts (otherwise through the API)
+     * @param id            for {@code vfio-type1}, the number of {@code /dev/vfio/<id>}
+     * @param discard       the discard mode the group declares; empty: its container's. A group whose mode differs
+     *                      from its container's is refused when it attaches
+     * @param attachAtStart attach when the VM starts (otherwise through the API)
      */
-    public record Group(String id, boolean balloonCompatible, boolean attachAtStart) {
+    public record Group(String id, Optional<Discard> discard, boolean attachAtStart) {
+        public Group {
+            java.util.Objects.requireNonNull(discard, "discard");
+        }
     }
 
     /**

@@ -34,6 +34,7 @@ import java.util.regex.Pattern;
 public final class VmSpecParser {
     static final String ROOT = "actovisor.vm";
     private static final long PAGE = 4096;
+    private static final long DEFAULT_DISCARD_BLOCK = 2L << 20;
     private static final Pattern NAME = Pattern.compile("[a-z0-9][a-z0-9-]*");
 
     /** The keys each kind of object may hold: unknown keys are errors. */
@@ -42,8 +43,9 @@ public final class VmSpecParser {
             "region", Set.of("name", "kind", "base", "size", "backing", "read-only", "device"),
             "guest", Set.of("kind", "program", "workload-mib"),
             "vfio", Set.of("containers"),
-            "container", Set.of("name", "backend", "max-mappings", "groups"),
-            "group", Set.of("id", "balloon-compatible", "attach-at-start"),
+            "container", Set.of("name", "backend", "max-mappings", "groups", "discard", "discard-block-size"),
+            // balloon-compatible is known only to be refused with the key that replaced it
+            "group", Set.of("id", "discard", "balloon-compatible", "attach-at-start"),
             "balloon", Set.of("enabled", "initial-target", "deflate-on-oom", "stats-polling-interval",
                     "unsafe-ignore-inhibitor", "mmio-base"),
             "devices", Set.of("serial", "dma"),
@@ -338,6 +340,9 @@ public final class VmSpecParser {
             VmSpec.Backend backend = enumOf(c, at, "backend", "model", VmSpec.Backend.class,
                     VmSpec.Backend::configName);
             int maxMappings = intIn(c, at, "max-mappings", 65535, 1, Integer.MAX_VALUE);
+            VmSpec.Discard discard = enumOf(c, at, "discard", "inhibit", VmSpec.Discard.class,
+                    VmSpec.Discard::configName);
+            long blockSize = discardBlockSize(c, at);
             List<VmSpec.Group> groups = new ArrayList<>();
             List<? extends Config> groupList = c.hasPath("groups") ? objects(c, at + ".groups", "groups") : List.of();
             for (int g = 0; g < groupList.size(); g++) {
@@ -355,14 +360,35 @@ public final class VmSpecParser {
                 if (backend == VmSpec.Backend.VFIO_TYPE1 && !id.matches("[0-9]+")) {
                     error(gat + ".id", id, "a vfio-type1 group id is the number of /dev/vfio/<id>");
                 }
-                groups.add(new VmSpec.Group(id, bool(gc, gat, "balloon-compatible", false),
-                        bool(gc, gat, "attach-at-start", true)));
+                if (gc.hasPath("balloon-compatible")) {
+                    error(gat + ".balloon-compatible", render(gc, "balloon-compatible"), "was replaced by the "
+                            + "container's discard mode: set discard = on-demand on container " + at
+                            + " for devices that pin on demand");
+                }
+                Optional<VmSpec.Discard> declared = gc.hasPath("discard")
+                        ? Optional.ofNullable(enumOf(gc, gat, "discard", null, VmSpec.Discard.class,
+                                VmSpec.Discard::configName))
+                        : Optional.empty();
+                groups.add(new VmSpec.Group(id, declared, bool(gc, gat, "attach-at-start", true)));
             }
-            if (name != null && backend != null) {
-                containers.add(new VmSpec.Container(name, backend, maxMappings, groups));
+            if (name != null && backend != null && discard != null) {
+                containers.add(new VmSpec.Container(name, backend, maxMappings, groups, discard, blockSize));
             }
         }
         return containers;
+    }
+
+    /** {@code discard-block-size}: 2 MiB unless set; a power of two of at least 4 KiB. */
+    private long discardBlockSize(Config c, String at) {
+        if (!c.hasPath("discard-block-size")) {
+            return DEFAULT_DISCARD_BLOCK;
+        }
+        OptionalLong size = bytes(c, at + ".discard-block-size", "discard-block-size");
+        if (size.isPresent() && (size.getAsLong() < PAGE || Long.bitCount(size.getAsLong()) != 1)) {
+            error(at + ".discard-block-size", render(c, "discard-block-size"), "must be a power of two of at "
+                    + "least 4 KiB, such as 2 MiB");
+        }
+        return size.orElse(DEFAULT_DISCARD_BLOCK);
     }
 
     private VmSpec.Balloon balloon(List<VmSpec.Region> memory) {

@@ -1,6 +1,9 @@
 package io.actovisor.actors.vm;
 
 import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.guest.ScriptedGuestActor;
 import io.actovisor.actors.kvm.DelayPortActor;
@@ -143,7 +146,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             Map<String, ActorRef<VfioContainerActor.Command>> containers,
             Map<String, ActorRef<VfioGroupActor.Command>> groups,
             List<VcpuActor.Control> vcpus,
-            Map<String, ActorRef<DeviceIo.Command>> devices) {
+            Map<String, ActorRef<DeviceIo.Command>> devices,
+            ActorRef<DiscardManager.Command> discardManager) {
         public Components {
             containers = Map.copyOf(containers);
             groups = Map.copyOf(groups);
@@ -159,6 +163,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private record StepTimedOut(String step) implements Command {
+    }
+
+    /** The discard manager could not map a discarded block again: the guest must stop before it reuses it. */
+    private record DiscardFailStop(DiscardManager.FailStop failStop) implements Command {
     }
 
     private record SlotsSubscribed(AddressSpaceActor.SubscribeResult result) implements Command {
@@ -178,6 +186,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private ActorRef<StartResult> starter;
     private ActorRef<AddressSpaceActor.Command> memory;
     private Optional<ActorRef<BalloonActor.Command>> balloon = Optional.empty();
+    private ActorRef<DiscardManager.Command> discardManager;
     private final Map<String, ActorRef<VfioContainerActor.Command>> containers = new LinkedHashMap<>();
     private final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
     private final Deque<VmTopology.Group> toAttach = new ArrayDeque<>();
@@ -211,6 +220,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(ScriptedGuestReported.class, this::onScriptedGuestReported)
                 .onMessage(GetGuest.class, this::onGetGuest)
                 .onMessage(Pause.class, this::onPause)
+                .onMessage(DiscardFailStop.class, this::onDiscardFailStop)
                 .onMessage(Resume.class, this::onResume)
                 .onMessage(Shutdown.class, this::onShutdown)
                 .onMessage(GetInfo.class, this::onGetInfo)
@@ -271,19 +281,27 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 return failStart("cannot lay out the guest's boot memory: " + e.getMessage());
             }
         }
+        long blockSize = topology.containers().stream().filter(c -> c.discard() == DiscardMode.COORDINATED)
+                .mapToLong(VmTopology.Container::discardBlockSize).max()
+                .orElse(VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE);
+        discardManager = getContext().spawn(DiscardManager.create(topology.name() + "-discard",
+                DiscardManager.Settings.withDrainTimeout(topology.balloon().orElse(BalloonSettings.DEFAULT)
+                        .drainTimeout()).withBlockSize(blockSize),
+                Optional.of(getContext().messageAdapter(DiscardManager.FailStop.class, DiscardFailStop::new))),
+                "discard");
         topology.balloon().ifPresent(settings -> balloon = Optional.of(getContext().spawn(
-                BalloonActor.create(topology.name() + "-balloon", memory, settings), "balloon",
+                BalloonActor.create(topology.name() + "-balloon", memory, settings, discardManager), "balloon",
                 BalloonActor.DISPATCHER)));
         for (VmTopology.Container c : topology.containers()) {
-            containers.put(c.name(), getContext().spawn(VfioContainerActor.create(c.name(), memory, c.backend()),
-                    "container-" + c.name(), VfioContainerActor.DISPATCHER));
+            containers.put(c.name(), getContext().spawn(VfioContainerActor.create(c.name(), memory, c.backend(),
+                    c.discard(), c.discardBlockSize()), "container-" + c.name(), VfioContainerActor.DISPATCHER));
         }
-        ActorRef<BalloonActor.Command> inhibitTarget = balloon.orElseGet(() -> getContext().spawn(
-                BalloonActor.create(topology.name() + "-inhibitor", memory, io.actovisor.actors.balloon.BalloonSettings.DEFAULT),
-                "inhibitor", BalloonActor.DISPATCHER));
         for (VmTopology.Group g : topology.groups()) {
-            groups.put(g.id(), getContext().spawn(VfioGroupActor.create(g.id(), g.balloonCompatible(),
-                    inhibitTarget), "group-" + g.id()));
+            DiscardMode mode = g.discard().orElseGet(() -> topology.containers().stream()
+                    .filter(c -> c.name().equals(g.container())).findFirst()
+                    .map(VmTopology.Container::discard).orElse(DiscardMode.INHIBIT));
+            groups.put(g.id(), getContext().spawn(VfioGroupActor.create(g.id(), mode, discardManager),
+                    "group-" + g.id()));
             if (g.attachAtStart()) {
                 toAttach.add(g);
             }
@@ -469,6 +487,15 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         return this;
     }
 
+    private Behavior<Command> onDiscardFailStop(DiscardFailStop stop) {
+        getContext().getLog().error("VM {} is paused (fail-stop): {}", topology.name(), stop.failStop().reason());
+        if (state == State.RUNNING) {
+            state = State.PAUSED;
+            vcpus.forEach(v -> v.pause(getContext().getSystem().ignoreRef()));
+        }
+        return this;
+    }
+
     private Behavior<Command> onResume(Resume resume) {
         if (state != State.PAUSED) {
             resume.replyTo().tell(new ActionRefused(state, "only a paused VM can be resumed; VM "
@@ -500,7 +527,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private Components components() {
-        return new Components(memory, balloon, containers, groups, vcpus, devices);
+        return new Components(memory, balloon, containers, groups, vcpus, devices, discardManager);
     }
 
     /** Children have stopped (their IOMMUs closed, pins released) before this runs: now the memory can go. */

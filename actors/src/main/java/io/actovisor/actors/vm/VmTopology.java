@@ -1,6 +1,8 @@
 package io.actovisor.actors.vm;
 
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
@@ -44,12 +46,26 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
         }
     }
 
-    /** A VFIO container and the backend of its IOMMU. */
-    public record Container(String name, IommuBackend backend) {
+    /**
+     * A VFIO container, the backend of its IOMMU, its discard mode and, for {@code coordinated}, the size of the
+     * blocks it maps guest RAM in.
+     */
+    public record Container(String name, IommuBackend backend, DiscardMode discard, long discardBlockSize) {
+        /** An {@code inhibit} container (the default). */
+        public Container(String name, IommuBackend backend) {
+            this(name, backend, DiscardMode.INHIBIT, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE);
+        }
     }
 
-    /** A VFIO group, the container it belongs to, and whether it pins on demand (balloon-compatible). */
-    public record Group(String id, String container, boolean balloonCompatible, boolean attachAtStart) {
+    /**
+     * A VFIO group, the container it belongs to, the discard mode it declares (empty: its container's; a different
+     * one is refused at attach) and whether it attaches at start.
+     */
+    public record Group(String id, String container, Optional<DiscardMode> discard, boolean attachAtStart) {
+        /** A group declaring {@code on-demand} when {@code pinsOnDemand}, otherwise its container's mode. */
+        public Group(String id, String container, boolean pinsOnDemand, boolean attachAtStart) {
+            this(id, container, pinsOnDemand ? Optional.of(DiscardMode.ON_DEMAND) : Optional.empty(), attachAtStart);
+        }
     }
 
     /** A topology without a scripted guest (a firmware guest on KVM, or no guest). */

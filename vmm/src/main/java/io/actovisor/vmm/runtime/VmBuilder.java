@@ -2,6 +2,7 @@ package io.actovisor.vmm.runtime;
 
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.balloon.VirtioBalloonActor;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.dma.DmaEngineActor;
 import io.actovisor.memory.FlatView;
 import io.actovisor.memory.GuestMemory;
@@ -84,9 +85,11 @@ public final class VmBuilder {
             List<VmTopology.Container> containers = new ArrayList<>();
             List<VmTopology.Group> groups = new ArrayList<>();
             for (VmSpec.Container c : spec.containers()) {
-                containers.add(new VmTopology.Container(c.name(), backend(c)));
+                containers.add(new VmTopology.Container(c.name(), backend(c), discardMode(c.discard()),
+                        c.discardBlockSize()));
                 for (VmSpec.Group g : c.groups()) {
-                    groups.add(new VmTopology.Group(g.id(), c.name(), g.balloonCompatible(), g.attachAtStart()));
+                    groups.add(new VmTopology.Group(g.id(), c.name(), g.discard().map(VmBuilder::discardMode),
+                            g.attachAtStart()));
                 }
             }
             Optional<BalloonSettings> balloon = spec.balloon().enabled()
@@ -110,7 +113,8 @@ public final class VmBuilder {
             if (spec.balloon().enabled()) {
                 GuestMemory guestMemory = GuestMemory.of(FlatView.of(regions));
                 devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(guestMemory,
-                        components.balloon().orElseThrow(), spec.balloon().deflateOnOom(),
+                        components.balloon().orElseThrow(), Optional.of(components.discardManager()),
+                        spec.balloon().deflateOnOom(),
                         spec.balloon().statsPollingInterval())));
             }
             spec.devices().dma().ifPresent(dma -> {
@@ -138,6 +142,14 @@ public final class VmBuilder {
             case MODEL -> IommuBackend.model(c.maxMappings());
             case PINNED -> IommuBackend.shared(PinnedIommu.BACKEND, () -> PinnedIommu.open(c.maxMappings()));
             case VFIO_TYPE1 -> IommuBackend.vfioType1();
+        };
+    }
+
+    private static DiscardMode discardMode(VmSpec.Discard discard) {
+        return switch (discard) {
+            case INHIBIT -> DiscardMode.INHIBIT;
+            case COORDINATED -> DiscardMode.COORDINATED;
+            case ON_DEMAND -> DiscardMode.ON_DEMAND;
         };
     }
 }
