@@ -43,7 +43,7 @@ public final class NodeAgent extends AbstractBehavior<NodeAgent.Command> {
     public record GetReport(ActorRef<NodeReport> replyTo) implements Command {
     }
 
-    /** The VMs whose actors are alive in this JVM. */
+    /** The VMs whose actors are alive in this JVM ({@code live}), and their lines of the latest report. */
     public record LocalVms(String node, List<String> live, List<NodeReport.VmReport> vms) {
     }
 
@@ -116,10 +116,9 @@ public final class NodeAgent extends AbstractBehavior<NodeAgent.Command> {
         return this;
     }
 
+    /** Answered at once: the VM actors alive now, with their lines of the latest report. */
     private Behavior<Command> onGetLocal(GetLocal get) {
-        List<String> ids = List.copyOf(live.keySet());
-        readAll().whenComplete((vms, failure) -> get.replyTo().tell(new LocalVms(address, ids,
-                vms != null ? vms : List.of())));
+        get.replyTo().tell(new LocalVms(address, List.copyOf(live.keySet()), last.vms()));
         return this;
     }
 

@@ -111,11 +111,11 @@ class ClusterNodeTest {
         assertEquals(200, api.send("DELETE", "/cluster/vms/b2", null).status());
         await("targets taken back", () -> get("/cluster/nodes"), n -> target(n, "b1") == 0 && !hasVm(n, "b2"));
         assertTrue(has(get("/cluster/events"), "deflate", "b1"));
-        JsonNode local = get("/cluster/local");
-        assertEquals(List.of("b1", "p1"), ids(local.get("live")));
+        await("b1 and p1 are the VM actors alive here", () -> get("/cluster/local"),
+                l -> ids(l.get("live")).equals(List.of("b1", "p1")));
         assertEquals(200, api.send("DELETE", "/cluster/vms/b1", null).status());
         assertEquals(200, api.send("DELETE", "/cluster/vms/p1", null).status());
-        assertEquals(0, get("/cluster/local").get("live").size());
+        await("no VM actor alive here", () -> get("/cluster/local"), l -> l.get("live").size() == 0);
         assertEquals(0, get("/cluster/vms").size());
     }
 
@@ -140,7 +140,49 @@ class ClusterNodeTest {
         assertEquals(2, body.get("errors").size(), reply.body());
         assertTrue(body.get("errors").get(0).asText().contains("actovisor.vm.name"), reply.body());
         assertEquals(400, api.send("POST", "/cluster/vms", "{ not hocon").status());
-        assertEquals(0, get("/cluster/local").get("live").size());
+        assertEquals(0, get("/cluster/vms").size(), "nothing was admitted");
+    }
+
+    @Test
+    void theCliTalksToTheApi() throws Exception {
+        String url = "http://127.0.0.1:" + node.api().getPort();
+        Path file = dir.resolve("cli-vm.conf");
+        java.nio.file.Files.writeString(file, vm("cli", 8, false));
+        String[] auth = {"--api", url, "--token-file", node.settings().tokenFile().toString()};
+        Cli create = cli(concat(new String[] {"create", file.toString()}, auth));
+        assertEquals(0, create.status(), create.err());
+        assertTrue(create.out().contains("\"id\" : \"cli\""), create.out());
+        Cli vms = cli(concat(new String[] {"vms"}, auth));
+        assertEquals(0, vms.status(), vms.err());
+        assertTrue(vms.out().contains("\"cli\""), vms.out());
+        Cli status = cli(concat(new String[] {"status"}, auth));
+        assertTrue(status.out().contains("capacity_bytes"), status.out());
+        assertEquals(0, cli(concat(new String[] {"delete", "cli"}, auth)).status());
+        Cli again = cli(concat(new String[] {"delete", "cli"}, auth));
+        assertEquals(1, again.status());
+        assertTrue(again.err().contains("no VM cli"), again.err());
+        Cli noApi = cli(new String[] {"vms"});
+        assertEquals(1, noApi.status());
+        assertTrue(noApi.err().contains("--api URL is required"), noApi.err());
+        Cli noFile = cli(new String[] {"node", dir.resolve("missing.conf").toString()});
+        assertEquals(1, noFile.status());
+        assertTrue(noFile.err().contains("no such file"), noFile.err());
+    }
+
+    record Cli(int status, String out, String err) {
+    }
+
+    static Cli cli(String[] args) {
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+        int status = ClusterMain.run(args, new java.io.PrintStream(out, true), new java.io.PrintStream(err, true));
+        return new Cli(status, out.toString(), err.toString());
+    }
+
+    static String[] concat(String[] a, String[] b) {
+        String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
     }
 
     @Test
