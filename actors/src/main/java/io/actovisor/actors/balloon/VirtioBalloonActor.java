@@ -44,6 +44,11 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             long statsUpdates, long eventFails, long targetPages, long actualPages) {
     }
 
+    /** Ask the guest for statistics every {@code interval} from now on (Firecracker's PATCH /balloon/statistics). */
+    public record SetStatsInterval(Duration interval, ActorRef<org.apache.pekko.Done> replyTo)
+            implements DeviceIo.Command {
+    }
+
     private record TargetChanged(long bytes) implements DeviceIo.Command {
     }
 
@@ -61,6 +66,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private final VirtioBalloon device;
     private final VirtioMmio mmio;
     private final StashBuffer<DeviceIo.Command> stash;
+    private final TimerScheduler<DeviceIo.Command> timers;
     private boolean busy;
     private Optional<Integer> statsHead = Optional.empty();
     private Optional<BalloonStatistics> latest = Optional.empty();
@@ -69,8 +75,10 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private long statsUpdates;
 
     private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemory memory,
-            ActorRef<BalloonActor.Command> balloon, boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash) {
+            ActorRef<BalloonActor.Command> balloon, boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash,
+            TimerScheduler<DeviceIo.Command> timers) {
         super(context);
+        this.timers = timers;
         this.balloon = balloon;
         this.device = new VirtioBalloon(deflateOnOom);
         this.mmio = new VirtioMmio("virtio-balloon", device, memory);
@@ -86,7 +94,8 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             boolean deflateOnOom, Duration statsInterval) {
         return Behaviors.withStash(1000, stash -> Behaviors.withTimers(timers -> {
             startStatsTimer(timers, statsInterval);
-            return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, deflateOnOom, stash));
+            return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, deflateOnOom, stash,
+                    timers));
         }));
     }
 
@@ -103,7 +112,14 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
                 .onMessage(TargetChanged.class, this::onTargetChanged)
                 .onMessageEquals(RequestStatistics.INSTANCE, this::onRequestStatistics)
                 .onMessage(GetStatistics.class, this::onGetStatistics)
+                .onMessage(SetStatsInterval.class, this::onSetStatsInterval)
                 .build();
+    }
+
+    private Behavior<DeviceIo.Command> onSetStatsInterval(SetStatsInterval set) {
+        startStatsTimer(timers, set.interval());
+        set.replyTo().tell(org.apache.pekko.Done.getInstance());
+        return this;
     }
 
     private Behavior<DeviceIo.Command> onRead(DeviceIo.Read read) {
