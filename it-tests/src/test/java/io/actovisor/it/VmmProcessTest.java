@@ -60,7 +60,9 @@ class VmmProcessTest {
     /** The VMM in a child JVM whose access files go to {@code dir} (its XDG_RUNTIME_DIR). */
     private Process launch(Map<String, String> env, String... args) throws IOException {
         List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java")
-                .toString(), "-cp", System.getProperty("java.class.path"), "io.actovisor.vmm.Main"));
+                .toString(), "-cp", System.getProperty("java.class.path"),
+                // The VMM's own logging, as users get it (not this module's logback-test.xml).
+                "-Dlogback.configurationFile=logback.xml", "io.actovisor.vmm.Main"));
         command.addAll(List.of(args));
         ProcessBuilder builder = new ProcessBuilder(command).redirectError(dir.resolve("stderr.txt").toFile());
         builder.environment().put("XDG_RUNTIME_DIR", dir.toString());
@@ -245,6 +247,11 @@ class VmmProcessTest {
         vmm.destroy();
         assertTrue(vmm.waitFor(30, TimeUnit.SECONDS), "SIGTERM ends the VMM");
         assertEquals(0, vmm.exitValue(), output());
+        String stderr = Files.readString(dir.resolve("stderr.txt"));
+        assertFalse(stderr.contains("SLF4J"), "SLF4J is initialized before anything logs: " + stderr);
+        assertTrue(Pattern.compile("(?m)^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}\\S+ INFO  \\[[^]]+\\] ")
+                .matcher(stderr).find(), "log lines carry date and thread: " + stderr);
+        assertFalse(Files.exists(dir.resolve("actovisor").resolve("default.json")), "the access file is removed");
     }
 
     @Test

@@ -217,8 +217,8 @@ public final class ApiServer extends AllDirectives {
                 return inner.get();
             }
             return complete(fault(401, header.isPresent() ? "wrong bearer token in the Authorization header"
-                    : "missing Authorization: Bearer <token> header (the token is in the VM's access file, see "
-                    + "./actovisor status)").addHeader(RawHeader.create("WWW-Authenticate",
+                    : "missing Authorization: Bearer <token> header (run wrote the token to the VM's access "
+                    + "file)").addHeader(RawHeader.create("WWW-Authenticate",
                     "Bearer realm=\"actovisor\"")));
         });
     }
