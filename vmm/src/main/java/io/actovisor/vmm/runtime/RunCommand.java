@@ -28,7 +28,9 @@ public final class RunCommand {
 
     public static int validate(Path file, PrintStream out, PrintStream err) {
         try {
-            out.print(VmSpecRenderer.render(VmSpecParser.parseFile(file)));
+            // The normalized definition without its secret: the token is shown as <redacted>.
+            out.print(VmSpecRenderer.render(VmSpecParser.parseFile(file))
+                    .replaceAll("(?m)^(\\s*token = )\"(?:[^\"\\\\]|\\\\.)+\"$", "$1\"<redacted>\""));
             return ExitCode.OK;
         } catch (ConfigValidationException e) {
             printErrors(file.toString(), e, err);

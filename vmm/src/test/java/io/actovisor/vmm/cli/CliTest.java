@@ -73,6 +73,19 @@ class CliTest {
     }
 
     @Test
+    void validate_redacts_the_token_and_reports_errors_with_file_and_line() throws Exception {
+        Path good = Files.writeString(dir.resolve("good.conf"), "actovisor.vm { name = small, api.token = \"s3cret\" }");
+        Result ok = run("validate", good.toString());
+        assertEquals(0, ok.code(), ok.err());
+        assertTrue(ok.out().contains("token = \"<redacted>\""), ok.out());
+        assertFalse(ok.out().contains("s3cret"), ok.out());
+        Path bad = Files.writeString(dir.resolve("bad.conf"), "actovisor.vm {\n  name = small\n  vcpus = 1.5\n}\n");
+        Result refused = run("validate", bad.toString());
+        assertEquals(ExitCode.USAGE, refused.code());
+        assertTrue(refused.err().contains(bad + ":3: actovisor.vm.vcpus = 1.5: must be a whole number"), refused.err());
+    }
+
+    @Test
     void options_only_where_they_belong() {
         Result r = run("status", "--amount-mib", "4");
         assertEquals(ExitCode.USAGE, r.code());
