@@ -176,6 +176,15 @@ class VmmProcessTest {
 
         assertTrue(metrics.contains("actovisor_vcpu_exits_total{"), metrics);
 
+        // Firecracker's PATCH /balloon/statistics and PATCH /vm on the real VM.
+        assertEquals(204, send("PATCH", base + "/balloon/statistics", "{\"stats_polling_interval_s\": 1}")
+                .statusCode());
+        assertTrue(send("GET", base + "/balloon", null).body().contains("\"stats_polling_interval_s\" : 1"));
+        assertEquals(204, send("PATCH", base + "/vm", "{\"state\": \"Paused\"}").statusCode());
+        assertTrue(send("GET", base + "/", null).body().contains("\"state\" : \"Paused\""));
+        assertEquals(409, send("PATCH", base + "/vm", "{\"state\": \"Paused\"}").statusCode());
+        assertEquals(204, send("PATCH", base + "/vm", "{\"state\": \"Resumed\"}").statusCode());
+
         // Hot detach and attach of the configured group, with the inhibitor following.
         HttpResponse<String> detached = send("DELETE", base + "/vfio/groups/dma0", null);
         assertEquals(204, detached.statusCode(), detached.body());
