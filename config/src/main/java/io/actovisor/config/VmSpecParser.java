@@ -36,6 +36,8 @@ public final class VmSpecParser {
     private static final long PAGE = 4096;
     private static final long DEFAULT_DISCARD_BLOCK = 2L << 20;
     private static final Pattern NAME = Pattern.compile("[a-z0-9][a-z0-9-]*");
+    /** The programs of the bundled firmware (devices/src/main/firmware, {@code PROGRAM("name", ...)}). */
+    static final Set<String> BUNDLED_PROGRAMS = Set.of("workload", "spin", "memtest", "mmio");
 
     /** The keys each kind of object may hold: unknown keys are errors. */
     private static final Map<String, Set<String>> SCHEMA = Map.of(
@@ -101,10 +103,13 @@ public final class VmSpecParser {
         try {
             return parse.get();
         } catch (ConfigException e) {
-            String where = e.origin() != null && e.origin().lineNumber() > 0 ? what + ", line "
-                    + e.origin().lineNumber() : what;
-            throw new ConfigValidationException(List.of(new ConfigError(where, null, "not valid HOCON: "
-                    + e.getMessage())));
+            int line = e.origin() != null && e.origin().lineNumber() > 0 ? e.origin().lineNumber() : 1;
+            throw new ConfigValidationException(List.of(new ConfigError(ROOT, null, "not valid HOCON: "
+                    + ConfigErrors.describe(e)).at(what, line)));
+        } catch (RuntimeException e) {
+            // The parser's own failures on garbage input (it is not ours to fix) are reported, not thrown.
+            throw new ConfigValidationException(List.of(new ConfigError(ROOT, null, "not valid HOCON: the parser "
+                    + "cannot read it").at(what, 1)));
         }
     }
 
@@ -112,14 +117,35 @@ public final class VmSpecParser {
         Config reference = ConfigFactory.parseResources(VmSpecParser.class, "/reference.conf");
         if (!user.hasPath(ROOT)) {
             errors.add(new ConfigError(ROOT, null, "missing: a VM definition needs an actovisor.vm block"));
-            throw new ConfigValidationException(errors);
+            throw failure(user);
         }
         if (user.getValue(ROOT).valueType() != ConfigValueType.OBJECT) {
             errors.add(new ConfigError(ROOT, render(user.getValue(ROOT)), "must be an object"));
-            throw new ConfigValidationException(errors);
+            throw failure(user);
         }
         checkKeys(user.getConfig(ROOT).root(), "vm", ROOT);
-        config = user.withFallback(reference).resolve();
+        try {
+            config = user.withFallback(reference).resolve();
+        } catch (ConfigException e) {
+            // An unresolved ${X}: one error at its line, the rest cannot be read without it.
+            errors.add(ConfigErrors.fromLibrary(e, ROOT));
+            throw failure(user);
+        }
+        try {
+            return spec(user);
+        } catch (ConfigException e) {
+            // A read this parser does not guard yet: still an error at a line, never a stack trace.
+            errors.add(ConfigErrors.fromLibrary(e, ROOT));
+            throw failure(user);
+        }
+    }
+
+    /** Every error so far, each at the file and line of its value, sorted by line. */
+    private ConfigValidationException failure(Config user) {
+        return new ConfigValidationException(ConfigErrors.placed(errors, user));
+    }
+
+    private VmSpec spec(Config user) {
         String name = string(ROOT + ".name");
         if (name != null && !NAME.matcher(name).matches()) {
             error(ROOT + ".name", name, "must be lower-case letters, digits and dashes, starting with a letter or "
@@ -137,6 +163,11 @@ public final class VmSpecParser {
         if (program != null && !program.matches("[a-z0-9_-]{1,31}")) {
             error(ROOT + ".guest.program", program, "must be a firmware program name: 1 to 31 lower-case letters, "
                     + "digits, dashes or underscores");
+        } else if (program != null && firmware.bundled() && !BUNDLED_PROGRAMS.contains(program)) {
+            String nearest = nearest(program, BUNDLED_PROGRAMS);
+            error(ROOT + ".guest.program", program, "the bundled firmware has no such program" + (nearest == null
+                    ? "" : "; did you mean '" + nearest + "'?") + " (programs: " + new java.util.TreeSet<>(
+                    BUNDLED_PROGRAMS) + ")");
         }
         long ramFromZero = memory.stream().filter(r -> r.kind() == RegionKind.RAM && r.range().base() == 0)
                 .mapToLong(r -> r.range().size()).findFirst().orElse(0);
@@ -149,7 +180,7 @@ public final class VmSpecParser {
         VmSpec.Devices devices = devices(containers, memory);
         VmSpec.Api api = api();
         if (!errors.isEmpty()) {
-            throw new ConfigValidationException(errors);
+            throw failure(user);
         }
         return new VmSpec(name, vcpus, memory, firmware, new VmSpec.Guest(program, workload, kind), containers, balloon,
                 devices, api);
@@ -464,11 +495,12 @@ public final class VmSpecParser {
     // --- typed reads that record errors ---
 
     private void error(String path, String value, String message) {
-        errors.add(new ConfigError(path, value, message));
+        errors.add(new ConfigError(path, ConfigErrors.isSecret(path) && value != null ? ConfigErrors.REDACTED
+                : ConfigErrors.abbreviate(value), message));
     }
 
     private static String render(ConfigValue value) {
-        return value.render(ConfigRenderOptions.concise());
+        return ConfigErrors.asWritten(value);
     }
 
     private String render(Config c, String key) {
@@ -549,14 +581,21 @@ public final class VmSpecParser {
             return fallback;
         }
         long value;
+        ConfigValue written = c.getValue(key);
         try {
             value = c.getLong(key);
-        } catch (ConfigException.WrongType e) {
-            error(shown, render(c.getValue(key)), "must be a whole number");
+        } catch (ConfigException.WrongType | ConfigException.BadValue e) {
+            error(shown, render(written), "must be a whole number");
+            return fallback;
+        }
+        if (written.unwrapped() instanceof Double || written.unwrapped() instanceof String text
+                && !text.trim().matches("[+-]?[0-9]+")) {
+            // HOCON truncates 1.5 to 1 and saturates 1e30 to Long.MAX_VALUE: refuse instead, showing what was written.
+            error(shown, render(written), "must be a whole number between " + min + " and " + max);
             return fallback;
         }
         if (value < min || value > max) {
-            error(shown, Long.toString(value), "must be between " + min + " and " + max);
+            error(shown, render(written), "must be between " + min + " and " + max);
             return fallback;
         }
         return (int) value;

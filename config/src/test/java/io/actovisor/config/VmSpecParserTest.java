@@ -111,7 +111,7 @@ class VmSpecParserTest {
     void unknownBackendsListTheValidOnes() {
         ConfigError e = only("actovisor.vm.vfio.containers = [ { name = c, backend = iommufd } ]");
         assertEquals("actovisor.vm.vfio.containers[0].backend", e.path());
-        assertEquals("\"iommufd\"", e.value());
+        assertEquals("iommufd", e.value());
         assertTrue(e.message().contains("[model, pinned, vfio-type1]"), e.message());
     }
 
@@ -191,7 +191,7 @@ class VmSpecParserTest {
     void wrongTypesNameTheValue() {
         ConfigError e = only("actovisor.vm.vcpus = abc");
         assertEquals("actovisor.vm.vcpus", e.path());
-        assertEquals("\"abc\"", e.value());
+        assertEquals("abc", e.value());
         assertEquals("actovisor.vm.vcpus", only("actovisor.vm.vcpus = 0").path());
     }
 
@@ -233,6 +233,6 @@ class VmSpecParserTest {
         ConfigValidationException e = assertThrows(ConfigValidationException.class,
                 () -> VmSpecParser.parseString("actovisor.vm {\n  name = x\n  memory = [ {\n}"));
         assertEquals(1, e.errors().size());
-        assertTrue(e.errors().get(0).path().contains("line"), e.errors().toString());
+        assertEquals(4, e.errors().get(0).line(), e.errors().toString());
     }
 }

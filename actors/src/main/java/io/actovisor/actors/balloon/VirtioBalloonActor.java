@@ -49,6 +49,11 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private record BlocksRestored(ActorRef<DeviceIo.Result> replyTo, String failure) implements DeviceIo.Command {
     }
 
+    /** Ask the guest for statistics every {@code interval} from now on (Firecracker's PATCH /balloon/statistics). */
+    public record SetStatsInterval(Duration interval, ActorRef<org.apache.pekko.Done> replyTo)
+            implements DeviceIo.Command {
+    }
+
     private record TargetChanged(long bytes) implements DeviceIo.Command {
     }
 
@@ -67,6 +72,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private final VirtioBalloon device;
     private final VirtioMmio mmio;
     private final StashBuffer<DeviceIo.Command> stash;
+    private final TimerScheduler<DeviceIo.Command> timers;
     private boolean busy;
     private Optional<Integer> statsHead = Optional.empty();
     private Optional<BalloonStatistics> latest = Optional.empty();
@@ -76,8 +82,9 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
 
     private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemory memory,
             ActorRef<BalloonActor.Command> balloon, Optional<ActorRef<DiscardManager.Command>> discardManager,
-            boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash) {
+            boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash, TimerScheduler<DeviceIo.Command> timers) {
         super(context);
+        this.timers = timers;
         this.balloon = balloon;
         this.discardManager = discardManager;
         this.device = new VirtioBalloon(deflateOnOom);
@@ -106,7 +113,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         return Behaviors.withStash(1000, stash -> Behaviors.withTimers(timers -> {
             startStatsTimer(timers, statsInterval);
             return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, discardManager,
-                    deflateOnOom, stash));
+                    deflateOnOom, stash, timers));
         }));
     }
 
@@ -124,7 +131,14 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
                 .onMessage(TargetChanged.class, this::onTargetChanged)
                 .onMessageEquals(RequestStatistics.INSTANCE, this::onRequestStatistics)
                 .onMessage(GetStatistics.class, this::onGetStatistics)
+                .onMessage(SetStatsInterval.class, this::onSetStatsInterval)
                 .build();
+    }
+
+    private Behavior<DeviceIo.Command> onSetStatsInterval(SetStatsInterval set) {
+        startStatsTimer(timers, set.interval());
+        set.replyTo().tell(org.apache.pekko.Done.getInstance());
+        return this;
     }
 
     private Behavior<DeviceIo.Command> onRead(DeviceIo.Read read) {
