@@ -1,7 +1,6 @@
 package io.actovisor.vmm.runtime;
 
 import io.actovisor.config.GuestKind;
-import io.actovisor.devices.kvm.Kvm;
 import java.util.Map;
 import java.util.Optional;
 
@@ -23,10 +22,7 @@ public record GuestChoice(GuestKind kind, String announcement) {
     }
 
     static Optional<String> kvmUnavailability(Map<String, String> environment) {
-        if ("none".equals(environment.get(KVM_ENV))) {
-            return Optional.of(KVM_ENV + "=none: actovisor treats this host as one without /dev/kvm");
-        }
-        return Kvm.unavailabilityCause();
+        return KvmPreflight.cause(environment);
     }
 
     /**

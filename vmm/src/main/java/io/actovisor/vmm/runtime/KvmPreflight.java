@@ -25,17 +25,30 @@ public final class KvmPreflight {
     }
 
     static Optional<String> problem(Map<String, String> env, Supplier<Optional<String>> probe) {
+        return cause(env, probe).map(KvmPreflight::message);
+    }
+
+    /**
+     * Why KVM cannot run a guest here, as the probe (or the switch) says it; empty when it can.
+     *
+     * @throws IllegalArgumentException if {@code ACTOVISOR_KVM} has a value other than native, emulated or none
+     */
+    public static Optional<String> cause(Map<String, String> env) {
+        return cause(env, Kvm::unavailabilityCause);
+    }
+
+    static Optional<String> cause(Map<String, String> env, Supplier<Optional<String>> probe) {
         String mode = env.getOrDefault(ENV, "native").trim().toLowerCase(Locale.ROOT);
-        Optional<String> cause = switch (mode) {
+        return switch (mode) {
             case "", "native", "emulated" -> probe.get();
             case "none" -> Optional.of("/dev/kvm treated as missing because " + ENV + "=none (ENOENT)");
             default -> throw new IllegalArgumentException(ENV + " = '" + env.get(ENV)
                     + "': expected native, emulated or none");
         };
-        return cause.map(KvmPreflight::message);
     }
 
-    private static String message(String cause) {
+    /** The user's message for {@code cause}: what is missing, what to do, and what runs without KVM. */
+    public static String message(String cause) {
         String todo;
         if (cause.contains("EACCES") || cause.contains("EPERM")) {
             todo = "you may not open /dev/kvm: join the kvm group (sudo usermod -aG kvm $USER, then log in again)";
@@ -47,7 +60,7 @@ public final class KvmPreflight {
             todo = "KVM is not usable on this host";
         }
         return "this host cannot run a KVM guest: " + cause + ".\n" + todo + ".\n"
-                + "What runs without KVM: ./actovisor coherence-demo (the seed's bug and its fix on real io_uring "
-                + "pins, no guest).";
+                + "Without KVM the scripted guest runs: set guest.kind = scripted, or auto (the default VM's "
+                + "choice, which falls back to it by itself); ./actovisor coherence-demo needs no guest at all.";
     }
 }

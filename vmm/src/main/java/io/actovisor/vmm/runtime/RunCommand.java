@@ -6,6 +6,7 @@ import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.config.ConfigError;
 import io.actovisor.config.ConfigValidationException;
+import io.actovisor.config.GuestKind;
 import io.actovisor.config.VmSpec;
 import io.actovisor.config.VmSpecParser;
 import io.actovisor.config.VmSpecRenderer;
@@ -47,10 +48,21 @@ public final class RunCommand {
             printErrors(file.map(Path::toString).orElse("the embedded default VM"), e, err);
             return INVALID;
         }
-        // Before anything is allocated: one message that says what is missing and what to do.
-        Optional<String> noKvm = KvmPreflight.problem(System.getenv());
-        if (noKvm.isPresent()) {
-            err.println("actovisor run: " + noKvm.get());
+        // Before anything is allocated: the guest this host can run, or one message that says what is missing and
+        // what to do (guest.kind = auto falls back to the scripted guest by itself).
+        Optional<String> noKvm;
+        try {
+            noKvm = KvmPreflight.cause(System.getenv());
+        } catch (IllegalArgumentException e) {
+            err.println("actovisor run: " + e.getMessage());
+            return ExitCode.USAGE;
+        }
+        GuestChoice choice;
+        try {
+            choice = GuestChoice.choose(spec.guest().kind(), noKvm);
+        } catch (GuestChoice.GuestUnavailableException e) {
+            err.println("actovisor run: " + (spec.guest().kind() != GuestKind.SCRIPTED && noKvm.isPresent()
+                    ? KvmPreflight.message(noKvm.get()) : e.getMessage()));
             return ExitCode.USAGE;
         }
         Config config = ConfigFactory.load();
@@ -61,6 +73,7 @@ public final class RunCommand {
             err.println("actovisor run: cannot allocate VM " + spec.name() + ": " + e.getMessage());
             return ExitCode.FAILED;
         }
+        out.println("actovisor: " + choice.announcement());
         out.println("actovisor: starting VM " + spec.name() + " (" + (spec.ramBytes() >> 20) + " MiB RAM, "
                 + spec.containers().size() + " VFIO containers)");
         return VmLauncher.run(topology, VmBuilder.groupContainers(spec), vmConfig(spec), new VmLauncher.Api(spec.api().enabled(),

@@ -58,7 +58,7 @@ public final class VmBuilder {
             throw new GuestChoice.GuestUnavailableException("the scripted guest runs only the program 'workload', "
                     + "not guest.program = " + spec.guest().program() + " (a firmware program, which needs KVM)");
         }
-        LOG.info("VM {}: {}", spec.name(), choice.announcement());
+        LOG.debug("VM {}: {}", spec.name(), choice.announcement()); // run prints it on the console
         List<HostMemory> memory = new ArrayList<>();
         try {
             List<MemoryRegion> regions = new ArrayList<>();

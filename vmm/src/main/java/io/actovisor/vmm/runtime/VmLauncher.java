@@ -58,6 +58,9 @@ public final class VmLauncher {
         CompletableFuture<ActorRef<VmActor.Command>> vmRef = new CompletableFuture<>();
         ActorSystem<Void> system = ActorSystem.create(guardian(topology, vmRef), "actovisor", config);
         AtomicBoolean stopping = new AtomicBoolean();
+        // A signal during start-up stops the VM while the start is still under way; that is a clean stop, not a
+        // failure of whatever start step the teardown interrupted.
+        AtomicBoolean signalled = new AtomicBoolean();
         AtomicReference<Path> accessFile = new AtomicReference<>();
         Thread hook = new Thread(() -> {
             if (stopping.compareAndSet(false, true)) {
@@ -73,6 +76,7 @@ public final class VmLauncher {
             try {
                 sun.misc.Signal.handle(new sun.misc.Signal(name), signal -> {
                     LOG.info("SIG{} received: shutting down VM {}", name, topology.name());
+                    signalled.set(true);
                     vmRef.thenAccept(vm -> vm.tell(new VmActor.Shutdown(system.ignoreRef())));
                 });
             } catch (IllegalArgumentException unavailable) {
@@ -104,6 +108,9 @@ public final class VmLauncher {
                             Optional.of(ApiAccess.directory(System.getenv()).resolve(topology.name() + ".prom")))
                             .toCompletableFuture().get(30, TimeUnit.SECONDS);
                 } catch (java.util.concurrent.ExecutionException e) {
+                    if (signalled.get()) {
+                        return stoppedBySignal(system, topology, out);
+                    }
                     err.println("actovisor run: cannot bind the API on " + api.host() + ":" + api.port() + ": "
                             + e.getCause().getMessage());
                     vm.tell(new VmActor.Shutdown(system.ignoreRef()));
@@ -128,7 +135,10 @@ public final class VmLauncher {
             system.getWhenTerminated().toCompletableFuture().join();
             out.println("VM " + topology.name() + " stopped");
             return 0;
-        } catch (IllegalArgumentException e) {
+        } catch (IllegalArgumentException | IllegalStateException e) {
+            if (signalled.get()) {
+                return stoppedBySignal(system, topology, out);
+            }
             err.println("actovisor run: " + e.getMessage());
             system.terminate();
             awaitTermination(system);
@@ -137,6 +147,9 @@ public final class VmLauncher {
             Thread.currentThread().interrupt();
             return 1;
         } catch (java.util.concurrent.ExecutionException | TimeoutException e) {
+            if (signalled.get()) {
+                return stoppedBySignal(system, topology, out);
+            }
             err.println("actovisor run: VM " + topology.name() + " did not start: " + e);
             system.terminate();
             awaitTermination(system);
@@ -187,6 +200,13 @@ public final class VmLauncher {
             // The VM stopped (guest halt, API shutdown, signal or failed start): so does the system.
             return Behaviors.receive(Void.class).onSignal(Terminated.class, t -> Behaviors.stopped()).build();
         });
+    }
+
+    /** The VM was stopped by SIGINT/SIGTERM while it was still starting: wait for the teardown, exit 0. */
+    private static int stoppedBySignal(ActorSystem<Void> system, VmTopology topology, PrintStream out) {
+        awaitTermination(system);
+        out.println("VM " + topology.name() + " stopped");
+        return 0;
     }
 
     private static void awaitTermination(ActorSystem<?> system) {

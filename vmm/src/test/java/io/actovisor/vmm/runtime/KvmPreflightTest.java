@@ -5,13 +5,17 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** {@code run} on a host without a usable /dev/kvm: one message that says what to do, exit 2, nothing allocated. */
 class KvmPreflightTest {
@@ -20,7 +24,7 @@ class KvmPreflightTest {
         String m = KvmPreflight.problem(Map.of(), () -> Optional.of("cannot use /dev/kvm: open(/dev/kvm) failed: "
                 + "ENOENT (2)")).orElseThrow();
         assertTrue(m.contains("modprobe kvm_intel") && m.contains("nested virtualization"), m);
-        assertTrue(m.contains("./actovisor coherence-demo"), m);
+        assertTrue(m.contains("guest.kind = scripted") && m.contains("./actovisor coherence-demo"), m);
     }
 
     @Test
@@ -42,11 +46,10 @@ class KvmPreflightTest {
     }
 
     @Test
-    void run_without_kvm_prints_one_message_once_and_exits_2() throws Exception {
-        ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-cp", System.getProperty("java.class.path"), "io.actovisor.vmm.Main", "run");
-        pb.environment().put("ACTOVISOR_KVM", "none");
-        Process p = pb.start();
+    void run_of_a_firmware_guest_without_kvm_prints_one_message_once_and_exits_2(@TempDir Path dir) throws Exception {
+        Path file = dir.resolve("firmware.conf");
+        Files.writeString(file, "actovisor.vm { name = \"fw\", guest.kind = firmware }\n");
+        Process p = vmm(Map.of("ACTOVISOR_KVM", "none"), "run", file.toString());
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
         assertTrue(p.waitFor(60, TimeUnit.SECONDS));
@@ -57,5 +60,49 @@ class KvmPreflightTest {
         assertTrue(lines.get(0).startsWith("actovisor run: this host cannot run a KVM guest: "), err);
         assertEquals(1, err.split("cannot run a KVM guest", -1).length - 1, err);
         assertFalse(err.contains("Exception") || err.contains("\tat "), err);
+    }
+
+    @Test
+    void run_of_the_default_vm_without_kvm_falls_back_to_the_scripted_guest(@TempDir Path dir) throws Exception {
+        Path log = dir.resolve("stderr.log");
+        Process p = vmm(Map.of("ACTOVISOR_KVM", "none"), log, "run");
+        List<String> console = new java.util.ArrayList<>();
+        try (BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(),
+                StandardCharsets.UTF_8))) {
+            String line;
+            boolean matched = false;
+            while (!matched && (line = out.readLine()) != null) {
+                console.add(line);
+                matched = line.contains("round") && line.endsWith("match");
+            }
+            assertTrue(matched, "the scripted guest printed no matching round before its output ended: "
+                    + Files.readString(log));
+        } finally {
+            p.destroy(); // SIGTERM: a clean stop
+        }
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+        String err = Files.readString(log);
+        assertEquals(0, p.exitValue(), err);
+        assertEquals(1, console.stream().filter(l -> l.startsWith("actovisor: guest.kind = auto: running the scripted "
+                + "guest, because KVM is unavailable")).count(), String.join("\n", console));
+        assertFalse(err.contains("cannot run a KVM guest"), err);
+    }
+
+    private static Process vmm(Map<String, String> env, String... args) throws Exception {
+        return vmm(env, null, args);
+    }
+
+    private static Process vmm(Map<String, String> env, Path errorLog, String... args) throws Exception {
+        List<String> command = new java.util.ArrayList<>(List.of(
+                Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-cp", System.getProperty("java.class.path"), "io.actovisor.vmm.Main"));
+        command.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(command);
+        pb.environment().putAll(env);
+        pb.environment().put("XDG_RUNTIME_DIR", Files.createTempDirectory("actovisor-run").toString());
+        if (errorLog != null) {
+            pb.redirectError(errorLog.toFile());
+        }
+        return pb.start();
     }
 }

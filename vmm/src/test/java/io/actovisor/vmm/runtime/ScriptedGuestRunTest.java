@@ -52,7 +52,7 @@ class ScriptedGuestRunTest {
 
     @Test
     void theEnvironmentCanHideKvm() {
-        assertEquals(Optional.of("ACTOVISOR_KVM=none: actovisor treats this host as one without /dev/kvm"),
+        assertEquals(Optional.of("/dev/kvm treated as missing because ACTOVISOR_KVM=none (ENOENT)"),
                 GuestChoice.kvmUnavailability(Map.of("ACTOVISOR_KVM", "none")));
     }
 
