@@ -120,7 +120,7 @@ public final class ApiServer extends AllDirectives {
     Route routes() {
         routeTable.clear();
         Route all = concat(instanceRoute(), vmRoutes(), machineConfigRoute(), actionsRoute(), balloonRoutes(),
-                vfioRoutes(), metricsRoute());
+                vfioRoutes(), discardRoute(), metricsRoute());
         return handleExceptions(exceptions(), () -> handleRejections(rejections(), () -> authorized(() -> all)));
     }
 
@@ -174,6 +174,11 @@ public final class ApiServer extends AllDirectives {
         group.apply(""); // the path is matched per request; this enters the template into the route table now
         return pathPrefix("vfio", () -> concat(pathEnd(() -> vfio),
                 path(PathMatchers.segment("groups").slash(PathMatchers.segment()), group)));
+    }
+
+    private Route discardRoute() {
+        Route route = endpoint("/discard", Map.of("GET", () -> answer(vm.discard())));
+        return path("discard", () -> route);
     }
 
     private Route metricsRoute() {

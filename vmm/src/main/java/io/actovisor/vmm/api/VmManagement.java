@@ -1,5 +1,6 @@
 package io.actovisor.vmm.api;
 
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.vmm.api.model.Action;
 import io.actovisor.vmm.api.model.Balloon;
 import io.actovisor.vmm.api.model.BalloonStatistics;
@@ -53,6 +54,9 @@ public interface VmManagement {
 
     /** {@code GET /vfio}. */
     CompletionStage<VfioState> vfio();
+
+    /** {@code GET /discard}: the discard manager's state (holders by kind, frames held, bytes discarded, fallbacks). */
+    CompletionStage<DiscardState> discard();
 
     /** {@code PUT /vfio/groups/{id}}: hot-attach a configured group; 404 unknown, 409 already attached. */
     CompletionStage<Void> attachGroup(String groupId);

@@ -90,6 +90,7 @@ public final class RunCommand {
                         Math.max(1, b.statsPollingInterval().toSeconds())) : null,
                 spec.guest().program(), spec.containers().stream().map(c -> new VmConfig.Container(c.name(),
                         c.backend().name().toLowerCase(java.util.Locale.ROOT).replace('_', '-'),
+                        c.discard().configName(),
                         c.groups().stream().map(VmSpec.Group::id).toList())).toList());
     }
 

@@ -6,6 +6,8 @@ import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.actors.vm.VmActor;
 import io.actovisor.devices.iommu.DmaMapping;
 import io.actovisor.vmm.api.ApiException;
@@ -101,9 +103,18 @@ public final class VmRuntime implements VmManagement {
 
     @Override
     public CompletionStage<VmInfo> vm() {
-        return this.<VmActor.Command, VmActor.VmInfo>ask(vm, VmActor.GetInfo::new).thenApply(info -> new VmInfo(
-                info.name(), stateName(info.state()), components.vcpus().size(), info.ramBytes() / MIB,
-                (System.nanoTime() - startedNanos) / 1_000_000, config.guest(), info.regions()));
+        CompletionStage<VmActor.GuestInfo> guest = this.<VmActor.Command, VmActor.GuestInfo>ask(vm,
+                VmActor.GetGuest::new);
+        return this.<VmActor.Command, VmActor.VmInfo>ask(vm, VmActor.GetInfo::new).thenCombine(guest,
+                (info, g) -> new VmInfo(info.name(), stateName(info.state()), components.vcpus().size(),
+                        info.ramBytes() / MIB, (System.nanoTime() - startedNanos) / 1_000_000,
+                        new VmInfo.Guest(g.kind(), g.program(), g.state().name().toLowerCase(java.util.Locale.ROOT),
+                                g.failure().orElse(null)), info.regions()));
+    }
+
+    @Override
+    public CompletionStage<DiscardState> discard() {
+        return this.<DiscardManager.Command, DiscardState>ask(components.discardManager(), DiscardManager.GetState::new);
     }
 
     @Override

@@ -273,6 +273,6 @@ class ApiServerTest {
         Map<String, List<String>> routes = new ApiServer(VM, TOKEN, Optional.empty()).routeTable();
         assertEquals(List.of("DELETE", "PUT"), routes.get("/vfio/groups/{id}"));
         assertEquals(List.of("GET", "PATCH"), routes.get("/vm"));
-        assertEquals(10, routes.size(), routes.toString());
+        assertEquals(11, routes.size(), routes.toString());
     }
 }

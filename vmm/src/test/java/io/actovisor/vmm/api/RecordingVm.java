@@ -1,5 +1,7 @@
 package io.actovisor.vmm.api;
 
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.vmm.api.model.Action;
 import io.actovisor.vmm.api.model.Balloon;
 import io.actovisor.vmm.api.model.BalloonConfig;
@@ -49,7 +51,7 @@ public final class RecordingVm implements VmManagement {
 
     @Override
     public CompletionStage<VmInfo> vm() {
-        return done("vm", new VmInfo("test", state, 2, 64, 1234, "workload", 3));
+        return done("vm", new VmInfo("test", state, 2, 64, 1234, GUEST, 3));
     }
 
     @Override
@@ -61,7 +63,7 @@ public final class RecordingVm implements VmManagement {
     @Override
     public VmConfig config() {
         return new VmConfig("test", new MachineConfig(2, 64, false, false), new BalloonConfig(0, true, 1),
-                "workload", List.of(new VmConfig.Container("c0", "model", List.of("7"))));
+                "workload", List.of(new VmConfig.Container("c0", "model", "inhibit", List.of("7"))));
     }
 
     @Override
@@ -117,6 +119,19 @@ public final class RecordingVm implements VmManagement {
                 attached ? List.of("group-7") : List.of());
     }
 
+    /** The guest a recorded VM runs. */
+    static final VmInfo.Guest GUEST = new VmInfo.Guest("firmware", "workload", "running", null);
+
+    @Override
+    public CompletionStage<DiscardState> discard() {
+        List<DiscardState.Holder> holders = attached
+                ? List.of(new DiscardState.Holder("vfio-group:7", DiscardManager.HolderKind.UNCOORDINATED_DISABLED,
+                        false))
+                : List.of();
+        return done("discard", new DiscardState("test-discard", holders.size(), 0, holders, 2 << 20, true, 1, 2, 0,
+                8192, 4096, 0, 0, 0, 0, 0, List.of()));
+    }
+
     @Override
     public CompletionStage<VfioState> vfio() {
         return done("vfio", vfioNow());
@@ -150,7 +165,7 @@ public final class RecordingVm implements VmManagement {
 
     @Override
     public CompletionStage<VmMetrics> metrics() {
-        return done("metrics", new VmMetrics(new VmInfo("test", state, 2, 64, 1234, "workload", 3),
+        return done("metrics", new VmMetrics(new VmInfo("test", state, 2, 64, 1234, GUEST, 3),
                 Optional.of(balloonNow()), vfioNow(), List.of(
                         new VcpuCounters(0, Map.of("io", 10L, "mmio", 5L), 0),
                         new VcpuCounters(1, Map.of("io", 3L, "hlt", 1L), 2)), 4, 0));

@@ -19,8 +19,8 @@ public record VmConfig(String name, @JsonProperty("machine-config") MachineConfi
         vfio = List.copyOf(vfio);
     }
 
-    /** A configured container and the ids of its groups. */
-    public record Container(String name, String backend, List<String> groups) {
+    /** A configured container, its discard mode ({@code inhibit}, {@code coordinated}, {@code on-demand}) and the ids of its groups. */
+    public record Container(String name, String backend, String discard, List<String> groups) {
         public Container {
             groups = List.copyOf(groups);
         }
