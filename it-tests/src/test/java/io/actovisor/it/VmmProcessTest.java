@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.actovisor.devices.kvm.Kvm;
 import io.actovisor.devices.uring.IoUring;
 import io.actovisor.memory.testing.NativeRequirement;
+import io.actovisor.memory.testing.TestTimeouts;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -25,7 +26,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -33,6 +35,7 @@ import org.junit.jupiter.api.io.TempDir;
  * The VMM as a user runs it: a separate JVM running {@code io.actovisor.vmm.Main} (what {@code ./actovisor} runs),
  * driven through its REST API and signals.
  */
+@Tag("kvm")
 class VmmProcessTest {
     private static final Pattern API = Pattern.compile("API listening on (http://[0-9.]+:[0-9]+)");
     private final HttpClient http = HttpClient.newHttpClient();
@@ -43,9 +46,10 @@ class VmmProcessTest {
     @TempDir
     Path dir;
 
-    @BeforeAll
-    static void requireNative() {
-        NativeRequirement.require("KVM", Kvm.unavailabilityCause());
+    /** Per test, so that a machine without KVM reports each test skipped with the reason, not a class of none. */
+    @BeforeEach
+    void requireNative() {
+        NativeRequirement.requireKvm(Kvm.unavailabilityCause());
         NativeRequirement.require("io_uring (the default VM's pinned container)", IoUring.unavailabilityCause());
     }
 
@@ -74,7 +78,8 @@ class VmmProcessTest {
 
     /** The first line of the whole output so far (or to come) that matches {@code pattern}. */
     private String awaitLine(Pattern pattern, Duration timeout) throws InterruptedException {
-        long deadline = System.nanoTime() + timeout.toNanos();
+        Duration scaled = TestTimeouts.scaled(timeout);
+        long deadline = System.nanoTime() + scaled.toNanos();
         while (System.nanoTime() < deadline) {
             synchronized (output) {
                 for (String line : output) {
@@ -87,7 +92,7 @@ class VmmProcessTest {
                 break;
             }
         }
-        throw new AssertionError("no line matching " + pattern + " within " + timeout + "; output: " + output());
+        throw new AssertionError("no line matching " + pattern + " within " + scaled + "; output: " + output());
     }
 
     private String output() {
@@ -97,7 +102,7 @@ class VmmProcessTest {
     }
 
     private HttpResponse<String> send(String method, String url, String body) throws Exception {
-        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10));
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url)).timeout(TestTimeouts.scaled(Duration.ofSeconds(10)));
         b.method(method, body == null ? HttpRequest.BodyPublishers.noBody()
                 : HttpRequest.BodyPublishers.ofString(body));
         if (body != null) {
@@ -162,7 +167,7 @@ class VmmProcessTest {
         assertTrue(send("GET", base + "/balloon", null).body().contains("\"inhibitors\" : 1"));
 
         assertEquals(204, send("PUT", base + "/actions", "{\"action_type\": \"Shutdown\"}").statusCode());
-        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS), "the VMM exits after an API shutdown");
+        assertTrue(vmm.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS), "the VMM exits after an API shutdown");
         assertEquals(0, vmm.exitValue(), output());
         assertTrue(output().contains("VM default stopped"), output());
     }
@@ -172,7 +177,7 @@ class VmmProcessTest {
         vmm = launch("run");
         awaitLine(API, Duration.ofSeconds(60));
         vmm.destroy();
-        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS), "SIGTERM ends the VMM");
+        assertTrue(vmm.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS), "SIGTERM ends the VMM");
         assertEquals(0, vmm.exitValue(), output());
     }
 
@@ -186,11 +191,11 @@ class VmmProcessTest {
                 }
                 """);
         vmm = launch("validate", bad.toString());
-        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS));
+        assertTrue(vmm.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS));
         assertEquals(2, vmm.exitValue());
         Path good = Files.writeString(dir.resolve("good.conf"), "actovisor.vm { name = small, vcpus = 2 }");
         vmm = launch("validate", good.toString());
-        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS));
+        assertTrue(vmm.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS));
         assertEquals(0, vmm.exitValue());
         assertTrue(output().contains("name = \"small\"") && output().contains("vcpus = 2"), output());
     }
