@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.actovisor.memory.testing.GuestImages;
 import io.actovisor.memory.testing.NativeRequirement;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -45,7 +46,7 @@ class NestedVfioTest {
             "unsafe-ignore-inhibitor: discarded under the pin: the device reads the old page, the CPU the new one",
             "unsafe-ignore-inhibitor: fds and pins released at stop");
 
-    private static NestedGuest.Facilities facilities;
+    private static GuestImages.Facilities facilities;
 
     @BeforeAll
     static void probe() {

@@ -51,10 +51,18 @@ public final class KvmHost {
         }
     }
 
+    /**
+     * Whether the module test runs leave the {@value #TAG}-tagged classes out (the root pom's {@code kvm-emulated-*}
+     * profiles, on the same conditions): {@code /dev/kvm} is missing or the switch says {@code emulated}. it-tests'
+     * emulated-host engine then reports them: run in the emulated host, or skipped under {@code none}.
+     */
+    public static boolean leftOutOfModuleRuns() {
+        return choice() == Choice.EMULATED || !Files.exists(DEVICE);
+    }
+
     /** Whether the {@value #TAG}-tagged classes run in the emulated host instead of their module's own test run. */
     public static boolean runsEmulated() {
-        Choice choice = choice();
-        return choice == Choice.EMULATED || (choice == Choice.AUTO && !Files.exists(DEVICE));
+        return leftOutOfModuleRuns() && choice() != Choice.NONE;
     }
 
     /**
