@@ -69,10 +69,17 @@ class EmulatedKvmEngineTest {
     }
 
     @Test
-    void surefiresClassNameFilterNarrowsTheRun() {
+    void classNameFiltersAndTheClassesPropertyNarrowTheRun() {
         System.setProperty(KvmHost.PROPERTY, "emulated");
         assertEquals(Set.of("io.actovisor.devices.kvm.KvmGuestTest"),
                 classes(discover(ClassNameFilter.includeClassNamePatterns(".*KvmGuestTest"))));
+        System.setProperty(KvmTestClasses.ONLY, "KvmActorsTest, io.actovisor.it.VmmProcessTest");
+        try {
+            assertEquals(Set.of("io.actovisor.actors.kvm.KvmActorsTest", "io.actovisor.it.VmmProcessTest"),
+                    classes(discover()));
+        } finally {
+            System.clearProperty(KvmTestClasses.ONLY);
+        }
     }
 
     @Test

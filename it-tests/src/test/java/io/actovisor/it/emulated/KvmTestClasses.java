@@ -24,6 +24,8 @@ import org.junit.jupiter.api.Tag;
  * KVM host. Only classes named like tests ({@code *Test}, {@code *Tests}) are looked at.
  */
 final class KvmTestClasses {
+    /** The system property that narrows the run to some classes: simple or full names, comma-separated. */
+    static final String ONLY = "actovisor.kvm.classes";
     private static final Pattern TEST_JAR = Pattern.compile("actovisor-([a-z-]+)-\\d[^/]*-tests\\.jar");
 
     /** The classes of one module, run in one guest. */
@@ -64,6 +66,15 @@ final class KvmTestClasses {
             return root.getParent().getParent().getFileName().toString();
         }
         return null;
+    }
+
+    /** Accepts the classes {@code list} names (simple or full names, comma-separated), or all when it is empty. */
+    static Predicate<String> only(String list) {
+        if (list == null || list.isBlank()) {
+            return name -> true;
+        }
+        List<String> names = Arrays.stream(list.split(",")).map(String::trim).toList();
+        return name -> names.contains(name) || names.contains(name.substring(name.lastIndexOf('.') + 1));
     }
 
     private static List<String> classNames(Path root) {

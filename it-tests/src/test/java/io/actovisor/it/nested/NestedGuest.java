@@ -212,6 +212,7 @@ public final class NestedGuest {
                 mount -t proc proc /proc
                 mount -t sysfs sys /sys
                 mount -t devtmpfs dev /dev
+                ip link set lo up || fail "cannot bring up the loopback interface"
                 cmdline=$(cat /proc/cmdline)
                 script=${cmdline##*actovisor.script=}
                 script=${script%%%% *}
@@ -394,10 +395,14 @@ public final class NestedGuest {
         }
 
         @Override
-        public void close() throws IOException, InterruptedException {
+        public void close() throws IOException {
             try {
                 process.destroyForcibly();
-                process.waitFor(10, TimeUnit.SECONDS);
+                try {
+                    process.waitFor(10, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
                 try {
                     Runtime.getRuntime().removeShutdownHook(killer);
                 } catch (IllegalStateException shuttingDown) {

@@ -116,7 +116,7 @@ class NestedGuestTest {
         NestedGuest.GuestFailure failure;
         // A later -cpu wins in QEMU: the emulated KVM host without svm, so kvm_amd refuses to load.
         try (NestedGuest.Running guest = NestedGuest.start(NestedGuest.Kind.KVM_HOST, facilities, work, "true",
-                List.of("-cpu", "qemu64"))) {
+                List.of("-cpu", "qemu64,-svm"))) {
             failure = assertThrows(NestedGuest.GuestFailure.class, () -> guest.awaitBoot(Duration.ofSeconds(240)));
         }
         assertTrue(failure.getMessage().startsWith("the guest failed during module load"), failure.getMessage());
