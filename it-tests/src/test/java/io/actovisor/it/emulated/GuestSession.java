@@ -104,8 +104,11 @@ final class GuestSession {
     /** The guest's command: its JVM runs exactly the tests the host kept after filtering. */
     private String command() {
         double factor = EMULATED_FACTOR * TestTimeouts.factor();
-        String options = String.join(" ", "-Djna.tmpdir=/dev/shm", "-Djava.io.tmpdir=/dev/shm", "-XX:-UsePerfData",
-                "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-D" + TestTimeouts.PROPERTY + "=" + factor);
+        List<String> jvm = new ArrayList<>(List.of("-Djna.tmpdir=/dev/shm", "-Djava.io.tmpdir=/dev/shm",
+                "-XX:-UsePerfData", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                "-D" + TestTimeouts.PROPERTY + "=" + factor));
+        jvm.addAll(NestedGuest.logbackOption());
+        String options = String.join(" ", jvm);
         StringBuilder command = new StringBuilder();
         command.append("export JAVA_TOOL_OPTIONS=").append(quote(options)).append('\n');
         command.append("export HOME=/dev/shm\n");

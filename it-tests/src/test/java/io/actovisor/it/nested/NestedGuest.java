@@ -297,6 +297,15 @@ public final class NestedGuest {
         return new Running(process, workDir, initramfs, console, output);
     }
 
+    /**
+     * The JVM option that gives a guest JVM this test JVM's logback configuration (set by it-tests' pom), so that it
+     * does not pick one of several {@code logback-test.xml} on the class path and print a warning to stdout.
+     */
+    public static List<String> logbackOption() {
+        String file = System.getProperty("logback.configurationFile");
+        return file == null || file.contains(" ") ? List.of() : List.of("-Dlogback.configurationFile=" + file);
+    }
+
     static String read(Path file) throws IOException {
         return Files.exists(file) ? new String(Files.readAllBytes(file), StandardCharsets.UTF_8) : "";
     }

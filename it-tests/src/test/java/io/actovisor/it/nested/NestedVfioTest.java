@@ -59,9 +59,11 @@ class NestedVfioTest {
     void seedsScenarioReproducesUnderRealType1Pins() throws Exception {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         String classPath = System.getProperty("java.class.path");
-        String command = String.join(" ", java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                "-XX:-UsePerfData", "-Djava.io.tmpdir=/dev/shm", "-Djna.tmpdir=/dev/shm", "-cp", classPath,
-                "io.actovisor.vmm.Main", "vfio-edu-demo");
+        List<String> words = new ArrayList<>(List.of(java, "-Xmx256m", "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Djava.io.tmpdir=/dev/shm", "-Djna.tmpdir=/dev/shm"));
+        words.addAll(NestedGuest.logbackOption());
+        words.addAll(List.of("-cp", classPath, "io.actovisor.vmm.Main", "vfio-edu-demo"));
+        String command = String.join(" ", words);
         Path work = Path.of("target", "nested").toAbsolutePath();
         NestedGuest.Outcome outcome = NestedGuest.run(facilities, work, command, Duration.ofSeconds(120),
                 Duration.ofSeconds(420));
