@@ -220,7 +220,7 @@ final class GuestSession {
         }
     }
 
-    private void replay(String kind, JsonNode event) {
+    void replay(String kind, JsonNode event) {
         UniqueId id = fromGuest(event.path("id").asText());
         if (id.equals(engine)) {
             return;
@@ -284,7 +284,7 @@ final class GuestSession {
     }
 
     /** The guest is gone: the test it was in fails with {@code failure}, every test it never reached too. */
-    private void abandon(Throwable failure) {
+    void abandon(Throwable failure) {
         LOG.error("emulated KVM host: {}", failure.getMessage());
         while (!open.isEmpty()) {
             TestDescriptor d = open.pop();
