@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.actovisor.devices.kvm.Kvm;
 import io.actovisor.devices.uring.IoUring;
 import io.actovisor.memory.testing.NativeRequirement;
+import io.actovisor.memory.testing.TestTimeouts;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -29,7 +30,8 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -37,6 +39,7 @@ import org.junit.jupiter.api.io.TempDir;
  * The VMM as a user runs it: a separate JVM running {@code io.actovisor.vmm.Main} (what {@code ./actovisor} runs),
  * driven through its REST API and signals.
  */
+@Tag("kvm")
 class VmmProcessTest {
     private static final Pattern API = Pattern.compile("API listening on (http://[0-9.]+:[0-9]+)");
     private final HttpClient http = HttpClient.newHttpClient();
@@ -47,9 +50,10 @@ class VmmProcessTest {
     @TempDir
     Path dir;
 
-    @BeforeAll
-    static void requireNative() {
-        NativeRequirement.require("KVM", Kvm.unavailabilityCause());
+    /** Per test, so that a machine without KVM reports each test skipped with the reason, not a class of none. */
+    @BeforeEach
+    void requireNative() {
+        NativeRequirement.requireKvm(Kvm.unavailabilityCause());
         NativeRequirement.require("io_uring (the default VM's pinned container)", IoUring.unavailabilityCause());
     }
 
@@ -88,7 +92,8 @@ class VmmProcessTest {
 
     /** The first line of the whole output so far (or to come) that matches {@code pattern}. */
     private String awaitLine(Pattern pattern, Duration timeout) throws InterruptedException {
-        long deadline = System.nanoTime() + timeout.toNanos();
+        Duration scaled = TestTimeouts.scaled(timeout);
+        long deadline = System.nanoTime() + scaled.toNanos();
         while (System.nanoTime() < deadline) {
             synchronized (output) {
                 for (String line : output) {
@@ -101,7 +106,7 @@ class VmmProcessTest {
                 break;
             }
         }
-        throw new AssertionError("no line matching " + pattern + " within " + timeout + "; output: " + output());
+        throw new AssertionError("no line matching " + pattern + " within " + scaled + "; output: " + output());
     }
 
     private String output() {
@@ -121,8 +126,8 @@ class VmmProcessTest {
     private String token = "";
 
     private HttpResponse<String> send(String method, String url, String body) throws Exception {
-        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(10))
-                .header("Authorization", "Bearer " + token);
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url))
+                .timeout(TestTimeouts.scaled(Duration.ofSeconds(10))).header("Authorization", "Bearer " + token);
         b.method(method, body == null ? HttpRequest.BodyPublishers.noBody()
                 : HttpRequest.BodyPublishers.ofString(body));
         if (body != null) {
@@ -198,7 +203,7 @@ class VmmProcessTest {
         assertTrue(send("GET", base + "/balloon", null).body().contains("\"inhibitors\" : 1"));
 
         assertEquals(204, send("PUT", base + "/actions", "{\"action_type\": \"Shutdown\"}").statusCode());
-        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS), "the VMM exits after an API shutdown");
+        assertTrue(vmm.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS), "the VMM exits after an API shutdown");
         assertEquals(0, vmm.exitValue(), output());
         assertTrue(output().contains("VM default stopped"), output());
         assertFalse(Files.exists(dir.resolve("actovisor").resolve("default.json")), "the access file is removed");
@@ -241,11 +246,11 @@ class VmmProcessTest {
         check.getOutputStream().write(text.getBytes(StandardCharsets.UTF_8));
         check.getOutputStream().close();
         String verdict = new String(check.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertTrue(check.waitFor(30, TimeUnit.SECONDS));
+        assertTrue(check.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS));
         assertEquals(0, check.exitValue(), "promtool check metrics: " + verdict + "\n" + text);
         assertTrue(send("GET", base + "/balloon", null).statusCode() == 400, "no balloon: 400");
         vmm.destroy();
-        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS));
+        assertTrue(vmm.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS));
         assertEquals(0, vmm.exitValue(), output());
     }
 
@@ -254,7 +259,7 @@ class VmmProcessTest {
         vmm = launch("run");
         awaitLine(API, Duration.ofSeconds(60));
         vmm.destroy();
-        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS), "SIGTERM ends the VMM");
+        assertTrue(vmm.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS), "SIGTERM ends the VMM");
         assertEquals(0, vmm.exitValue(), output());
         String stderr = Files.readString(dir.resolve("stderr.txt"));
         assertFalse(stderr.contains("SLF4J"), "SLF4J is initialized before anything logs: " + stderr);
@@ -273,11 +278,11 @@ class VmmProcessTest {
                 }
                 """);
         vmm = launch("validate", bad.toString());
-        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS));
+        assertTrue(vmm.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS));
         assertEquals(2, vmm.exitValue());
         Path good = Files.writeString(dir.resolve("good.conf"), "actovisor.vm { name = small, vcpus = 2 }");
         vmm = launch("validate", good.toString());
-        assertTrue(vmm.waitFor(30, TimeUnit.SECONDS));
+        assertTrue(vmm.waitFor(TestTimeouts.scaledSeconds(30), TimeUnit.SECONDS));
         assertEquals(0, vmm.exitValue());
         assertTrue(output().contains("name = \"small\"") && output().contains("vcpus = 2"), output());
     }
