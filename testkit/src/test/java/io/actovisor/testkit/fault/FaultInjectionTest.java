@@ -175,13 +175,11 @@ class FaultInjectionTest {
 
     /**
      * Seed #4 found a real bug: container c0 crashes on the {@code DetachGroup} of g0, and g0, which stopped
-     * watching its container when the detach began, waits for the answer for ever, so the Detach is never answered
-     * (VfioGroupActor.onDetach unwatches before it asks). Enable once actors/vfio answers a detach whose container
-     * stops.
+     * watching its container when the detach began, waited for the answer for ever, so the Detach was never
+     * answered. The group now watches its container until the container answers the detach, and a container that
+     * stops during it completes the detach (its PostStop unpinned everything).
      */
     @Test
-    @org.junit.jupiter.api.Disabled("known bug: a Detach is never answered when the container crashes during it "
-            + "(VfioGroupActor unwatches the container before asking it); replay Seed.parse(\"attach-detach/groups=2#4\")")
     void seedFourAContainerCrashingDuringADetach() {
         runSeeded(Seed.parse("attach-detach/groups=2#4"));
     }
