@@ -167,8 +167,10 @@ public final class ClusterApi extends AllDirectives {
             fault.put("errors", e.errors().stream().map(ConfigError::toString).toList());
             return CompletableFuture.completedFuture(new Answer(400, fault));
         }
-        boolean pinned = spec.containers().stream().flatMap(c -> c.groups().stream())
-                .anyMatch(g -> g.attachAtStart() && !g.balloonCompatible());
+        // A coordinated group counts as pinned here: whether it can give memory back depends on the guest driver
+        // (MUST_TELL_HOST), known only once the VM runs; the node reports show the live reading.
+        boolean pinned = spec.containers().stream().anyMatch(c -> c.groups().stream().anyMatch(g ->
+                g.attachAtStart() && g.discard().orElse(c.discard()) != VmSpec.Discard.ON_DEMAND));
         VmRecord record = new VmRecord(spec.name(), VmSpecRenderer.render(spec), spec.ramBytes(), pinned,
                 spec.balloon().enabled() && !pinned, "");
         Duration admitTimeout = settings.askTimeout().multipliedBy(3);

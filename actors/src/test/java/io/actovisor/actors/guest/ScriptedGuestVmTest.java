@@ -73,7 +73,10 @@ class ScriptedGuestVmTest {
             devices.add(new VmTopology.Device("dma", c -> DmaEngineActor.create(c.containers().get("c0"))));
         }
         return new VmTopology(name, List.of(ram), regions, Optional.of(BalloonSettings.DEFAULT),
-                List.of(new VmTopology.Container("c0", backend)), List.of(new VmTopology.Group("g0", "c0", true, true)),
+                // The group is balloon-compatible: its container is on-demand, and the group takes its mode.
+                List.of(new VmTopology.Container("c0", backend, io.actovisor.actors.discard.DiscardMode.ON_DEMAND,
+                        io.actovisor.actors.vfio.VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE)),
+                List.of(new VmTopology.Group("g0", "c0", Optional.empty(), true)),
                 Optional.empty(), devices, Optional.of(new VmTopology.ScriptedGuest(program,
                         GuestLayout.of(1 << 20))));
     }
