@@ -43,6 +43,13 @@ class VmSpecFieldRulesTest {
     }
 
     @Test
+    void the_vm_name_is_lower_case_letters_digits_and_dashes() {
+        assertEquals("vm-2", parse("actovisor.vm.name = vm-2").name());
+        refused("actovisor.vm.name = Big_VM", "actovisor.vm.name", "Big_VM",
+                "must be lower-case letters, digits and dashes, starting with a letter or digit");
+    }
+
+    @Test
     void vcpus_run_from_1_to_64() {
         assertEquals(64, parse("actovisor.vm.vcpus = 64").vcpus());
         assertEquals(3, parse("actovisor.vm.vcpus = 3").vcpus());
@@ -82,6 +89,8 @@ class VmSpecFieldRulesTest {
     void sizes_are_positive_page_multiples() {
         refused("actovisor.vm.memory = [ " + RAM + ", { name = x, kind = reserved, base = \"0x10000000\", size = 0 } ]",
                 "actovisor.vm.memory[1].size", "0", "must be a positive multiple of 4 KiB");
+        refused("actovisor.vm.memory = [ " + RAM + ", { name = x, kind = reserved, base = \"0x10000000\" } ]",
+                "actovisor.vm.memory[1].size", null, "missing");
         refused("actovisor.vm.memory = [ " + RAM + ", { name = x, kind = reserved, base = \"0x10000000\", size = lots } ]",
                 "actovisor.vm.memory[1].size", "\"lots\"", "must be a size such as 64 MiB or 4096");
         assertEquals(List.of(new ConfigError("actovisor.vm.memory", "5", "must be a list of objects"),
@@ -118,6 +127,9 @@ class VmSpecFieldRulesTest {
         refused("actovisor.vm.memory = [ { name = ram, base = 0, size = 1 GiB },"
                 + " { name = more, base = \"0x80000000\", size = 4 KiB } ]", "actovisor.vm.memory", "1024 MiB",
                 "guest RAM exceeds this host's memory (1024 MiB in /proc/meminfo MemTotal)");
+        // Only RAM counts against the host: a device window at the limit adds nothing.
+        assertEquals(1L << 30, parse("actovisor.vm.memory = [ { name = ram, base = 0, size = 1 GiB },"
+                + " { name = m, kind = mmio, base = \"0x80000000\", size = 4 KiB, device = d } ]").ramBytes());
         VmSpec withRom = parse("actovisor.vm.memory = [ " + RAM
                 + ", { name = bios, kind = rom, base = \"0xfff00000\", size = 1 MiB } ]");
         assertEquals(64L << 20, withRom.ramBytes());
@@ -167,6 +179,9 @@ class VmSpecFieldRulesTest {
         refused("actovisor.vm.balloon.initial-target = 128 MiB", "actovisor.vm.balloon.initial-target", "\"128 MiB\"",
                 "exceeds guest RAM (64 MiB)");
         assertEquals(64L << 20, parse("actovisor.vm.balloon.initial-target = 64 MiB").balloon().initialTargetBytes());
+        refused("actovisor.vm { memory = [ " + RAM + ", { name = m, kind = mmio, base = \"0x80000000\", size = 4 KiB,"
+                + " device = d } ], balloon.initial-target = 65540 KiB }", "actovisor.vm.balloon.initial-target",
+                "\"65540 KiB\"", "exceeds guest RAM (64 MiB)");
         refused("actovisor.vm.balloon.stats-polling-interval = 0s", "actovisor.vm.balloon.stats-polling-interval",
                 "\"0s\"", "must be positive");
         refused("actovisor.vm.balloon.stats-polling-interval = soon", "actovisor.vm.balloon.stats-polling-interval",
@@ -226,6 +241,8 @@ class VmSpecFieldRulesTest {
         refused("actovisor.vm.devices.dma.enabeld = true", "actovisor.vm.devices.dma.enabeld", "true",
                 "unknown key; did you mean 'enabled'?");
         refused("actovisor.vm.api.hort = x", "actovisor.vm.api.hort", "\"x\"", "unknown key; did you mean 'host'?");
+        refused("actovisor.vm.api.q = x", "actovisor.vm.api.q", "\"x\"",
+                "unknown key; valid keys are [allow-remote, enabled, host, port, token]");
         refused("actovisor.vm.api.completely-unrelated = x", "actovisor.vm.api.completely-unrelated", "\"x\"",
                 "unknown key; valid keys are [allow-remote, enabled, host, port, token]");
         refused("actovisor.vm.\"odd key\" = 1", "actovisor.vm.\"odd key\"", "1", "unknown key; valid keys are "

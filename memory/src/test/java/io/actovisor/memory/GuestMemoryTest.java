@@ -143,6 +143,16 @@ class GuestMemoryTest {
     }
 
     @Test
+    void the_longest_possible_access_is_2_gib_minus_one_byte() {
+        // MAP_NORESERVE: nothing here touches the 2 GiB, so nothing of it is ever backed.
+        try (HostMemory big = HostMemory.anonymous("big-guest", 1L << 31)) {
+            GuestMemory g = GuestMemory.of(FlatView.of(List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, big))));
+            assertTrue(g.isMemory(GuestAddress.ZERO, Integer.MAX_VALUE));
+            assertFalse(g.isMemory(GuestAddress.ZERO, Integer.MAX_VALUE + 1L));
+        }
+    }
+
+    @Test
     void impossible_lengths_and_accesses_wrapping_past_2_to_the_64_are_refused() {
         GuestMemoryException negative = assertThrows(GuestMemoryException.class,
                 () -> guest.read(GuestAddress.ZERO, new byte[4], 0, -1));

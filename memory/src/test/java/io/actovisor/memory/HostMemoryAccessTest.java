@@ -140,6 +140,17 @@ class HostMemoryAccessTest {
     }
 
     @Test
+    void the_populate_fallback_gives_each_page_its_own_frame_not_the_shared_zero_page() {
+        NativeRequirement.require("CAP_SYS_ADMIN for page frame numbers", noSysAdmin());
+        try (HostMemory mem = HostMemory.anonymous(new OldKernel(Errno.EINVAL), "populated", 2 * PAGE)) {
+            mem.populate(mem.hostRange());
+            long first = mem.pfn(mem.base()).orElseThrow();
+            long second = mem.pfn(mem.base().checkedAdd(PAGE)).orElseThrow();
+            assertTrue(first != second, "a read-only touch would map both pages to the zero page");
+        }
+    }
+
+    @Test
     void a_shared_mapping_that_cannot_be_sized_closes_its_memfd() {
         List<Integer> created = new ArrayList<>();
         List<Integer> closed = new ArrayList<>();

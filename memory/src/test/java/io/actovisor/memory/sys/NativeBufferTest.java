@@ -59,6 +59,7 @@ class NativeBufferTest {
             IndexOutOfBoundsException e = assertThrows(IndexOutOfBoundsException.class, () -> buf.getInt(6));
             assertEquals("access of 4 bytes at offset 6 is outside the 8-byte native buffer at 0x"
                     + Long.toHexString(buf.address()), e.getMessage());
+            assertArrayEquals(new byte[0], buf.getBytes(8, 0));
             assertThrows(IndexOutOfBoundsException.class, () -> buf.getByte(8));
             assertThrows(IndexOutOfBoundsException.class, () -> buf.getByte(-1));
             assertThrows(IndexOutOfBoundsException.class, () -> buf.getBytes(0, new byte[1], 0, -1));
