@@ -141,6 +141,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private record VcpuReported(VcpuActor.Event event) implements Command {
     }
 
+    private record LinuxReported(io.actovisor.actors.linux.LinuxGuestEvent event) implements Command {
+    }
+
     /** How long one start step (the memory commit, one group attach) may take. */
     public static final Duration STEP_TIMEOUT = Duration.ofSeconds(60);
 
@@ -157,6 +160,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private KvmVm kvmVm;
     private final List<VcpuActor.Control> vcpus = new ArrayList<>();
     private final Map<String, ActorRef<DeviceIo.Command>> devices = new LinkedHashMap<>();
+    private io.actovisor.devices.boot.linux.LinuxBoot.Loaded linuxLoaded;
 
     private VmActor(ActorContext<Command> context, VmTopology topology) {
         super(context);
@@ -178,6 +182,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(StepTimedOut.class, this::onStepTimedOut)
                 .onMessage(SlotsSubscribed.class, this::onSlotsSubscribed)
                 .onMessage(VcpuReported.class, this::onVcpuReported)
+                .onMessage(LinuxReported.class, this::onLinuxReported)
                 .onMessage(Pause.class, this::onPause)
                 .onMessage(Resume.class, this::onResume)
                 .onMessage(Shutdown.class, this::onShutdown)
@@ -199,6 +204,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             try {
                 kvm = Kvm.open();
                 kvmVm = kvm.createVm();
+                if (topology.guest().get().linux().isPresent()) {
+                    kvmVm.createInterruptControllers();
+                }
             } catch (RuntimeException e) {
                 return failStart("cannot create the KVM VM: " + e.getMessage());
             }
@@ -232,7 +240,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         }
         if (topology.guest().isPresent()) {
             VmTopology.Guest guest = topology.guest().get();
-            try {
+            if (guest.linux().isPresent()) {
+                try {
+                    linuxLoaded = LinuxGuestStart.load(topology, guest);
+                } catch (RuntimeException e) {
+                    return failStart("cannot load the Linux guest: " + e.getMessage());
+                }
+            } else try {
                 BootLayout.write(GuestMemory.of(FlatView.of(topology.regions())), guest.firmware(),
                         new BootLayout.BootInfo(guest.program(), ramBelow4g(), guest.workBytes(), guest.args()));
             } catch (RuntimeException e) {
@@ -297,6 +311,15 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
     /** Spawn the port and MMIO devices, create the vCPUs in long mode and start vCPU 0. */
     private void startGuest(VmTopology.Guest guest) {
+        if (guest.linux().isPresent()) {
+            ActorRef<io.actovisor.actors.linux.LinuxGuestEvent> linuxObserver = getContext().messageAdapter(
+                    io.actovisor.actors.linux.LinuxGuestEvent.class, LinuxReported::new);
+            ActorRef<VcpuActor.Event> observer = getContext().messageAdapter(VcpuActor.Event.class,
+                    VcpuReported::new);
+            vcpus.addAll(LinuxGuestStart.start(getContext(), topology, guest, kvm, kvmVm, linuxLoaded, components(), devices,
+                    linuxObserver, observer));
+            return;
+        }
         List<IoMap.Entry> io = new ArrayList<>();
         if (guest.serial()) {
             io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(Uart16550.COM1, Uart16550.PORTS), "com1",
@@ -346,6 +369,20 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         } else if (reported.event() instanceof VcpuActor.Failed failed) {
             getContext().getLog().error("VM {}: vCPU {} failed: {}; shutting down", topology.name(), failed.vcpu(),
                     failed.reason());
+        }
+        return stopAll();
+    }
+
+    private Behavior<Command> onLinuxReported(LinuxReported reported) {
+        getContext().getSystem().eventStream().tell(new org.apache.pekko.actor.typed.eventstream.EventStream.Publish<>(
+                reported.event()));
+        if (reported.event() instanceof io.actovisor.actors.linux.LinuxGuestEvent.Panicked panicked) {
+            getContext().getLog().error("VM {}: the guest kernel panicked; shutting down. Last console lines:\n{}",
+                    topology.name(), String.join("\n", panicked.lastLines()));
+        } else if (reported.event() instanceof io.actovisor.actors.linux.LinuxGuestEvent.ResetRequested) {
+            getContext().getLog().info("VM {}: the guest rebooted (reset line); shutting down", topology.name());
+        } else {
+            return this;
         }
         return stopAll();
     }
