@@ -47,13 +47,13 @@ class LinuxBootTest {
     void bootsToAShell() throws Exception {
         Path initrd = Initramfs.cached(new Initramfs.Inputs(Initramfs.findBusybox().orElseThrow(),
                 Initramfs.moduleTreeOf(kernel), Initramfs.DEFAULT_MODULES), cache);
-        HostMemory ram = HostMemory.anonymous("linux-ram", 256L << 20);
+        HostMemory ram = HostMemory.anonymous("linux-ram", 128L << 20);
         VmTopology topology = new VmTopology("linux", List.of(ram), List.of(MemoryRegion.ram("ram",
-                AddressRange.of(0, 256L << 20), ram, 0)), Optional.empty(), List.of(), List.of(),
+                AddressRange.of(0, 128L << 20), ram, 0)), Optional.empty(), List.of(), List.of(),
                 Optional.of(VmTopology.Guest.linux(LinuxVm.guest(BzImage.load(kernel), Files.readAllBytes(initrd),
-                        "console=ttyS0 earlyprintk=serial,ttyS0 nokaslr reboot=k pci=off", List.of()), 1)), List.of());
+                        "console=ttyS0 reboot=k pci=off quiet mitigations=off", List.of()), 1)), List.of());
         try (LinuxVm vm = new LinuxVm(kit, topology, "boot")) {
-            vm.await(Initramfs.READY, Duration.ofSeconds(300));
+            vm.await(Initramfs.READY, Duration.ofSeconds(1200));
             vm.type("echo hello from $(uname -r)");
             vm.await("hello from 6", Duration.ofSeconds(10));
         }

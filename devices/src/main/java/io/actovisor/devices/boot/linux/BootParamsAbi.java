@@ -61,6 +61,8 @@ public final class BootParamsAbi {
     public static final int RELOCATABLE_KERNEL = c("offsetof(struct boot_params, hdr.relocatable_kernel)", 0x234);
     public static final int XLOADFLAGS = c("offsetof(struct boot_params, hdr.xloadflags)", 0x236);
     public static final int CMDLINE_SIZE = c("offsetof(struct boot_params, hdr.cmdline_size)", 0x238);
+    public static final int PAYLOAD_OFFSET = c("offsetof(struct boot_params, hdr.payload_offset)", 0x248);
+    public static final int PAYLOAD_LENGTH = c("offsetof(struct boot_params, hdr.payload_length)", 0x24c);
     public static final int PREF_ADDRESS = c("offsetof(struct boot_params, hdr.pref_address)", 0x258);
     public static final int INIT_SIZE = c("offsetof(struct boot_params, hdr.init_size)", 0x260);
 

@@ -24,9 +24,11 @@ import java.util.Arrays;
  * @param relocatable    whether the kernel may be loaded at any {@code kernelAlignment}-aligned address
  * @param prefAddress    where the kernel prefers to be loaded
  * @param initSize       bytes the kernel needs from its load address while it decompresses and starts
+ * @param vmlinux        the uncompressed kernel of the payload (boot protocol 2.08+)
  */
 public record BzImage(String source, int protocol, int setupBytes, byte[] setupHeader, byte[] kernel, int cmdlineMax,
-        long initrdAddrMax, long kernelAlignment, boolean relocatable, long prefAddress, long initSize) {
+        long initrdAddrMax, long kernelAlignment, boolean relocatable, long prefAddress, long initSize,
+        Vmlinux vmlinux) {
     /** The 64-bit entry point is this many bytes into the protected-mode kernel. */
     public static final int ENTRY_64_OFFSET = 0x200;
     /** The oldest boot protocol with {@code xloadflags} (and so a declared 64-bit entry point). */
@@ -110,7 +112,7 @@ public record BzImage(String source, int protocol, int setupBytes, byte[] setupH
                 Arrays.copyOfRange(image, setupBytes, image.length),
                 b.getInt(BootParamsAbi.CMDLINE_SIZE), b.getInt(BootParamsAbi.INITRD_ADDR_MAX) & 0xffff_ffffL,
                 alignment, b.get(BootParamsAbi.RELOCATABLE_KERNEL) != 0, b.getLong(BootParamsAbi.PREF_ADDRESS),
-                b.getInt(BootParamsAbi.INIT_SIZE) & 0xffff_ffffL);
+                b.getInt(BootParamsAbi.INIT_SIZE) & 0xffff_ffffL, Vmlinux.unpack(source, image, setupBytes));
     }
 
     private static LinuxBootException notBzImage(String source, String why) {

@@ -27,7 +27,8 @@ import java.util.Optional;
  * 0x08ff0  an initial stack (the kernel sets up its own at once)
  * 0x20000  the command line, NUL-terminated
  * 0xe0000  the ACPI tables, RSDP first (reserved in the e820 map, found by Linux's scan too)
- * 0x100000 the protected-mode kernel, entered at +0x200 in 64-bit mode with RSI = the zero page
+ * 16 MiB  the kernel's ELF segments (unpacked from the bzImage's payload, see {@link Vmlinux}) at their physical
+ *         addresses, entered at the ELF entry ({@code startup_64}) in 64-bit mode with RSI = the zero page
  * top     the initrd, page-aligned, as high as RAM below 4 GiB and initrd_addr_max allow
  * </pre>
  */
@@ -42,8 +43,6 @@ public final class LinuxBoot {
     public static final long ACPI_BASE = 0xe0000;
     public static final long ACPI_LIMIT = 0x20000;
     public static final long KERNEL_BASE = 0x100000;
-    /** Where a 64-bit kernel decompresses itself at the lowest (CONFIG_PHYSICAL_START's usual value). */
-    public static final long LOAD_PHYSICAL_ADDR = 0x1000000;
     public static final int BOOT_CS = 0x10;
     public static final int BOOT_DS = 0x18;
     /** The boot loader type "undefined" (boot.rst): actovisor has no registered id. */
@@ -111,15 +110,12 @@ public final class LinuxBoot {
             throw new LinuxBootException("the kernel command line must be printable ASCII: '" + cmdline + "'");
         }
         long lowEnd = contiguousFromZero(ram);
-        long kernelEnd = KERNEL_BASE + kernel.kernelSize();
-        long decompressEnd = Math.max(LOAD_PHYSICAL_ADDR, alignUp(KERNEL_BASE, kernel.kernelAlignment()))
-                + kernel.initSize();
-        long needed = Math.max(kernelEnd, decompressEnd);
-        if (lowEnd < needed) {
-            throw new LinuxBootException("the kernel " + kernel.source() + " needs guest RAM up to 0x"
-                    + Long.toHexString(needed) + " (" + (needed >> 20) + " MiB: loaded at 1 MiB, decompressed at "
-                    + (LOAD_PHYSICAL_ADDR >> 20) + " MiB, init_size " + (kernel.initSize() >> 20) + " MiB); RAM from "
-                    + "0 ends at 0x" + Long.toHexString(lowEnd));
+        Vmlinux vmlinux = kernel.vmlinux();
+        long needed = vmlinux.end();
+        if (vmlinux.start() < KERNEL_BASE || lowEnd < needed) {
+            throw new LinuxBootException("the kernel " + kernel.source() + " occupies guest-physical 0x"
+                    + Long.toHexString(vmlinux.start()) + "-0x" + Long.toHexString(needed) + "; RAM from 0 ends at 0x"
+                    + Long.toHexString(lowEnd) + " (" + (lowEnd >> 20) + " MiB)");
         }
         long initrdAddress = 0;
         long initrdSize = 0;
@@ -130,7 +126,7 @@ public final class LinuxBoot {
             if (initrdSize > top || initrdAddress < needed) {
                 long room = Math.max(0, top - needed);
                 throw new LinuxBootException("the initrd " + initrd.get().source() + " is " + initrdSize
-                        + " bytes; at most " + room + " fit between the kernel's memory (up to 0x"
+                        + " bytes; at most " + room + " fit between the kernel (up to 0x"
                         + Long.toHexString(needed) + ") and the initrd limit 0x" + Long.toHexString(top)
                         + " (the end of RAM below 4 GiB, and initrd_addr_max 0x"
                         + Long.toHexString(kernel.initrdAddrMax()) + ")");
@@ -143,12 +139,12 @@ public final class LinuxBoot {
         byte[] cmdWithNul = new byte[cmd.length + 1];
         System.arraycopy(cmd, 0, cmdWithNul, 0, cmd.length);
         memory.write(new GuestAddress(CMDLINE), cmdWithNul);
-        memory.write(new GuestAddress(KERNEL_BASE), kernel.kernel());
+        vmlinux.load(memory);
         if (initrd.isPresent()) {
             memory.write(new GuestAddress(initrdAddress), initrd.get().bytes());
         }
         memory.write(new GuestAddress(ZERO_PAGE), zeroPage(kernel, initrdAddress, initrdSize, acpi.rsdp(), e820));
-        return new Loaded(KERNEL_BASE + BzImage.ENTRY_64_OFFSET, ZERO_PAGE, initrdAddress, initrdSize, acpi.rsdp(),
+        return new Loaded(vmlinux.entry(), ZERO_PAGE, initrdAddress, initrdSize, acpi.rsdp(),
                 e820);
     }
 
@@ -265,7 +261,4 @@ public final class LinuxBoot {
         return end;
     }
 
-    private static long alignUp(long value, long alignment) {
-        return (value + alignment - 1) & -alignment;
-    }
 }
