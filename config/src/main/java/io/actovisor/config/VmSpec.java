@@ -49,12 +49,26 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
     }
 
     /**
-     * What the firmware runs.
+     * What the VM runs.
      *
+     * @param kind        which guest
      * @param program     the firmware program vCPU 0 runs
      * @param workloadMib how much guest memory the workload writes and checksums in each round
+     * @param kernel      for {@code linux}: a bzImage file, or {@code auto} (the newest /boot/vmlinuz-*)
+     * @param initrd      for {@code linux}: an initramfs file, {@code auto} (built on first use) or {@code none}
+     * @param cmdline     for {@code linux}: the kernel command line
      */
-    public record Guest(String program, int workloadMib) {
+    public record Guest(GuestKind kind, String program, int workloadMib, String kernel, String initrd,
+            String cmdline) {
+        /** The keyword that picks the kernel or builds the initramfs. */
+        public static final String AUTO = "auto";
+        /** The initrd keyword for "no initrd". */
+        public static final String NONE = "none";
+
+        /** A firmware guest with the Linux keys at their defaults. */
+        public Guest(String program, int workloadMib) {
+            this(GuestKind.AUTO, program, workloadMib, AUTO, AUTO, "");
+        }
     }
 
     /** The IOMMU backend of a container. */

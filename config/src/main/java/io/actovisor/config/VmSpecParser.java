@@ -40,7 +40,7 @@ public final class VmSpecParser {
     private static final Map<String, Set<String>> SCHEMA = Map.of(
             "vm", Set.of("name", "vcpus", "memory", "firmware", "guest", "vfio", "balloon", "devices", "api"),
             "region", Set.of("name", "kind", "base", "size", "backing", "read-only", "device"),
-            "guest", Set.of("program", "workload-mib"),
+            "guest", Set.of("program", "workload-mib", "kind", "kernel", "initrd", "cmdline"),
             "vfio", Set.of("containers"),
             "container", Set.of("name", "backend", "max-mappings", "groups"),
             "group", Set.of("id", "balloon-compatible", "attach-at-start"),
@@ -138,6 +138,7 @@ public final class VmSpecParser {
             error(ROOT + ".guest.workload-mib", Integer.toString(workload), "the work area (from 1 MiB) must fit in "
                     + "the RAM region at guest address 0 (" + (ramFromZero >> 20) + " MiB)");
         }
+        VmSpec.Guest guest = linuxGuest(program, workload);
         List<VmSpec.Container> containers = containers();
         VmSpec.Balloon balloon = balloon(memory);
         VmSpec.Devices devices = devices(containers, memory);
@@ -145,7 +146,7 @@ public final class VmSpecParser {
         if (!errors.isEmpty()) {
             throw new ConfigValidationException(errors);
         }
-        return new VmSpec(name, vcpus, memory, firmware, new VmSpec.Guest(program, workload), containers, balloon,
+        return new VmSpec(name, vcpus, memory, firmware, guest, containers, balloon,
                 devices, api);
     }
 
@@ -300,6 +301,47 @@ public final class VmSpecParser {
                     .getAsLong() >> 20) + " MiB in /proc/meminfo MemTotal)");
         }
         return regions;
+    }
+
+    /** {@code guest.kind} and, for a Linux guest, its kernel, initrd and command line. */
+    private VmSpec.Guest linuxGuest(String program, int workload) {
+        String at = ROOT + ".guest";
+        String kindName = string(at + ".kind");
+        GuestKind kind = GuestKind.AUTO;
+        if (kindName != null) {
+            Optional<GuestKind> known = java.util.Arrays.stream(GuestKind.values())
+                    .filter(k -> k.configName().equals(kindName)).findFirst();
+            if (known.isEmpty()) {
+                error(at + ".kind", kindName, "must be one of auto, firmware, scripted, linux");
+            } else {
+                kind = known.get();
+            }
+        }
+        String kernel = string(at + ".kernel");
+        String initrd = string(at + ".initrd");
+        String cmdline = string(at + ".cmdline");
+        if (kind == GuestKind.LINUX) {
+            if (kernel != null && !kernel.equals(VmSpec.Guest.AUTO)) {
+                readableFile(at + ".kernel", kernel, "the kernel image");
+            }
+            if (initrd != null && !initrd.equals(VmSpec.Guest.AUTO) && !initrd.equals(VmSpec.Guest.NONE)) {
+                readableFile(at + ".initrd", initrd, "the initrd");
+            }
+            if (cmdline != null && !cmdline.chars().allMatch(c -> c >= 0x20 && c < 0x7f)) {
+                error(at + ".cmdline", cmdline, "the kernel command line must be printable ASCII");
+            }
+        }
+        return new VmSpec.Guest(kind, program, workload, kernel == null ? VmSpec.Guest.AUTO : kernel,
+                initrd == null ? VmSpec.Guest.AUTO : initrd, cmdline == null ? "" : cmdline);
+    }
+
+    private void readableFile(String path, String value, String what) {
+        Path file = Path.of(value);
+        if (!Files.isRegularFile(file)) {
+            error(path, value, "no such file (" + what + "; or \"auto\")");
+        } else if (!Files.isReadable(file)) {
+            error(path, value, what + " is not readable");
+        }
     }
 
     private VmSpec.Firmware firmware() {

@@ -67,10 +67,13 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private long inflateCount;
     private long deflateCount;
     private long statsUpdates;
+    private final Optional<io.actovisor.devices.kvm.IrqLine> irq;
 
     private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemory memory,
-            ActorRef<BalloonActor.Command> balloon, boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash) {
+            ActorRef<BalloonActor.Command> balloon, boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash,
+            Optional<io.actovisor.devices.kvm.IrqLine> irq) {
         super(context);
+        this.irq = irq;
         this.balloon = balloon;
         this.device = new VirtioBalloon(deflateOnOom);
         this.mmio = new VirtioMmio("virtio-balloon", device, memory);
@@ -84,10 +87,26 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
      */
     public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
             boolean deflateOnOom, Duration statsInterval) {
+        return create(memory, balloon, deflateOnOom, statsInterval, Optional.empty());
+    }
+
+    /**
+     * As {@link #create(GuestMemory, ActorRef, boolean, Duration)}, with an interrupt line that is high while
+     * {@code InterruptStatus} is not zero (level-triggered, as the DSDT describes it to a Linux guest).
+     */
+    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+            boolean deflateOnOom, Duration statsInterval, Optional<io.actovisor.devices.kvm.IrqLine> irq) {
         return Behaviors.withStash(1000, stash -> Behaviors.withTimers(timers -> {
             startStatsTimer(timers, statsInterval);
-            return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, deflateOnOom, stash));
+            return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, deflateOnOom, stash,
+                    irq));
         }));
+    }
+
+    /** Drive the interrupt line from InterruptStatus (after anything that may have changed it). */
+    private Behavior<DeviceIo.Command> interrupt(Behavior<DeviceIo.Command> next) {
+        irq.ifPresent(line -> line.set(mmio.read(VirtioMmio.INTERRUPT_STATUS, 4) != 0));
+        return next;
     }
 
     private static void startStatsTimer(TimerScheduler<DeviceIo.Command> timers, Duration interval) {
@@ -98,10 +117,10 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     public Receive<DeviceIo.Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(DeviceIo.Read.class, this::onRead)
-                .onMessage(DeviceIo.Write.class, this::onWrite)
-                .onMessage(BalloonDone.class, this::onBalloonDone)
-                .onMessage(TargetChanged.class, this::onTargetChanged)
-                .onMessageEquals(RequestStatistics.INSTANCE, this::onRequestStatistics)
+                .onMessage(DeviceIo.Write.class, w -> interrupt(onWrite(w)))
+                .onMessage(BalloonDone.class, d -> interrupt(onBalloonDone(d)))
+                .onMessage(TargetChanged.class, t -> interrupt(onTargetChanged(t)))
+                .onMessageEquals(RequestStatistics.INSTANCE, () -> interrupt(onRequestStatistics()))
                 .onMessage(GetStatistics.class, this::onGetStatistics)
                 .build();
     }

@@ -61,6 +61,9 @@ final class LinuxGuestStart {
                 "i8042");
         io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(I8042.DATA_PORT, 1), "i8042", i8042));
         io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(I8042.COMMAND_PORT, 1), "i8042", i8042));
+        for (LinuxGuest.VirtioSlot slot : linux.virtio()) {
+            slot.line().connect(new InterruptLine(vm, slot.gsi()));
+        }
         for (VmTopology.Device d : topology.devices()) {
             devices.put(d.name(), context.spawn(d.factory().apply(components), "device-" + d.name()));
         }
@@ -82,9 +85,9 @@ final class LinuxGuestStart {
             KvmVcpu vcpu = vm.createVcpu(id);
             try {
                 if (id == 0) {
-                    LinuxBoot.enter(vcpu, cpuid.forApicId(0), loaded);
+                    LinuxBoot.enter(vcpu, LinuxBoot.cpuid(cpuid, 0), loaded);
                 } else {
-                    vcpu.setCpuid(cpuid.forApicId(id));
+                    vcpu.setCpuid(LinuxBoot.cpuid(cpuid, id));
                     LinuxBoot.setMsrs(vcpu);
                 }
             } catch (RuntimeException e) {

@@ -126,6 +126,8 @@ public final class KvmAbi {
     public static final int CPUID2_NENT = c("offsetof(struct kvm_cpuid2, nent)", 0);
     public static final int CPUID2_ENTRIES = c("offsetof(struct kvm_cpuid2, entries)", 8);
     public static final int CPUID_ENTRY_EBX = c("offsetof(struct kvm_cpuid_entry2, ebx)", 16);
+    public static final int CPUID_ENTRY_INDEX = c("offsetof(struct kvm_cpuid_entry2, index)", 4);
+    public static final int CPUID_ENTRY_ECX = c("offsetof(struct kvm_cpuid_entry2, ecx)", 20);
     public static final int CPUID_ENTRY_EDX = c("offsetof(struct kvm_cpuid_entry2, edx)", 24);
 
     // Model-specific registers.

@@ -37,6 +37,7 @@ final class LinuxVm implements AutoCloseable {
     private final StringBuilder output = new StringBuilder();
     final TestProbe<io.actovisor.actors.events.ActovisorEvent.GuestConsoleLine> lines;
     private int consumed;
+    final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
 
     LinuxVm(ActorTestKit kit, VmTopology topology, String name) {
         this.kit = kit;
@@ -52,6 +53,14 @@ final class LinuxVm implements AutoCloseable {
         kit.system().eventStream().tell(new EventStream.Subscribe<>(
                 io.actovisor.actors.events.ActovisorEvent.GuestConsoleLine.class, lines.ref()));
         vm = kit.spawn(VmActor.create(topology), name);
+        kit.spawn(org.apache.pekko.actor.typed.javadsl.Behaviors.<Void>setup(context -> {
+            context.watch(vm);
+            return org.apache.pekko.actor.typed.javadsl.Behaviors.receive(Void.class)
+                    .onSignal(org.apache.pekko.actor.typed.Terminated.class, t -> {
+                        stopped.set(true);
+                        return org.apache.pekko.actor.typed.javadsl.Behaviors.stopped();
+                    }).build();
+        }), name + "-watcher");
         TestProbe<VmActor.StartResult> started = kit.createTestProbe();
         vm.tell(new VmActor.Start(started.ref()));
         VmActor.StartResult result = started.receiveMessage(Duration.ofSeconds(60));
@@ -117,6 +126,11 @@ final class LinuxVm implements AutoCloseable {
                 return m;
             }
             long left = deadline - System.nanoTime();
+            if (stopped.get()) {
+                drain(Duration.ofMillis(300));
+                throw new AssertionError("the VM stopped before its console printed anything matching " + regex
+                        + "; it printed:\n" + tail(output.toString(), 3000));
+            }
             if (left <= 0) {
                 throw new AssertionError("the console printed nothing matching " + regex + " within " + timeout
                         + "; vCPU exits " + components.vcpus().stream().map(v -> v.counters().snapshot()

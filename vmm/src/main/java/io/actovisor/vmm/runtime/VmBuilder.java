@@ -68,18 +68,24 @@ public final class VmBuilder {
             Optional<BalloonSettings> balloon = spec.balloon().enabled()
                     ? Optional.of(balloonDefaults.withUnsafeIgnoreInhibitor(spec.balloon().unsafeIgnoreInhibitor()))
                     : Optional.empty();
-            byte[] firmware = spec.firmware().file().map(GuestFirmware::load).orElseGet(GuestFirmware::bundled);
+            boolean linux = spec.guest().kind() == io.actovisor.config.GuestKind.LINUX;
+            Map<String, io.actovisor.devices.kvm.DeferredIrqLine> lines = linux
+                    ? LinuxGuestBuilder.interruptLines(spec) : Map.of();
+            byte[] firmware = linux ? new byte[0]
+                    : spec.firmware().file().map(GuestFirmware::load).orElseGet(GuestFirmware::bundled);
             long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
             long balloonBase = spec.balloon().enabled() ? spec.balloon().mmioBase() : 0;
-            VmTopology.Guest guest = new VmTopology.Guest(firmware, spec.guest().program(),
+            VmTopology.Guest guest = linux ? LinuxGuestBuilder.guest(spec, lines)
+                    : new VmTopology.Guest(firmware, spec.guest().program(),
                     (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase},
                     spec.vcpus(), spec.devices().serial());
             List<VmTopology.Device> devices = new ArrayList<>();
             if (spec.balloon().enabled()) {
                 GuestMemory guestMemory = GuestMemory.of(FlatView.of(regions));
+                Optional<io.actovisor.devices.kvm.IrqLine> irq = Optional.ofNullable(lines.get("balloon"));
                 devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(guestMemory,
                         components.balloon().orElseThrow(), spec.balloon().deflateOnOom(),
-                        spec.balloon().statsPollingInterval())));
+                        spec.balloon().statsPollingInterval(), irq)));
             }
             spec.devices().dma().ifPresent(dma -> {
                 String container = groupContainers(spec).get(dma.group());

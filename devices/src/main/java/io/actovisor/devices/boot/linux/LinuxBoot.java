@@ -57,6 +57,8 @@ public final class LinuxBoot {
     private static final long CR4_PAE = 1L << 5;
     private static final long EFER_LME = 1L << 8;
     private static final long EFER_LMA = 1L << 10;
+    /** CPUID.1:ECX bit 13, CMPXCHG16B. */
+    public static final int CPUID_1_ECX_CX16 = 13;
     private static final int MSR_IA32_MISC_ENABLE = 0x1a0;
     private static final long MISC_ENABLE_FAST_STRING = 1;
     private static final int MSR_MTRR_DEF_TYPE = 0x2ff;
@@ -79,6 +81,13 @@ public final class LinuxBoot {
         }
     }
 
+    /** Where the initrd goes and the e820 map, once the inputs are known to fit. */
+    public record Plan(long initrdAddress, long initrdSize, List<E820Map.Entry> e820) {
+        public Plan {
+            e820 = List.copyOf(e820);
+        }
+    }
+
     /** Where things went, for the vCPU set-up and for reports. */
     public record Loaded(long entry, long zeroPage, long initrdAddress, long initrdSize, long rsdp,
             List<E820Map.Entry> e820) {
@@ -91,16 +100,11 @@ public final class LinuxBoot {
     }
 
     /**
-     * Check that {@code kernel}, {@code initrd} and {@code cmdline} fit the kernel's limits and this VM's RAM, then
-     * write everything into guest memory. Every check runs before the first write, and each error names the file
-     * or value and the limit it exceeds.
-     *
-     * @param ram    the VM's RAM ranges, sorted; the first must start at 0
-     * @param vcpus  vCPUs, for the MADT
-     * @param virtio virtio-mmio devices, for the DSDT
+     * Check that {@code kernel}, {@code initrd} and {@code cmdline} fit the kernel's limits and {@code ram} (sorted
+     * RAM ranges, the first from 0), and say where the initrd goes. Each error names the file or value and the limit
+     * it exceeds. Nothing is written.
      */
-    public static Loaded load(GuestMemory memory, List<AddressRange> ram, BzImage kernel, Optional<Initrd> initrd,
-            String cmdline, int vcpus, List<AcpiTables.VirtioMmioDevice> virtio) {
+    public static Plan plan(List<AddressRange> ram, BzImage kernel, Optional<Initrd> initrd, String cmdline) {
         byte[] cmd = cmdline.getBytes(StandardCharsets.US_ASCII);
         if (cmd.length > kernel.cmdlineMax()) {
             throw new LinuxBootException("the kernel command line is " + cmd.length + " bytes; " + kernel.source()
@@ -132,7 +136,26 @@ public final class LinuxBoot {
                         + Long.toHexString(kernel.initrdAddrMax()) + ")");
             }
         }
-        List<E820Map.Entry> e820 = E820Map.of(ram);
+        return new Plan(initrdAddress, initrdSize, E820Map.of(ram));
+    }
+
+    /**
+     * Check that {@code kernel}, {@code initrd} and {@code cmdline} fit the kernel's limits and this VM's RAM, then
+     * write everything into guest memory. Every check runs before the first write, and each error names the file
+     * or value and the limit it exceeds.
+     *
+     * @param ram    the VM's RAM ranges, sorted; the first must start at 0
+     * @param vcpus  vCPUs, for the MADT
+     * @param virtio virtio-mmio devices, for the DSDT
+     */
+    public static Loaded load(GuestMemory memory, List<AddressRange> ram, BzImage kernel, Optional<Initrd> initrd,
+            String cmdline, int vcpus, List<AcpiTables.VirtioMmioDevice> virtio) {
+        Plan plan = plan(ram, kernel, initrd, cmdline);
+        long initrdAddress = plan.initrdAddress();
+        long initrdSize = plan.initrdSize();
+        List<E820Map.Entry> e820 = plan.e820();
+        byte[] cmd = cmdline.getBytes(StandardCharsets.US_ASCII);
+        Vmlinux vmlinux = kernel.vmlinux();
 
         writePageTables(memory);
         AcpiTables.Placement acpi = AcpiTables.write(memory, ACPI_BASE, ACPI_LIMIT, vcpus, virtio);
@@ -231,6 +254,16 @@ public final class LinuxBoot {
     public static void setMsrs(KvmVcpu vcpu) {
         vcpu.setMsrs(java.util.Map.of(MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WRITE_BACK,
                 MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING));
+    }
+
+    /**
+     * The CPUID a Linux guest gets: the host's supported leaves, with this vCPU's APIC id, and without CMPXCHG16B.
+     * KVM's instruction emulator cannot emulate CMPXCHG16B; where KVM emulates guest writes (shadow paging, or a
+     * host running KVM-PVM as this project's test machines do), SLUB's {@code cmpxchg_double} on a write-protected
+     * page then stops the vCPU with KVM_INTERNAL_ERROR_EMULATION. Without CX16, Linux takes its locked path.
+     */
+    public static CpuidEntries cpuid(CpuidEntries supported, int apicId) {
+        return supported.forApicId(apicId).withoutEcxFeature(1, CPUID_1_ECX_CX16);
     }
 
     private static void segment(NativeBuffer sregs, int at, int selector, int type, boolean code) {
