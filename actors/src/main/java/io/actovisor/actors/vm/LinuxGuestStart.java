@@ -41,7 +41,12 @@ final class LinuxGuestStart {
         FlatView view = FlatView.of(topology.regions());
         List<AddressRange> ram = view.sections().stream().filter(s -> s.kind() == RegionKind.RAM)
                 .map(s -> s.range()).sorted().toList();
-        return LinuxBoot.load(GuestMemory.of(view), ram, linux.kernel(), linux.initrd(), linux.cmdline(),
+        String cmdline = linux.cmdline();
+        if (Kvm.emulatesGuestKernels()) {
+            // KVM-PVM emulates the guest kernel; keep Linux off the instructions its emulator lacks.
+            cmdline = (cmdline + " " + LinuxBoot.EMULATED_KVM_PARAMETERS).strip();
+        }
+        return LinuxBoot.load(GuestMemory.of(view), ram, linux.kernel(), linux.initrd(), cmdline,
                 guest.vcpus(), linux.acpiDevices());
     }
 

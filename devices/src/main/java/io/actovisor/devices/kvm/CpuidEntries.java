@@ -27,34 +27,6 @@ public final class CpuidEntries {
     }
 
     /**
-     * These leaves with feature bit {@code bit} of ECX in leaf {@code function} (subleaf 0) cleared, so the guest
-     * does not use that feature.
-     */
-    public CpuidEntries withoutEcxFeature(int function, int bit) {
-        byte[] out = entries.clone();
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(out).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        for (int i = 0; i < count(); i++) {
-            int at = i * KvmAbi.KVM_CPUID_ENTRY2_SIZE;
-            if (function(i) == function && b.getInt(at + KvmAbi.CPUID_ENTRY_INDEX) == 0) {
-                b.putInt(at + KvmAbi.CPUID_ENTRY_ECX, b.getInt(at + KvmAbi.CPUID_ENTRY_ECX) & ~(1 << bit));
-            }
-        }
-        return new CpuidEntries(out);
-    }
-
-    /** Whether ECX bit {@code bit} of leaf {@code function} (subleaf 0) is set. */
-    public boolean hasEcxFeature(int function, int bit) {
-        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(entries).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        for (int i = 0; i < count(); i++) {
-            int at = i * KvmAbi.KVM_CPUID_ENTRY2_SIZE;
-            if (function(i) == function && b.getInt(at + KvmAbi.CPUID_ENTRY_INDEX) == 0) {
-                return (b.getInt(at + KvmAbi.CPUID_ENTRY_ECX) & (1 << bit)) != 0;
-            }
-        }
-        return false;
-    }
-
-    /**
      * These leaves as vCPU {@code apicId} must see them: its initial APIC id in leaf 1 (EBX bits 31-24) and its
      * x2APIC id in leaves 0xb and 0x1f (EDX), which {@code KVM_GET_SUPPORTED_CPUID} leaves at zero.
      */

@@ -125,6 +125,7 @@ public final class KvmAbi {
     // struct kvm_cpuid2 and kvm_cpuid_entry2.
     public static final int CPUID2_NENT = c("offsetof(struct kvm_cpuid2, nent)", 0);
     public static final int CPUID2_ENTRIES = c("offsetof(struct kvm_cpuid2, entries)", 8);
+    public static final int CPUID_ENTRY_EAX = c("offsetof(struct kvm_cpuid_entry2, eax)", 12);
     public static final int CPUID_ENTRY_EBX = c("offsetof(struct kvm_cpuid_entry2, ebx)", 16);
     public static final int CPUID_ENTRY_INDEX = c("offsetof(struct kvm_cpuid_entry2, index)", 4);
     public static final int CPUID_ENTRY_ECX = c("offsetof(struct kvm_cpuid_entry2, ecx)", 20);

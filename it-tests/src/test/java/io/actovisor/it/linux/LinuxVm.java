@@ -25,6 +25,13 @@ import org.apache.pekko.actor.typed.eventstream.EventStream;
 
 /** A Linux guest on actovisor for the tests: its VM actor, its console as text, and typing into it. */
 final class LinuxVm implements AutoCloseable {
+    /**
+     * The tests' kernel command line: the example's, plus what shortens a boot on a slow virtual CPU (no crypto
+     * self-tests, one UART to probe, no speculation mitigations to patch in).
+     */
+    static final String CMDLINE = "console=ttyS0 reboot=k pci=off quiet mitigations=off cryptomgr.notests "
+            + "8250.nr_uarts=1 random.trust_cpu=on";
+
     /** The shell prompt busybox prints for root. */
     static final String PROMPT = "# ";
 
@@ -79,6 +86,19 @@ final class LinuxVm implements AutoCloseable {
         NativeRequirement.require("a static busybox (Debian package busybox-static)",
                 Initramfs.findBusybox().isPresent() ? Optional.empty()
                         : Optional.of("no statically linked /bin/busybox or /usr/bin/busybox"));
+    }
+
+    /**
+     * Skip a test that boots Linux where KVM emulates the guest kernel (KVM-PVM): there a stock kernel's boot takes
+     * tens of minutes of emulation and can stop on an instruction KVM's emulator lacks. Set
+     * {@code ACTOVISOR_LINUX_ON_EMULATED_KVM=1} to run it anyway.
+     */
+    static void requireHardwareKvm() {
+        boolean forced = "1".equals(System.getenv("ACTOVISOR_LINUX_ON_EMULATED_KVM"));
+        NativeRequirement.optional("hardware-assisted KVM for a Linux boot", Kvm.emulatesGuestKernels() && !forced
+                ? Optional.of("/dev/kvm here is KVM-PVM (/sys/module/kvm_pvm), which runs a stock kernel through "
+                        + "shadow paging and instruction emulation (a boot takes tens of minutes); set "
+                        + "ACTOVISOR_LINUX_ON_EMULATED_KVM=1 to boot anyway") : Optional.empty());
     }
 
     static Optional<Path> newestKernel() {

@@ -57,8 +57,6 @@ public final class LinuxBoot {
     private static final long CR4_PAE = 1L << 5;
     private static final long EFER_LME = 1L << 8;
     private static final long EFER_LMA = 1L << 10;
-    /** CPUID.1:ECX bit 13, CMPXCHG16B. */
-    public static final int CPUID_1_ECX_CX16 = 13;
     private static final int MSR_IA32_MISC_ENABLE = 0x1a0;
     private static final long MISC_ENABLE_FAST_STRING = 1;
     private static final int MSR_MTRR_DEF_TYPE = 0x2ff;
@@ -256,15 +254,19 @@ public final class LinuxBoot {
                 MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING));
     }
 
-    /**
-     * The CPUID a Linux guest gets: the host's supported leaves, with this vCPU's APIC id, and without CMPXCHG16B.
-     * KVM's instruction emulator cannot emulate CMPXCHG16B; where KVM emulates guest writes (shadow paging, or a
-     * host running KVM-PVM as this project's test machines do), SLUB's {@code cmpxchg_double} on a write-protected
-     * page then stops the vCPU with KVM_INTERNAL_ERROR_EMULATION. Without CX16, Linux takes its locked path.
-     */
+    /** The CPUID a Linux guest gets: the host's supported leaves with this vCPU's APIC id. */
     public static CpuidEntries cpuid(CpuidEntries supported, int apicId) {
-        return supported.forApicId(apicId).withoutEcxFeature(1, CPUID_1_ECX_CX16);
+        return supported.forApicId(apicId);
     }
+
+    /**
+     * Kernel parameters appended where KVM emulates guest kernel code ({@code Kvm.emulatesGuestKernels()}: a
+     * KVM-PVM host). There the guest's CPUID instruction may run natively (AMD has no CPUID faulting), so CPUID
+     * cannot hide features; these make Linux itself leave alone the instructions KVM's emulator lacks: XSAVE/XRSTOR
+     * ({@code noxsave}), CMPXCHG16B, POPCNT and RDRAND ({@code clearcpuid=} X86_FEATURE_CX16 = 4*32+13,
+     * POPCNT = 4*32+23, RDRAND = 4*32+30) and RDFSBASE/WRFSBASE ({@code nofsgsbase}).
+     */
+    public static final String EMULATED_KVM_PARAMETERS = "noxsave clearcpuid=141,151,158 nofsgsbase";
 
     private static void segment(NativeBuffer sregs, int at, int selector, int type, boolean code) {
         sregs.putLong(at + KvmAbi.SEG_BASE, 0)
