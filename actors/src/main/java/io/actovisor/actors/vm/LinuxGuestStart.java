@@ -32,6 +32,9 @@ import org.apache.pekko.actor.typed.javadsl.ActorContext;
  * local APIC) and run them all.
  */
 final class LinuxGuestStart {
+    // Its own logger: the VM actor's context logger takes the name of the class that first uses it.
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(LinuxGuestStart.class);
+
     private LinuxGuestStart() {
     }
 
@@ -105,7 +108,7 @@ final class LinuxGuestStart {
             vcpus.add(new VcpuActor.Control(ref, vcpu, counters));
         }
         vcpus.forEach(v -> v.ref().tell(VcpuActor.Run.INSTANCE));
-        context.getLog().info("VM {}: Linux {} entered at 0x{} with {} vCPUs, initrd {} bytes at 0x{}",
+        LOG.info("VM {}: Linux {} entered at 0x{} with {} vCPUs, initrd {} bytes at 0x{}",
                 topology.name(), linux.kernel().source(), Long.toHexString(loaded.entry()), guest.vcpus(),
                 loaded.initrdSize(), Long.toHexString(loaded.initrdAddress()));
         return vcpus;
