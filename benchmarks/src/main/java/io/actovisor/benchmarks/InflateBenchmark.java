@@ -1,5 +1,7 @@
 package io.actovisor.benchmarks;
 
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.balloon.FrameRuns;
@@ -64,6 +66,7 @@ public class InflateBenchmark {
     String mode;
 
     private ActorSystem<Void> system;
+    private ActorRef<DiscardManager.Command> discard;
     private ActorRef<BalloonActor.Command> balloon;
     private HostMemory memory;
     private long[][] batches;
@@ -78,7 +81,9 @@ public class InflateBenchmark {
                 Props.empty());
         Trees.ask(system, space, (ActorRef<AddressSpaceActor.CommitResult> r) -> new AddressSpaceActor.Commit(
                 List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", GuestAddress.ZERO, memory))), r));
-        balloon = system.systemActorOf(BalloonActor.create("bench", space, BalloonSettings.DEFAULT), "balloon",
+        discard = system.systemActorOf(DiscardManager.create("bench", BalloonSettings.DEFAULT.drainTimeout()),
+                "discard", Props.empty());
+        balloon = system.systemActorOf(BalloonActor.create("bench", space, BalloonSettings.DEFAULT, discard), "balloon",
                 BalloonActor.DISPATCHER);
         batches = new long[FRAMES / batch][batch];
         for (int b = 0; b < batches.length; b++) {
@@ -97,7 +102,7 @@ public class InflateBenchmark {
                         new BalloonActor.Deflate(frames, r));
             }
         }
-        memory.populate(memory.hostRange());
+        memory.populate(0, memory.size());
     }
 
     @TearDown(Level.Trial)
@@ -114,7 +119,7 @@ public class InflateBenchmark {
     private long discardDirectly(long[] frames) {
         long pages = 0;
         for (AddressRange run : FrameRuns.coalesce(frames)) {
-            memory.discard(AddressRange.of(memory.base().value() + run.base(), run.size()));
+            memory.discard(run.base(), run.size());
             pages += run.size() / FrameRuns.FRAME_SIZE;
         }
         return pages;

@@ -1,5 +1,7 @@
 package io.actovisor.benchmarks;
 
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.memory.AddressSpaceActor;
@@ -43,6 +45,7 @@ import org.openjdk.jmh.annotations.Warmup;
 public class InhibitBenchmark {
     private ActorSystem<Void> system;
     private HostMemory memory;
+    private ActorRef<DiscardManager.Command> discard;
     private ActorRef<BalloonActor.Command> balloon;
     private ActorRef<VfioContainerActor.Command> container;
     private final AtomicInteger groups = new AtomicInteger();
@@ -55,7 +58,9 @@ public class InhibitBenchmark {
                 Props.empty());
         Trees.ask(system, space, (ActorRef<AddressSpaceActor.CommitResult> r) -> new AddressSpaceActor.Commit(
                 List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", GuestAddress.ZERO, memory))), r));
-        balloon = system.systemActorOf(BalloonActor.create("bench", space, BalloonSettings.DEFAULT), "balloon",
+        discard = system.systemActorOf(DiscardManager.create("bench", BalloonSettings.DEFAULT.drainTimeout()),
+                "discard", Props.empty());
+        balloon = system.systemActorOf(BalloonActor.create("bench", space, BalloonSettings.DEFAULT, discard), "balloon",
                 BalloonActor.DISPATCHER);
         container = system.systemActorOf(VfioContainerActor.create("c", space, IommuBackend.model(65535)),
                 "container", VfioContainerActor.DISPATCHER);
@@ -75,7 +80,7 @@ public class InhibitBenchmark {
         @Setup(Level.Trial)
         public void setUp(InhibitBenchmark bench) {
             int id = bench.groups.incrementAndGet();
-            ref = bench.system.systemActorOf(VfioGroupActor.create("g" + id, false, bench.balloon), "group-" + id,
+            ref = bench.system.systemActorOf(VfioGroupActor.create("g" + id, DiscardMode.INHIBIT, bench.discard), "group-" + id,
                     Props.empty());
         }
     }

@@ -35,7 +35,7 @@ public class PinningBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         memory = HostMemory.anonymous("bench-pin", SIZE);
-        memory.populate(memory.hostRange());
+        memory.populate(0, memory.size());
         iommu = PinnedIommu.open();
     }
 

@@ -49,25 +49,31 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
     }
 
     /**
-     * What the VM runs.
+     * What the guest runs.
      *
-     * @param kind        which guest
      * @param program     the firmware program vCPU 0 runs
      * @param workloadMib how much guest memory the workload writes and checksums in each round
+     * @param kind        which guest runs it: the firmware on KVM, the scripted guest, a Linux kernel on KVM, or
+     *                    {@code auto}
      * @param kernel      for {@code linux}: a bzImage file, or {@code auto} (the newest /boot/vmlinuz-*)
      * @param initrd      for {@code linux}: an initramfs file, {@code auto} (built on first use) or {@code none}
      * @param cmdline     for {@code linux}: the kernel command line
      */
-    public record Guest(GuestKind kind, String program, int workloadMib, String kernel, String initrd,
+    public record Guest(String program, int workloadMib, GuestKind kind, String kernel, String initrd,
             String cmdline) {
         /** The keyword that picks the kernel or builds the initramfs. */
         public static final String AUTO = "auto";
         /** The initrd keyword for "no initrd". */
         public static final String NONE = "none";
 
-        /** A firmware guest with the Linux keys at their defaults. */
+        /** A guest of {@code kind} with the Linux keys at their defaults. */
+        public Guest(String program, int workloadMib, GuestKind kind) {
+            this(program, workloadMib, kind, AUTO, AUTO, "");
+        }
+
+        /** A guest of kind {@code auto}. */
         public Guest(String program, int workloadMib) {
-            this(GuestKind.AUTO, program, workloadMib, AUTO, AUTO, "");
+            this(program, workloadMib, GuestKind.AUTO);
         }
     }
 
@@ -88,21 +94,51 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
         }
     }
 
-    /** A VFIO container: one IOMMU context and its groups. */
-    public record Container(String name, Backend backend, int maxMappings, List<Group> groups) {
+    /**
+     * A VFIO container: one IOMMU context and its groups.
+     *
+     * @param discard          how its pins relate to discards of guest RAM
+     * @param discardBlockSize for {@code coordinated}: the size of the blocks guest RAM is mapped in (a power of two)
+     */
+    public record Container(String name, Backend backend, int maxMappings, List<Group> groups, Discard discard,
+            long discardBlockSize) {
         public Container {
             groups = List.copyOf(groups);
+        }
+    }
+
+    /** How a container's pins relate to discards of guest RAM ({@code discard}). */
+    public enum Discard {
+        /** No discard while any of its groups is attached (the default). */
+        INHIBIT("inhibit"),
+        /** Guest RAM mapped in blocks that the container unmaps before they are discarded. */
+        COORDINATED("coordinated"),
+        /** The device pins on demand (mediated devices) and never disables discards. */
+        ON_DEMAND("on-demand");
+
+        private final String configName;
+
+        Discard(String configName) {
+            this.configName = configName;
+        }
+
+        public String configName() {
+            return configName;
         }
     }
 
     /**
      * A VFIO group.
      *
-     * @param id                for {@code vfio-type1}, the number of {@code /dev/vfio/<id>}
-     * @param balloonCompatible the device pins on demand (a mediated device): it does not inhibit the balloon
-     * @param attachAtStart     attach when the VM starts (otherwise through the API)
+     * @param id            for {@code vfio-type1}, the number of {@code /dev/vfio/<id>}
+     * @param discard       the discard mode the group declares; empty: its container's. A group whose mode differs
+     *                      from its container's is refused when it attaches
+     * @param attachAtStart attach when the VM starts (otherwise through the API)
      */
-    public record Group(String id, boolean balloonCompatible, boolean attachAtStart) {
+    public record Group(String id, Optional<Discard> discard, boolean attachAtStart) {
+        public Group {
+            java.util.Objects.requireNonNull(discard, "discard");
+        }
     }
 
     /**

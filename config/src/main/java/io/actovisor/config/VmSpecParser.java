@@ -34,16 +34,20 @@ import java.util.regex.Pattern;
 public final class VmSpecParser {
     static final String ROOT = "actovisor.vm";
     private static final long PAGE = 4096;
+    private static final long DEFAULT_DISCARD_BLOCK = 2L << 20;
     private static final Pattern NAME = Pattern.compile("[a-z0-9][a-z0-9-]*");
+    /** The programs of the bundled firmware (devices/src/main/firmware, {@code PROGRAM("name", ...)}). */
+    static final Set<String> BUNDLED_PROGRAMS = Set.of("workload", "spin", "memtest", "mmio");
 
     /** The keys each kind of object may hold: unknown keys are errors. */
     private static final Map<String, Set<String>> SCHEMA = Map.of(
             "vm", Set.of("name", "vcpus", "memory", "firmware", "guest", "vfio", "balloon", "devices", "api"),
             "region", Set.of("name", "kind", "base", "size", "backing", "read-only", "device"),
-            "guest", Set.of("program", "workload-mib", "kind", "kernel", "initrd", "cmdline"),
+            "guest", Set.of("kind", "program", "workload-mib", "kernel", "initrd", "cmdline"),
             "vfio", Set.of("containers"),
-            "container", Set.of("name", "backend", "max-mappings", "groups"),
-            "group", Set.of("id", "balloon-compatible", "attach-at-start"),
+            "container", Set.of("name", "backend", "max-mappings", "groups", "discard", "discard-block-size"),
+            // balloon-compatible is known only to be refused with the key that replaced it
+            "group", Set.of("id", "discard", "balloon-compatible", "attach-at-start"),
             "balloon", Set.of("enabled", "initial-target", "deflate-on-oom", "stats-polling-interval",
                     "unsafe-ignore-inhibitor", "mmio-base"),
             "devices", Set.of("serial", "dma"),
@@ -99,10 +103,13 @@ public final class VmSpecParser {
         try {
             return parse.get();
         } catch (ConfigException e) {
-            String where = e.origin() != null && e.origin().lineNumber() > 0 ? what + ", line "
-                    + e.origin().lineNumber() : what;
-            throw new ConfigValidationException(List.of(new ConfigError(where, null, "not valid HOCON: "
-                    + e.getMessage())));
+            int line = e.origin() != null && e.origin().lineNumber() > 0 ? e.origin().lineNumber() : 1;
+            throw new ConfigValidationException(List.of(new ConfigError(ROOT, null, "not valid HOCON: "
+                    + ConfigErrors.describe(e)).at(what, line)));
+        } catch (RuntimeException e) {
+            // The parser's own failures on garbage input (it is not ours to fix) are reported, not thrown.
+            throw new ConfigValidationException(List.of(new ConfigError(ROOT, null, "not valid HOCON: the parser "
+                    + "cannot read it").at(what, 1)));
         }
     }
 
@@ -110,14 +117,35 @@ public final class VmSpecParser {
         Config reference = ConfigFactory.parseResources(VmSpecParser.class, "/reference.conf");
         if (!user.hasPath(ROOT)) {
             errors.add(new ConfigError(ROOT, null, "missing: a VM definition needs an actovisor.vm block"));
-            throw new ConfigValidationException(errors);
+            throw failure(user);
         }
         if (user.getValue(ROOT).valueType() != ConfigValueType.OBJECT) {
             errors.add(new ConfigError(ROOT, render(user.getValue(ROOT)), "must be an object"));
-            throw new ConfigValidationException(errors);
+            throw failure(user);
         }
         checkKeys(user.getConfig(ROOT).root(), "vm", ROOT);
-        config = user.withFallback(reference).resolve();
+        try {
+            config = user.withFallback(reference).resolve();
+        } catch (ConfigException e) {
+            // An unresolved ${X}: one error at its line, the rest cannot be read without it.
+            errors.add(ConfigErrors.fromLibrary(e, ROOT));
+            throw failure(user);
+        }
+        try {
+            return spec(user);
+        } catch (ConfigException e) {
+            // A read this parser does not guard yet: still an error at a line, never a stack trace.
+            errors.add(ConfigErrors.fromLibrary(e, ROOT));
+            throw failure(user);
+        }
+    }
+
+    /** Every error so far, each at the file and line of its value, sorted by line. */
+    private ConfigValidationException failure(Config user) {
+        return new ConfigValidationException(ConfigErrors.placed(errors, user));
+    }
+
+    private VmSpec spec(Config user) {
         String name = string(ROOT + ".name");
         if (name != null && !NAME.matcher(name).matches()) {
             error(ROOT + ".name", name, "must be lower-case letters, digits and dashes, starting with a letter or "
@@ -127,10 +155,19 @@ public final class VmSpecParser {
         List<VmSpec.Region> memory = regions();
         VmSpec.Firmware firmware = firmware();
         int workload = intIn(ROOT + ".guest.workload-mib", 1, 1024);
+        GuestKind kind = config.getValue(ROOT + ".guest").valueType() == ConfigValueType.OBJECT
+                ? enumOf(config.getConfig(ROOT + ".guest"), ROOT + ".guest", "kind", "auto", GuestKind.class,
+                        GuestKind::configName)
+                : GuestKind.AUTO;
         String program = string(ROOT + ".guest.program");
         if (program != null && !program.matches("[a-z0-9_-]{1,31}")) {
             error(ROOT + ".guest.program", program, "must be a firmware program name: 1 to 31 lower-case letters, "
                     + "digits, dashes or underscores");
+        } else if (program != null && firmware.bundled() && !BUNDLED_PROGRAMS.contains(program)) {
+            String nearest = nearest(program, BUNDLED_PROGRAMS);
+            error(ROOT + ".guest.program", program, "the bundled firmware has no such program" + (nearest == null
+                    ? "" : "; did you mean '" + nearest + "'?") + " (programs: " + new java.util.TreeSet<>(
+                    BUNDLED_PROGRAMS) + ")");
         }
         long ramFromZero = memory.stream().filter(r -> r.kind() == RegionKind.RAM && r.range().base() == 0)
                 .mapToLong(r -> r.range().size()).findFirst().orElse(0);
@@ -138,13 +175,13 @@ public final class VmSpecParser {
             error(ROOT + ".guest.workload-mib", Integer.toString(workload), "the work area (from 1 MiB) must fit in "
                     + "the RAM region at guest address 0 (" + (ramFromZero >> 20) + " MiB)");
         }
-        VmSpec.Guest guest = linuxGuest(program, workload);
+        VmSpec.Guest guest = linuxGuest(program, workload, kind);
         List<VmSpec.Container> containers = containers();
         VmSpec.Balloon balloon = balloon(memory);
         VmSpec.Devices devices = devices(containers, memory);
         VmSpec.Api api = api();
         if (!errors.isEmpty()) {
-            throw new ConfigValidationException(errors);
+            throw failure(user);
         }
         return new VmSpec(name, vcpus, memory, firmware, guest, containers, balloon,
                 devices, api);
@@ -303,20 +340,9 @@ public final class VmSpecParser {
         return regions;
     }
 
-    /** {@code guest.kind} and, for a Linux guest, its kernel, initrd and command line. */
-    private VmSpec.Guest linuxGuest(String program, int workload) {
+    /** The guest of {@code kind} and, for a Linux guest, its kernel, initrd and command line. */
+    private VmSpec.Guest linuxGuest(String program, int workload, GuestKind kind) {
         String at = ROOT + ".guest";
-        String kindName = string(at + ".kind");
-        GuestKind kind = GuestKind.AUTO;
-        if (kindName != null) {
-            Optional<GuestKind> known = java.util.Arrays.stream(GuestKind.values())
-                    .filter(k -> k.configName().equals(kindName)).findFirst();
-            if (known.isEmpty()) {
-                error(at + ".kind", kindName, "must be one of auto, firmware, scripted, linux");
-            } else {
-                kind = known.get();
-            }
-        }
         String kernel = string(at + ".kernel");
         String initrd = string(at + ".initrd");
         String cmdline = string(at + ".cmdline");
@@ -331,7 +357,7 @@ public final class VmSpecParser {
                 error(at + ".cmdline", cmdline, "the kernel command line must be printable ASCII");
             }
         }
-        return new VmSpec.Guest(kind, program, workload, kernel == null ? VmSpec.Guest.AUTO : kernel,
+        return new VmSpec.Guest(program, workload, kind, kernel == null ? VmSpec.Guest.AUTO : kernel,
                 initrd == null ? VmSpec.Guest.AUTO : initrd, cmdline == null ? "" : cmdline);
     }
 
@@ -376,6 +402,9 @@ public final class VmSpecParser {
             VmSpec.Backend backend = enumOf(c, at, "backend", "model", VmSpec.Backend.class,
                     VmSpec.Backend::configName);
             int maxMappings = intIn(c, at, "max-mappings", 65535, 1, Integer.MAX_VALUE);
+            VmSpec.Discard discard = enumOf(c, at, "discard", "inhibit", VmSpec.Discard.class,
+                    VmSpec.Discard::configName);
+            long blockSize = discardBlockSize(c, at);
             List<VmSpec.Group> groups = new ArrayList<>();
             List<? extends Config> groupList = c.hasPath("groups") ? objects(c, at + ".groups", "groups") : List.of();
             for (int g = 0; g < groupList.size(); g++) {
@@ -393,14 +422,35 @@ public final class VmSpecParser {
                 if (backend == VmSpec.Backend.VFIO_TYPE1 && !id.matches("[0-9]+")) {
                     error(gat + ".id", id, "a vfio-type1 group id is the number of /dev/vfio/<id>");
                 }
-                groups.add(new VmSpec.Group(id, bool(gc, gat, "balloon-compatible", false),
-                        bool(gc, gat, "attach-at-start", true)));
+                if (gc.hasPath("balloon-compatible")) {
+                    error(gat + ".balloon-compatible", render(gc, "balloon-compatible"), "was replaced by the "
+                            + "container's discard mode: set discard = on-demand on container " + at
+                            + " for devices that pin on demand");
+                }
+                Optional<VmSpec.Discard> declared = gc.hasPath("discard")
+                        ? Optional.ofNullable(enumOf(gc, gat, "discard", null, VmSpec.Discard.class,
+                                VmSpec.Discard::configName))
+                        : Optional.empty();
+                groups.add(new VmSpec.Group(id, declared, bool(gc, gat, "attach-at-start", true)));
             }
-            if (name != null && backend != null) {
-                containers.add(new VmSpec.Container(name, backend, maxMappings, groups));
+            if (name != null && backend != null && discard != null) {
+                containers.add(new VmSpec.Container(name, backend, maxMappings, groups, discard, blockSize));
             }
         }
         return containers;
+    }
+
+    /** {@code discard-block-size}: 2 MiB unless set; a power of two of at least 4 KiB. */
+    private long discardBlockSize(Config c, String at) {
+        if (!c.hasPath("discard-block-size")) {
+            return DEFAULT_DISCARD_BLOCK;
+        }
+        OptionalLong size = bytes(c, at + ".discard-block-size", "discard-block-size");
+        if (size.isPresent() && (size.getAsLong() < PAGE || Long.bitCount(size.getAsLong()) != 1)) {
+            error(at + ".discard-block-size", render(c, "discard-block-size"), "must be a power of two of at "
+                    + "least 4 KiB, such as 2 MiB");
+        }
+        return size.orElse(DEFAULT_DISCARD_BLOCK);
     }
 
     private VmSpec.Balloon balloon(List<VmSpec.Region> memory) {
@@ -476,11 +526,12 @@ public final class VmSpecParser {
     // --- typed reads that record errors ---
 
     private void error(String path, String value, String message) {
-        errors.add(new ConfigError(path, value, message));
+        errors.add(new ConfigError(path, ConfigErrors.isSecret(path) && value != null ? ConfigErrors.REDACTED
+                : ConfigErrors.abbreviate(value), message));
     }
 
     private static String render(ConfigValue value) {
-        return value.render(ConfigRenderOptions.concise());
+        return ConfigErrors.asWritten(value);
     }
 
     private String render(Config c, String key) {
@@ -561,14 +612,21 @@ public final class VmSpecParser {
             return fallback;
         }
         long value;
+        ConfigValue written = c.getValue(key);
         try {
             value = c.getLong(key);
-        } catch (ConfigException.WrongType e) {
-            error(shown, render(c.getValue(key)), "must be a whole number");
+        } catch (ConfigException.WrongType | ConfigException.BadValue e) {
+            error(shown, render(written), "must be a whole number");
+            return fallback;
+        }
+        if (written.unwrapped() instanceof Double || written.unwrapped() instanceof String text
+                && !text.trim().matches("[+-]?[0-9]+")) {
+            // HOCON truncates 1.5 to 1 and saturates 1e30 to Long.MAX_VALUE: refuse instead, showing what was written.
+            error(shown, render(written), "must be a whole number between " + min + " and " + max);
             return fallback;
         }
         if (value < min || value > max) {
-            error(shown, Long.toString(value), "must be between " + min + " and " + max);
+            error(shown, render(written), "must be between " + min + " and " + max);
             return fallback;
         }
         return (int) value;

@@ -42,9 +42,12 @@ public final class VmSpecRenderer {
         for (VmSpec.Container c : spec.containers()) {
             out.append("      { name = ").append(quote(c.name())).append(", backend = ")
                     .append(c.backend().configName()).append(", max-mappings = ").append(c.maxMappings())
+                    .append(", discard = ").append(c.discard().configName()).append(", discard-block-size = ")
+                    .append(c.discardBlockSize())
                     .append(", groups = [")
-                    .append(c.groups().stream().map(g -> " { id = " + quote(g.id()) + ", balloon-compatible = "
-                            + g.balloonCompatible() + ", attach-at-start = " + g.attachAtStart() + " }")
+                    .append(c.groups().stream().map(g -> " { id = " + quote(g.id())
+                            + g.discard().map(d -> ", discard = " + d.configName()).orElse("")
+                            + ", attach-at-start = " + g.attachAtStart() + " }")
                             .collect(Collectors.joining(",")))
                     .append(c.groups().isEmpty() ? "] }\n" : " ] }\n");
         }

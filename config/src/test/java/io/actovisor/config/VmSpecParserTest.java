@@ -72,8 +72,9 @@ class VmSpecParserTest {
                     { name = bal, kind = mmio, base = "0xd0001000", size = 4 KiB, device = balloon }
                   ]
                   vfio.containers = [
-                    { name = a, backend = pinned, max-mappings = 100, groups = [ { id = g1 }, { id = g2,
-                      balloon-compatible = true, attach-at-start = false } ] }
+                    { name = a, backend = pinned, max-mappings = 100, discard = coordinated,
+                      discard-block-size = 4 MiB, groups = [ { id = g1 }, { id = g2,
+                      discard = coordinated, attach-at-start = false } ] }
                     { name = b, backend = vfio-type1, groups = [ { id = "12" } ] }
                   ]
                   balloon { enabled = true, initial-target = 8 MiB, unsafe-ignore-inhibitor = true }
@@ -110,8 +111,47 @@ class VmSpecParserTest {
     void unknownBackendsListTheValidOnes() {
         ConfigError e = only("actovisor.vm.vfio.containers = [ { name = c, backend = iommufd } ]");
         assertEquals("actovisor.vm.vfio.containers[0].backend", e.path());
-        assertEquals("\"iommufd\"", e.value());
+        assertEquals("iommufd", e.value());
         assertTrue(e.message().contains("[model, pinned, vfio-type1]"), e.message());
+    }
+
+    @Test
+    void discardModesAreAContainerPropertyAndDefaultToInhibit() {
+        VmSpec spec = parse("""
+                actovisor.vm.vfio.containers = [ { name = a, groups = [ { id = g } ] },
+                  { name = b, discard = on-demand, discard-block-size = 1 GiB, groups = [ { id = h,
+                    discard = on-demand } ] } ]""");
+        VmSpec.Container a = spec.containers().get(0);
+        assertEquals(VmSpec.Discard.INHIBIT, a.discard());
+        assertEquals(2L << 20, a.discardBlockSize());
+        assertEquals(java.util.Optional.empty(), a.groups().get(0).discard());
+        VmSpec.Container b = spec.containers().get(1);
+        assertEquals(VmSpec.Discard.ON_DEMAND, b.discard());
+        assertEquals(1L << 30, b.discardBlockSize());
+        assertEquals(java.util.Optional.of(VmSpec.Discard.ON_DEMAND), b.groups().get(0).discard());
+        ConfigError mode = only("actovisor.vm.vfio.containers = [ { name = c, discard = sometimes } ]");
+        assertEquals("actovisor.vm.vfio.containers[0].discard", mode.path());
+        assertTrue(mode.message().contains("[inhibit, coordinated, on-demand]"), mode.message());
+    }
+
+    @Test
+    void aDiscardBlockSizeThatIsNotAPowerOfTwoIsRefusedNamingKeyAndValue() {
+        for (String bad : new String[] {"3 MiB", "1000", "2 KiB", "0"}) {
+            ConfigError e = only("actovisor.vm.vfio.containers = [ { name = c, discard = coordinated, "
+                    + "discard-block-size = " + bad + " } ]");
+            assertEquals("actovisor.vm.vfio.containers[0].discard-block-size", e.path(), bad);
+            assertTrue(e.value().contains(bad.split(" ")[0]), e.value());
+            assertTrue(e.message().contains("power of two"), e.message());
+        }
+    }
+
+    @Test
+    void balloonCompatibleIsAnErrorNamingTheKeyThatReplacedIt() {
+        ConfigError e = only("""
+                actovisor.vm.vfio.containers = [ { name = a, groups = [ { id = g, balloon-compatible = true } ] } ]""");
+        assertEquals("actovisor.vm.vfio.containers[0].groups[0].balloon-compatible", e.path());
+        assertEquals("true", e.value());
+        assertTrue(e.message().contains("discard = on-demand"), e.message());
     }
 
     @Test
@@ -151,7 +191,7 @@ class VmSpecParserTest {
     void wrongTypesNameTheValue() {
         ConfigError e = only("actovisor.vm.vcpus = abc");
         assertEquals("actovisor.vm.vcpus", e.path());
-        assertEquals("\"abc\"", e.value());
+        assertEquals("abc", e.value());
         assertEquals("actovisor.vm.vcpus", only("actovisor.vm.vcpus = 0").path());
     }
 
@@ -193,6 +233,6 @@ class VmSpecParserTest {
         ConfigValidationException e = assertThrows(ConfigValidationException.class,
                 () -> VmSpecParser.parseString("actovisor.vm {\n  name = x\n  memory = [ {\n}"));
         assertEquals(1, e.errors().size());
-        assertTrue(e.errors().get(0).path().contains("line"), e.errors().toString());
+        assertEquals(4, e.errors().get(0).line(), e.errors().toString());
     }
 }

@@ -18,6 +18,7 @@ import io.actovisor.devices.uring.IoUring;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.sys.ProcessResources;
 import io.actovisor.memory.testing.NativeRequirement;
+import io.actovisor.memory.testing.TestTimeouts;
 import io.actovisor.vmm.runtime.VmBuilder;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -29,7 +30,8 @@ import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.eventstream.EventStream;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -37,17 +39,21 @@ import org.junit.jupiter.api.Test;
  * up, the host's balloon decides whether to discard them, and the guest's DMA engine (behind a VFIO group on the
  * {@code pinned} backend) checksums the same memory the CPU checksums.
  */
+@Tag("kvm")
 class GuestBalloonTest {
     private static final long MIB = 1 << 20;
     private static final int PAGES = 256;
     private static ActorTestKit kit;
     private static int vms;
 
-    @BeforeAll
-    static void start() {
-        NativeRequirement.require("KVM", Kvm.unavailabilityCause());
+    /** Per test, so that a machine without KVM reports each test skipped with the reason, not a class of none. */
+    @BeforeEach
+    void start() {
+        NativeRequirement.requireKvm(Kvm.unavailabilityCause());
         NativeRequirement.require("io_uring", IoUring.unavailabilityCause());
-        kit = ActorTestKit.create();
+        if (kit == null) {
+            kit = ActorTestKit.create();
+        }
     }
 
     @AfterAll
@@ -103,7 +109,7 @@ class GuestBalloonTest {
         /** Wait for a console line matching {@code regex}; returns its matcher. */
         Matcher await(String regex) {
             Pattern pattern = Pattern.compile(regex);
-            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            long deadline = System.nanoTime() + TestTimeouts.scaled(Duration.ofSeconds(60)).toNanos();
             while (System.nanoTime() < deadline) {
                 String line = console.receiveMessage(Duration.ofSeconds(60)).line();
                 lines.add(line);

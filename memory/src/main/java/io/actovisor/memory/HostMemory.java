@@ -138,22 +138,42 @@ public final class HostMemory implements AutoCloseable {
         return offset;
     }
 
+    /** The host range of bytes [offset, offset + length), checked to be page-aligned and inside this memory. */
+    private AddressRange pages(long offset, long length, String operation) {
+        if (closed) {
+            throw new IllegalStateException("host memory " + name + " is closed");
+        }
+        if (offset < 0 || length <= 0 || offset > size - length) {
+            throw new IndexOutOfBoundsException(operation + " of 0x" + Long.toHexString(length) + " bytes at offset 0x"
+                    + Long.toHexString(offset) + " is outside host memory " + name + " of size 0x"
+                    + Long.toHexString(size));
+        }
+        if (offset % PAGE_SIZE != 0 || length % PAGE_SIZE != 0) {
+            throw new IllegalArgumentException(operation + " of 0x" + Long.toHexString(length) + " bytes at offset 0x"
+                    + Long.toHexString(offset) + " in host memory " + name + " is not page-aligned");
+        }
+        return AddressRange.of(base + offset, length);
+    }
+
     /**
-     * Give the pages of {@code range} back to the host: MADV_DONTNEED for private memory (the next touch faults in
-     * a fresh zero page), a punched hole for a memfd. The range must be page-aligned; pass coalesced ranges.
+     * Give the pages of bytes [offset, offset + length) back to the host: MADV_DONTNEED for private memory (the next
+     * touch faults in a fresh zero page), a punched hole for a memfd. Page-aligned; pass coalesced ranges.
      */
-    public void discard(AddressRange range) {
-        long offset = checkPages(range, "discard");
+    public void discard(long offset, long length) {
+        AddressRange range = pages(offset, length, "discard");
         if (memfd >= 0) {
-            posix.fallocate(memfd, Mman.FALLOC_FL_PUNCH_HOLE | Mman.FALLOC_FL_KEEP_SIZE, offset, range.size());
+            posix.fallocate(memfd, Mman.FALLOC_FL_PUNCH_HOLE | Mman.FALLOC_FL_KEEP_SIZE, offset, length);
         } else {
             posix.madvise(range.base(), range.size(), Mman.MADV_DONTNEED);
         }
     }
 
-    /** Fault in writable pages for {@code range} now (MADV_POPULATE_WRITE), without changing their contents. */
-    public void populate(AddressRange range) {
-        checkPages(range, "populate");
+    /**
+     * Fault in writable pages for bytes [offset, offset + length) now (MADV_POPULATE_WRITE), without changing their
+     * contents. Page-aligned.
+     */
+    public void populate(long offset, long length) {
+        AddressRange range = pages(offset, length, "populate");
         try {
             posix.madvise(range.base(), range.size(), Mman.MADV_POPULATE_WRITE);
         } catch (NativeException e) {

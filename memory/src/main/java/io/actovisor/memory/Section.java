@@ -34,6 +34,20 @@ public record Section(AddressRange range, MemoryRegion region, long offsetInRegi
         return region.hostAddress(gpa);
     }
 
+    /**
+     * The host memory behind guest range {@code guest} of this RAM or ROM section, as a block and an offset range
+     * in it.
+     */
+    public HostSpan hostSpan(AddressRange guest) {
+        if (!range.contains(guest.base()) || !range.contains(guest.last())) {
+            throw new IllegalArgumentException(guest + " is not inside section " + this);
+        }
+        HostBacking backing = region.backing().orElseThrow(() -> new IllegalArgumentException("section " + this
+                + " has no host memory"));
+        long delta = guest.base() - region.range().base(); // as hostAddress(gpa) computes it
+        return new HostSpan(backing.memory(), backing.offset() + delta, guest.size());
+    }
+
     /** Whether {@code next} starts right where this ends and continues the same region at the same offset. */
     public boolean isContinuedBy(Section next) {
         return next.region.equals(region)

@@ -48,7 +48,7 @@ class HostMemoryTest {
             Arrays.fill(pattern, (byte) 0x5a);
             mem.write(mem.base(), pattern);
             HostAddress second = mem.base().checkedAdd(PAGE);
-            mem.discard(AddressRange.of(second.value(), 2 * PAGE));
+            mem.discard(PAGE, 2 * PAGE);
             // Before anything reads them (a read maps the zero page), only the two kept pages are resident.
             assertEquals(2 * PAGE, mem.residentBytes(mem.hostRange()));
             assertEquals(0x5a, mem.readByte(mem.base().checkedAdd(PAGE - 1)));
@@ -64,7 +64,7 @@ class HostMemoryTest {
                 HostMemory decoys = HostMemory.anonymous("pfn-decoys", 16 * PAGE)) {
             mem.writeByte(mem.base(), (byte) 'A');
             long before = mem.pfn(mem.base()).orElseThrow();
-            mem.discard(AddressRange.of(mem.base().value(), PAGE));
+            mem.discard(0, PAGE);
             assertEquals(OptionalLong.empty(), mem.pfn(mem.base()), "a discarded page is not present");
             // The page allocator hands the most recently freed frame out first: let other pages take it, so the
             // re-touched page gets a fresh frame, as a guest page does after a balloon discard.
@@ -105,7 +105,7 @@ class HostMemoryTest {
     void after_close_nothing_is_left_in_proc_self_maps_or_fds(boolean shared) {
         ProcessResources before = ProcessResources.snapshot();
         HostMemory mem = open(shared, "leakcheck", 16 * PAGE);
-        mem.populate(mem.hostRange());
+        mem.populate(0, mem.size());
         assertEquals(16 * PAGE, mem.residentBytes(mem.hostRange()));
         long base = mem.base().value();
         assertEquals(1, ProcessResources.snapshot().mappingsOverlapping(base, mem.size()).size());
@@ -121,10 +121,12 @@ class HostMemoryTest {
     @Test
     void discard_refuses_unaligned_and_foreign_ranges() {
         try (HostMemory mem = HostMemory.anonymous("refuse", 2 * PAGE)) {
-            assertThrows(IllegalArgumentException.class,
-                    () -> mem.discard(AddressRange.of(mem.base().value() + 1, PAGE)));
-            assertThrows(IndexOutOfBoundsException.class,
-                    () -> mem.discard(AddressRange.of(mem.base().value() + PAGE, 2 * PAGE)));
+            assertThrows(IllegalArgumentException.class, () -> mem.discard(1, PAGE));
+            assertThrows(IllegalArgumentException.class, () -> mem.populate(0, PAGE + 1));
+            assertThrows(IndexOutOfBoundsException.class, () -> mem.discard(PAGE, 2 * PAGE));
+            assertThrows(IndexOutOfBoundsException.class, () -> mem.discard(-PAGE, PAGE));
+            assertThrows(IndexOutOfBoundsException.class, () -> mem.discard(PAGE, Long.MAX_VALUE - 4095));
+            assertThrows(IndexOutOfBoundsException.class, () -> mem.populate(0, 0));
         }
     }
 

@@ -3,20 +3,17 @@ package io.actovisor.actors.balloon;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.memory.MemoryListener;
-import io.actovisor.actors.vfio.VfioContainerActor;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.memory.AddressRange;
-import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.HostSpan;
 import io.actovisor.memory.RegionKind;
 import io.actovisor.memory.Section;
 import java.util.ArrayList;
 import java.util.BitSet;
-import java.util.HashSet;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.Optional;
-import java.util.Set;
 import java.util.TreeMap;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -29,23 +26,23 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 import org.apache.pekko.actor.typed.javadsl.StashBuffer;
 
 /**
- * The host side of a memory balloon, and the balloon inhibitor.
+ * The host side of a memory balloon.
  *
  * <p>Management sets a {@link SetTarget target}; the guest driver gives frames up ({@link Inflate}) and takes them
- * back ({@link Deflate}). Inflated frames are coalesced into contiguous guest-physical runs, and each run becomes one
- * discard of the host memory behind it ({@code MADV_DONTNEED}, or a hole punch for memfd-backed RAM) — unless the
- * balloon is <b>inhibited</b>: then the guest may still give pages up, but the host does not reclaim them, and the
- * skipped discard is counted and published as {@link ActovisorEvent.DiscardSkipped}.
+ * back ({@link Deflate}). Inflated frames are coalesced into contiguous guest-physical runs, and the balloon asks
+ * its {@link DiscardManager} before discarding them: on {@link DiscardManager.DiscardNow} each run becomes one
+ * discard of the host memory behind it ({@code MADV_DONTNEED}, or a hole punch for memfd-backed RAM), then the
+ * balloon reports {@link DiscardManager.DiscardDone}; on {@link DiscardManager.Refused} (a VFIO device has the pages
+ * pinned) the guest still gives the pages up but the host does not reclaim them, and the skipped discard is counted
+ * and published as {@link ActovisorEvent.DiscardSkipped}. Without an answer in time nothing is discarded. While a
+ * decision is pending every other command waits, so no frame is deflated before its discard has run.
  *
- * <p>Inhibitors are counted per holder and <b>watched</b>: when a holder stops or crashes its inhibit is released,
- * so the count cannot leak. A holder that named the container pinning its pages ({@code pinOwner}) is released only
- * when that container confirms the holder's pins are gone ({@link VfioContainerActor.AwaitGroupGone}) or the
- * container itself has stopped (its PostStop closed the IOMMU): no discard ever runs while a stopped group's pages
- * are still pinned.
+ * <p>The balloon never discards on its own authority, except with {@code unsafe-ignore-inhibitor}: then a refused
+ * discard runs anyway, loudly ({@link ActovisorEvent.UnsafeDiscard}). Its status reports the manager's holders.
  *
  * <p>The balloon learns where guest RAM lives as a {@link MemoryListener} of its address space. It runs discards
  * itself: spawn it with {@link #DISPATCHER}. A failure while handling one message is logged and that message
- * dropped; the inhibitor table survives (resume supervision).
+ * dropped (resume supervision).
  */
 public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     /** The dispatcher balloons run on ({@code actovisor.dispatchers.blocking-io}). */
@@ -89,13 +86,24 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
      * What an inflate did.
      *
      * @param pagesAccepted  frames newly counted as inflated (frames already inflated count once)
-     * @param pagesDiscarded pages whose host memory was discarded
-     * @param pagesSkipped   pages not discarded because the balloon is inhibited
+     * @param pagesDiscarded pages whose host memory was discarded (with coordinated discard, the whole blocks this
+     *                       inflate completed, which may include frames of earlier inflates)
+     * @param pagesSkipped   pages not discarded because discards are disabled
      * @param discards       discard calls made (one per coalesced run within a region)
      * @param rejected       frames outside guest RAM, refused
+     * @param pagesHeld      pages the discard manager holds until their block completes
      */
     public record InflateResult(long pagesAccepted, long pagesDiscarded, long pagesSkipped, int discards,
-            List<Long> rejected) {
+            List<Long> rejected, long pagesHeld) {
+        public InflateResult {
+            rejected = List.copyOf(rejected);
+        }
+
+        /** A result with nothing held. */
+        public InflateResult(long pagesAccepted, long pagesDiscarded, long pagesSkipped, int discards,
+                List<Long> rejected) {
+            this(pagesAccepted, pagesDiscarded, pagesSkipped, discards, rejected, 0);
+        }
     }
 
     /** The guest driver takes back frames {@code frames}; their contents are whatever the guest finds there. */
@@ -105,45 +113,11 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         }
     }
 
-    /** What a deflate did: frames that were inflated and are not any more, and frames that were not inflated. */
-    public record DeflateResult(long pagesReturned, List<Long> notInflated) {
-    }
-
     /**
-     * Hold an inhibit for {@code holder} (watched).
-     *
-     * @param holderName how status and events name the holder
-     * @param pinOwner   the container holding the pins the inhibit protects, if any
+     * What a deflate did: frames that were inflated and are not any more, and frames that were not inflated or could
+     * not be returned (a discarded block that could not be mapped again).
      */
-    public record Inhibit(ActorRef<?> holder, String holderName,
-            Optional<ActorRef<VfioContainerActor.Command>> pinOwner, ActorRef<InhibitResult> replyTo)
-            implements Command {
-        public Inhibit {
-            Objects.requireNonNull(holder, "holder");
-            Objects.requireNonNull(holderName, "holderName");
-            Objects.requireNonNull(pinOwner, "pinOwner");
-            Objects.requireNonNull(replyTo, "replyTo");
-        }
-    }
-
-    /** Release the inhibit {@code holder} holds. */
-    public record Release(ActorRef<?> holder, ActorRef<InhibitResult> replyTo) implements Command {
-    }
-
-    /** The outcome of {@link Inhibit} and {@link Release}. */
-    public sealed interface InhibitResult permits InhibitHeld, InhibitReleased, InhibitRefused {
-    }
-
-    /** The inhibit is held; {@code count} inhibitors now. */
-    public record InhibitHeld(String holderName, int count) implements InhibitResult {
-    }
-
-    /** The inhibit is released; {@code count} inhibitors remain. */
-    public record InhibitReleased(String holderName, int count) implements InhibitResult {
-    }
-
-    /** The request made no sense (a second inhibit by one holder, a release by a non-holder). */
-    public record InhibitRefused(String reason) implements InhibitResult {
+    public record DeflateResult(long pagesReturned, List<Long> notInflated) {
     }
 
     /** Ask for the balloon's status. */
@@ -154,7 +128,8 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
      * A balloon's status.
      *
      * @param actualBytes    bytes the guest has given up (inflated frames)
-     * @param inhibitors     inhibits held, including those of stopped holders still draining
+     * @param inhibitors     discard holders registered with the discard manager, draining ones included (-1 when
+     *                       the manager did not answer)
      * @param holders        their names
      * @param discards       discard calls made
      * @param pagesDiscarded pages discarded
@@ -170,42 +145,49 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     private record ListenerUpdate(MemoryListener.Update update) implements Command {
     }
 
-    private record HolderStopped(ActorRef<?> holder) implements Command {
+    /** The manager's answer to the discard an inflate asked for, with what the inflate still has to tell. */
+    private record Decided(PendingInflate inflate, DiscardManager.Decision decision, Throwable failure)
+            implements Command {
     }
 
-    private record PinOwnerStopped(ActorRef<?> pinOwner) implements Command {
+    /** The manager's answer to a deflate's reclaim. */
+    private record Reclaimed(PendingDeflate deflate, DiscardManager.ReclaimResult result, Throwable failure)
+            implements Command {
     }
 
-    private record DrainConfirmed(ActorRef<?> holder) implements Command {
+    /** A deflate waiting for its frames to be mapped again. */
+    private record PendingDeflate(ActorRef<DeflateResult> replyTo, long[] frames, List<Long> notInflated) {
     }
 
-    private record DrainUnconfirmed(ActorRef<?> holder, String reason) implements Command {
+    /** The manager's state, for a status request. */
+    private record StatusReady(ActorRef<BalloonStatus> replyTo, DiscardState state, Throwable failure)
+            implements Command {
+    }
+
+    /** An inflate waiting for the manager's decision. */
+    private record PendingInflate(ActorRef<InflateResult> replyTo, List<Piece> pieces, long pages,
+            List<Long> rejected) {
     }
 
     /** The address space answered the balloon's subscription: it has seen the whole current view by now. */
     private record SubscriptionDone(AddressSpaceActor.SubscribeResult result) implements Command {
     }
 
+    /** How long the balloon waits for its discard manager; without an answer it discards nothing. */
+    static final java.time.Duration DECISION_TIMEOUT = java.time.Duration.ofSeconds(5);
+    /**
+     * How long a deflate waits for its blocks to be mapped again: longer than the manager's remap attempts, shorter
+     * than the virtio device's wait on the balloon.
+     */
+    static final java.time.Duration RECLAIM_TIMEOUT = java.time.Duration.ofSeconds(20);
+
     /** Commands that arrive before the first view; more than this while subscribing is a runaway sender. */
     private static final int SUBSCRIBE_STASH = 10_000;
 
-    private static final class Holder {
-        final ActorRef<?> ref;
-        final String name;
-        final Optional<ActorRef<VfioContainerActor.Command>> pinOwner;
-        boolean draining;
-
-        Holder(ActorRef<?> ref, String name, Optional<ActorRef<VfioContainerActor.Command>> pinOwner) {
-            this.ref = ref;
-            this.name = name;
-            this.pinOwner = pinOwner;
-        }
-    }
-
     private final String name;
     private final BalloonSettings settings;
-    private final Map<ActorRef<?>, Holder> holders = new LinkedHashMap<>();
-    private final Set<ActorRef<?>> watchedPinOwners = new HashSet<>();
+    private final ActorRef<DiscardManager.Command> discardManager;
+    private final StashBuffer<Command> stash;
     /** Guest RAM sections by guest base address, from the address space. */
     private final TreeMap<Long, Section> ram = new TreeMap<>(Long::compareUnsigned);
     private final BitSet inflated = new BitSet();
@@ -217,10 +199,13 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     private long pagesSkipped;
     private long unsafeDiscards;
 
-    private BalloonActor(ActorContext<Command> context, String name, BalloonSettings settings) {
+    private BalloonActor(ActorContext<Command> context, String name, BalloonSettings settings,
+            ActorRef<DiscardManager.Command> discardManager, StashBuffer<Command> stash) {
         super(context);
         this.name = name;
         this.settings = settings;
+        this.discardManager = discardManager;
+        this.stash = stash;
         if (settings.unsafeIgnoreInhibitor()) {
             context.getLog().warn("Balloon {} starts with unsafe-ignore-inhibitor = true: it will discard pages that "
                     + "VFIO devices have pinned, and those devices will read stale memory", name);
@@ -260,13 +245,13 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     }
 
     /**
-     * A balloon over the guest RAM of {@code addressSpace}. Wrapped in resume supervision: the inhibitor table
-     * outlives a failure in one message.
+     * A balloon over the guest RAM of {@code addressSpace} that asks {@code discardManager} before every discard.
+     * Wrapped in resume supervision: the inflated frames outlive a failure in one message.
      */
     public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
-            BalloonSettings settings) {
+            BalloonSettings settings, ActorRef<DiscardManager.Command> discardManager) {
         return Behaviors.supervise(Behaviors.<Command>withStash(SUBSCRIBE_STASH, stash -> Behaviors.setup(context ->
-                new BalloonActor(context, name, settings).subscribing(addressSpace, stash))))
+                new BalloonActor(context, name, settings, discardManager, stash).subscribing(addressSpace, stash))))
                 .onFailure(SupervisorStrategy.resume());
     }
 
@@ -277,13 +262,8 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
                 .onMessage(WatchTarget.class, this::onWatchTarget)
                 .onMessage(Inflate.class, this::onInflate)
                 .onMessage(Deflate.class, this::onDeflate)
-                .onMessage(Inhibit.class, this::onInhibit)
-                .onMessage(Release.class, this::onRelease)
-                .onMessage(HolderStopped.class, this::onHolderStopped)
-                .onMessage(PinOwnerStopped.class, this::onPinOwnerStopped)
-                .onMessage(DrainConfirmed.class, this::onDrainConfirmed)
-                .onMessage(DrainUnconfirmed.class, this::onDrainUnconfirmed)
                 .onMessage(GetStatus.class, this::onGetStatus)
+                .onMessage(StatusReady.class, this::onStatusReady)
                 .onMessage(ListenerUpdate.class, this::onListenerUpdate)
                 .build();
     }
@@ -335,169 +315,178 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         }
         long[] frames = java.util.Arrays.copyOf(fresh, freshCount);
         List<Piece> pieces = pieces(FrameRuns.coalesce(frames));
-        long pages = frames.length;
+        PendingInflate pending = new PendingInflate(inflate.replyTo(), pieces, frames.length, List.copyOf(rejected));
+        if (pending.pages() == 0) {
+            inflate.replyTo().tell(new InflateResult(0, 0, 0, 0, pending.rejected()));
+            return this;
+        }
+        getContext().ask(DiscardManager.Decision.class, discardManager, DECISION_TIMEOUT,
+                replyTo -> new DiscardManager.RequestDiscard(getContext().getSelf(),
+                        pieces.stream().map(Piece::guest).toList(), pending.pages(), replyTo),
+                (decision, failure) -> new Decided(pending, decision, failure));
+        return deciding();
+    }
+
+    /**
+     * Waiting for the manager's decision on one inflate: every other command waits too, so no frame of it can be
+     * deflated (and reused by the guest) before its discard has run.
+     */
+    private Behavior<Command> deciding() {
+        return Behaviors.receive(Command.class)
+                .onMessage(Decided.class, decided -> {
+                    onDecided(decided);
+                    return stash.unstashAll(this);
+                })
+                .onAnyMessage(command -> {
+                    stash.stash(command);
+                    return Behaviors.same();
+                })
+                .build();
+    }
+
+    private void onDecided(Decided decided) {
+        PendingInflate inflate = decided.inflate();
+        List<AddressRange> guest = inflate.pieces().stream().map(Piece::guest).toList();
+        long pages = inflate.pages();
         long discarded = 0;
         long skipped = 0;
+        long heldPages = 0;
         int calls = 0;
-        if (pages > 0) {
-            boolean inhibited = !holders.isEmpty();
-            if (inhibited && !settings.unsafeIgnoreInhibitor()) {
-                skipped = pages;
-                skippedDiscards += pieces.size();
-                pagesSkipped += pages;
-                ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.DiscardSkipped(name,
-                        pieces.stream().map(Piece::guest).toList(), pages, holderNames()));
+        if (decided.decision() instanceof DiscardManager.DiscardNow now) {
+            long done = 0;
+            try {
+                // The manager may add frames it held before (a block this inflate completed).
+                for (Piece piece : pieces(now.ranges())) {
+                    piece.host().discard();
+                    calls++;
+                    done += piece.guest().size() / FrameRuns.FRAME_SIZE;
+                }
+            } finally {
+                discardManager.tell(new DiscardManager.DiscardDone(now.ticket(), done));
+                discards += calls;
+                pagesDiscarded += done;
+            }
+            discarded = done;
+            heldPages = Math.max(0, pages - done);
+        } else if (decided.decision() instanceof DiscardManager.Held) {
+            heldPages = pages;
+        } else {
+            List<String> holders;
+            if (decided.decision() instanceof DiscardManager.Refused refused) {
+                holders = refused.holders();
             } else {
-                for (Piece piece : pieces) {
-                    piece.memory().discard(piece.host());
+                holders = List.of("the discard manager did not answer: " + decided.failure().getMessage());
+            }
+            if (decided.decision() instanceof DiscardManager.Refused && settings.unsafeIgnoreInhibitor()) {
+                for (Piece piece : inflate.pieces()) {
+                    piece.host().discard();
                     calls++;
                 }
                 discarded = pages;
                 discards += calls;
                 pagesDiscarded += pages;
-                if (inhibited) {
-                    unsafeDiscards += calls;
-                    getContext().getLog().warn("Balloon {} discarded {} pages pinned for {} because "
-                            + "unsafe-ignore-inhibitor is set: those devices now see stale memory", name, pages,
-                            holderNames());
-                    ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.UnsafeDiscard(name,
-                            pieces.stream().map(Piece::guest).toList(), pages, holderNames()));
+                unsafeDiscards += calls;
+                getContext().getLog().warn("Balloon {} discarded {} pages pinned for {} because "
+                        + "unsafe-ignore-inhibitor is set: those devices now see stale memory", name, pages, holders);
+                ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.UnsafeDiscard(name, guest, pages,
+                        holders));
+            } else {
+                if (decided.decision() == null) {
+                    getContext().getLog().error("Balloon {} skips the discard of {} pages: {}", name, pages,
+                            holders.get(0));
                 }
+                skipped = pages;
+                skippedDiscards += inflate.pieces().size();
+                pagesSkipped += pages;
+                ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.DiscardSkipped(name, guest, pages,
+                        holders));
             }
-            publishChanged();
         }
-        inflate.replyTo().tell(new InflateResult(pages, discarded, skipped, calls, List.copyOf(rejected)));
-        return this;
+        publishChanged();
+        inflate.replyTo().tell(new InflateResult(pages, discarded, skipped, calls, inflate.rejected(), heldPages));
     }
 
     private Behavior<Command> onDeflate(Deflate deflate) {
         long returned = 0;
         List<Long> notInflated = new ArrayList<>();
+        long[] taken = new long[deflate.frames().length];
         for (long frame : deflate.frames()) {
             if (frame >= 0 && frame <= Integer.MAX_VALUE && inflated.get((int) frame)) {
                 inflated.clear((int) frame);
-                returned++;
+                taken[(int) returned++] = frame;
             } else {
                 notInflated.add(frame);
             }
         }
-        if (returned > 0) {
-            publishChanged();
-        }
-        deflate.replyTo().tell(new DeflateResult(returned, List.copyOf(notInflated)));
-        return this;
-    }
-
-    private Behavior<Command> onInhibit(Inhibit inhibit) {
-        if (holders.containsKey(inhibit.holder())) {
-            inhibit.replyTo().tell(new InhibitRefused(inhibit.holderName() + " already holds an inhibit on balloon "
-                    + name));
+        if (returned == 0) {
+            deflate.replyTo().tell(new DeflateResult(0, List.copyOf(notInflated)));
             return this;
         }
-        Holder holder = new Holder(inhibit.holder(), inhibit.holderName(), inhibit.pinOwner());
-        holders.put(inhibit.holder(), holder);
-        getContext().watchWith(inhibit.holder(), new HolderStopped(inhibit.holder()));
-        inhibit.pinOwner().ifPresent(owner -> {
-            if (watchedPinOwners.add(owner)) {
-                getContext().watchWith(owner, new PinOwnerStopped(owner));
-            }
-        });
-        inhibitChanged("inhibit");
-        inhibit.replyTo().tell(new InhibitHeld(holder.name, holders.size()));
-        return this;
+        publishChanged();
+        long[] frames = java.util.Arrays.copyOf(taken, (int) returned);
+        PendingDeflate pending = new PendingDeflate(deflate.replyTo(), frames, List.copyOf(notInflated));
+        // A discarded block the frames touch is mapped again in every coordinated container before the answer.
+        getContext().ask(DiscardManager.ReclaimResult.class, discardManager, RECLAIM_TIMEOUT,
+                replyTo -> new DiscardManager.Reclaim(FrameRuns.coalesce(frames), replyTo),
+                (result, failure) -> new Reclaimed(pending, result, failure));
+        return reclaiming();
     }
 
-    private Behavior<Command> onRelease(Release release) {
-        Holder holder = holders.get(release.holder());
-        if (holder == null) {
-            release.replyTo().tell(new InhibitRefused(release.holder().path().name() + " holds no inhibit on balloon "
-                    + name));
-            return this;
+    /** Waiting for the manager to map again what a deflate takes back: every other command waits too. */
+    private Behavior<Command> reclaiming() {
+        return Behaviors.receive(Command.class)
+                .onMessage(Reclaimed.class, reclaimed -> {
+                    onReclaimed(reclaimed);
+                    return stash.unstashAll(this);
+                })
+                .onAnyMessage(command -> {
+                    stash.stash(command);
+                    return Behaviors.same();
+                })
+                .build();
+    }
+
+    private void onReclaimed(Reclaimed reclaimed) {
+        PendingDeflate deflate = reclaimed.deflate();
+        if (reclaimed.result() instanceof DiscardManager.Reclaimed) {
+            deflate.replyTo().tell(new DeflateResult(deflate.frames().length, deflate.notInflated()));
+            return;
         }
-        remove(holder, "release");
-        release.replyTo().tell(new InhibitReleased(holder.name, holders.size()));
-        return this;
-    }
-
-    private Behavior<Command> onHolderStopped(HolderStopped stopped) {
-        Holder holder = holders.get(stopped.holder());
-        if (holder == null) {
-            return this;
+        String reason = reclaimed.result() instanceof DiscardManager.ReclaimFailed failed ? failed.reason()
+                : "the discard manager did not answer: " + reclaimed.failure().getMessage();
+        // Not mapped again: the frames stay in the balloon, and the guest is not told it may use them.
+        for (long frame : deflate.frames()) {
+            inflated.set((int) frame);
         }
-        if (holder.pinOwner.isEmpty()) {
-            getContext().getLog().warn("Inhibitor {} of balloon {} stopped; releasing its inhibit", holder.name, name);
-            remove(holder, "holder stopped");
-            return this;
+        getContext().getLog().error("Balloon {} keeps {} deflated frames: {}", name, deflate.frames().length, reason);
+        publishChanged();
+        List<Long> refused = new ArrayList<>(deflate.notInflated());
+        for (long frame : deflate.frames()) {
+            refused.add(frame);
         }
-        getContext().getLog().warn("Inhibitor {} of balloon {} stopped; releasing its inhibit once its container "
-                + "has unpinned", holder.name, name);
-        holder.draining = true;
-        askDrain(holder);
-        return this;
-    }
-
-    private void askDrain(Holder holder) {
-        ActorRef<VfioContainerActor.Command> owner = holder.pinOwner.orElseThrow();
-        getContext().ask(VfioContainerActor.GroupGone.class, owner, settings.drainTimeout(),
-                replyTo -> new VfioContainerActor.AwaitGroupGone(holder.ref, replyTo),
-                (gone, failure) -> failure == null ? new DrainConfirmed(holder.ref)
-                        : new DrainUnconfirmed(holder.ref, failure.getMessage()));
-    }
-
-    private Behavior<Command> onDrainConfirmed(DrainConfirmed confirmed) {
-        Holder holder = holders.get(confirmed.holder());
-        if (holder != null && holder.draining) {
-            remove(holder, "holder stopped");
-        }
-        return this;
-    }
-
-    private Behavior<Command> onDrainUnconfirmed(DrainUnconfirmed unconfirmed) {
-        Holder holder = holders.get(unconfirmed.holder());
-        if (holder != null && holder.draining) {
-            getContext().getLog().error("Balloon {}: the container of stopped inhibitor {} has not confirmed its "
-                    + "pins are gone ({}); keeping the inhibit and asking again", name, holder.name,
-                    unconfirmed.reason());
-            askDrain(holder);
-        }
-        return this;
-    }
-
-    private Behavior<Command> onPinOwnerStopped(PinOwnerStopped stopped) {
-        watchedPinOwners.remove(stopped.pinOwner());
-        // The container's PostStop closed its IOMMU before this arrived: the pins of its stopped groups are gone.
-        List<Holder> drained = holders.values().stream()
-                .filter(h -> h.draining && h.pinOwner.map(o -> o.equals(stopped.pinOwner())).orElse(false))
-                .toList();
-        drained.forEach(h -> remove(h, "holder stopped"));
-        return this;
-    }
-
-    private void remove(Holder holder, String cause) {
-        holders.remove(holder.ref);
-        getContext().unwatch(holder.ref);
-        inhibitChanged(cause);
-    }
-
-    private void inhibitChanged(String cause) {
-        getContext().getLog().info("Balloon {} inhibitors: {} {} ({})", name, holders.size(), holderNames(), cause);
-        ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.InhibitChanged(name, holders.size(),
-                holderNames(), cause));
-    }
-
-    private List<String> holderNames() {
-        return holders.values().stream().map(h -> h.draining ? h.name + " (stopped, draining)" : h.name).toList();
+        deflate.replyTo().tell(new DeflateResult(0, refused));
     }
 
     private Behavior<Command> onGetStatus(GetStatus get) {
-        get.replyTo().tell(status());
+        getContext().ask(DiscardState.class, discardManager, DECISION_TIMEOUT, DiscardManager.GetState::new,
+                (state, failure) -> new StatusReady(get.replyTo(), state, failure));
         return this;
     }
 
-    private BalloonStatus status() {
-        return new BalloonStatus(name, targetBytes, inflated.cardinality() * FrameRuns.FRAME_SIZE, holders.size(),
-                holderNames(), discards, pagesDiscarded, skippedDiscards, pagesSkipped, unsafeDiscards,
-                settings.unsafeIgnoreInhibitor());
+    private Behavior<Command> onStatusReady(StatusReady ready) {
+        int holderCount;
+        List<String> holders;
+        if (ready.state() != null) {
+            holderCount = ready.state().uncoordinatedHolders() + ready.state().coordinatedHolders();
+            holders = ready.state().holderNames();
+        } else {
+            holderCount = -1;
+            holders = List.of("unknown: the discard manager did not answer (" + ready.failure().getMessage() + ")");
+        }
+        ready.replyTo().tell(new BalloonStatus(name, targetBytes, inflated.cardinality() * FrameRuns.FRAME_SIZE,
+                holderCount, holders, discards, pagesDiscarded, skippedDiscards, pagesSkipped, unsafeDiscards,
+                settings.unsafeIgnoreInhibitor()));
+        return this;
     }
 
     private void publishChanged() {
@@ -525,7 +514,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     }
 
     /** A guest range inside one RAM section, and the host memory behind it. */
-    private record Piece(AddressRange guest, HostMemory memory, AddressRange host) {
+    private record Piece(AddressRange guest, HostSpan host) {
     }
 
     /** Split runs at section boundaries and translate each piece to its host range. */
@@ -536,11 +525,13 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             long end = run.base() + run.size();
             while (at < end) {
                 Section s = sectionOf(at);
+                if (s == null) { // no longer guest RAM (its region was removed): nothing of ours to discard
+                    at += FrameRuns.FRAME_SIZE;
+                    continue;
+                }
                 long pieceEnd = Math.min(end, s.range().base() + s.range().size());
                 AddressRange guest = AddressRange.of(at, pieceEnd - at);
-                long hostBase = s.hostAddress(new io.actovisor.memory.GuestAddress(at)).value();
-                HostMemory memory = s.region().backing().orElseThrow().memory();
-                pieces.add(new Piece(guest, memory, AddressRange.of(hostBase, guest.size())));
+                pieces.add(new Piece(guest, s.hostSpan(guest)));
                 at = pieceEnd;
             }
         }

@@ -1,6 +1,7 @@
 package io.actovisor.actors.balloon;
 
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.devices.balloon.BalloonStatistics;
 import io.actovisor.devices.balloon.VirtioBalloon;
 import io.actovisor.devices.virtio.VirtioException;
@@ -44,6 +45,15 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             long statsUpdates, long eventFails, long targetPages, long actualPages) {
     }
 
+    /** The discard manager mapped every discarded block again ({@code failure} null) or could not. */
+    private record BlocksRestored(ActorRef<DeviceIo.Result> replyTo, String failure) implements DeviceIo.Command {
+    }
+
+    /** Ask the guest for statistics every {@code interval} from now on (Firecracker's PATCH /balloon/statistics). */
+    public record SetStatsInterval(Duration interval, ActorRef<org.apache.pekko.Done> replyTo)
+            implements DeviceIo.Command {
+    }
+
     private record TargetChanged(long bytes) implements DeviceIo.Command {
     }
 
@@ -58,9 +68,11 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private static final int FRAME = 4096;
 
     private final ActorRef<BalloonActor.Command> balloon;
+    private final Optional<ActorRef<DiscardManager.Command>> discardManager;
     private final VirtioBalloon device;
     private final VirtioMmio mmio;
     private final StashBuffer<DeviceIo.Command> stash;
+    private final TimerScheduler<DeviceIo.Command> timers;
     private boolean busy;
     private Optional<Integer> statsHead = Optional.empty();
     private Optional<BalloonStatistics> latest = Optional.empty();
@@ -70,11 +82,14 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private final Optional<io.actovisor.devices.kvm.IrqLine> irq;
 
     private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemory memory,
-            ActorRef<BalloonActor.Command> balloon, boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash,
+            ActorRef<BalloonActor.Command> balloon, Optional<ActorRef<DiscardManager.Command>> discardManager,
+            boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash, TimerScheduler<DeviceIo.Command> timers,
             Optional<io.actovisor.devices.kvm.IrqLine> irq) {
         super(context);
+        this.timers = timers;
         this.irq = irq;
         this.balloon = balloon;
+        this.discardManager = discardManager;
         this.device = new VirtioBalloon(deflateOnOom);
         this.mmio = new VirtioMmio("virtio-balloon", device, memory);
         this.stash = stash;
@@ -87,7 +102,18 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
      */
     public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
             boolean deflateOnOom, Duration statsInterval) {
-        return create(memory, balloon, deflateOnOom, statsInterval, Optional.empty());
+        return create(memory, balloon, Optional.empty(), deflateOnOom, statsInterval, Optional.empty());
+    }
+
+    /**
+     * As {@link #create(GuestMemory, ActorRef, boolean, Duration)}, telling {@code discardManager} the guest's
+     * contract: at {@code FEATURES_OK} whether the driver negotiated {@code VIRTIO_BALLOON_F_MUST_TELL_HOST}, and at
+     * {@code FEATURES_OK} and on a reset that every discarded block must be mapped again (the driver may reuse
+     * ballooned pages without telling); the status write completes only once that is done.
+     */
+    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+            Optional<ActorRef<DiscardManager.Command>> discardManager, boolean deflateOnOom, Duration statsInterval) {
+        return create(memory, balloon, discardManager, deflateOnOom, statsInterval, Optional.empty());
     }
 
     /**
@@ -96,10 +122,21 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
      */
     public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
             boolean deflateOnOom, Duration statsInterval, Optional<io.actovisor.devices.kvm.IrqLine> irq) {
+        return create(memory, balloon, Optional.empty(), deflateOnOom, statsInterval, irq);
+    }
+
+    /**
+     * The device with all its parts: the {@code discardManager} as in
+     * {@link #create(GuestMemory, ActorRef, Optional, boolean, Duration)}, the interrupt line as in
+     * {@link #create(GuestMemory, ActorRef, boolean, Duration, Optional)}.
+     */
+    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+            Optional<ActorRef<DiscardManager.Command>> discardManager, boolean deflateOnOom, Duration statsInterval,
+            Optional<io.actovisor.devices.kvm.IrqLine> irq) {
         return Behaviors.withStash(1000, stash -> Behaviors.withTimers(timers -> {
             startStatsTimer(timers, statsInterval);
-            return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, deflateOnOom, stash,
-                    irq));
+            return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, discardManager,
+                    deflateOnOom, stash, timers, irq));
         }));
     }
 
@@ -119,10 +156,18 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
                 .onMessage(DeviceIo.Read.class, this::onRead)
                 .onMessage(DeviceIo.Write.class, w -> interrupt(onWrite(w)))
                 .onMessage(BalloonDone.class, d -> interrupt(onBalloonDone(d)))
+                .onMessage(BlocksRestored.class, r -> interrupt(onBlocksRestored(r)))
                 .onMessage(TargetChanged.class, t -> interrupt(onTargetChanged(t)))
                 .onMessageEquals(RequestStatistics.INSTANCE, () -> interrupt(onRequestStatistics()))
                 .onMessage(GetStatistics.class, this::onGetStatistics)
+                .onMessage(SetStatsInterval.class, this::onSetStatsInterval)
                 .build();
+    }
+
+    private Behavior<DeviceIo.Command> onSetStatsInterval(SetStatsInterval set) {
+        startStatsTimer(timers, set.interval());
+        set.replyTo().tell(org.apache.pekko.Done.getInstance());
+        return this;
     }
 
     private Behavior<DeviceIo.Command> onRead(DeviceIo.Read read) {
@@ -139,7 +184,16 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             stash.stash(write);
             return this;
         }
+        int statusBefore = mmio.status();
         Optional<Integer> notified = mmio.write((int) write.offset(), write.size(), write.value());
+        if (write.offset() == VirtioMmio.STATUS && discardManager.isPresent()) {
+            boolean reset = write.value() == 0;
+            boolean featuresOk = (mmio.status() & VirtioMmio.S_FEATURES_OK) != 0
+                    && (statusBefore & VirtioMmio.S_FEATURES_OK) == 0;
+            if (reset || featuresOk) {
+                return restoreBeforeCompleting(reset, write.replyTo());
+            }
+        }
         if (notified.isEmpty()) {
             write.replyTo().tell(new DeviceIo.Completed(0));
             return this;
@@ -183,6 +237,32 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             getContext().ask(BalloonActor.DeflateResult.class, balloon, Duration.ofSeconds(30),
                     r -> new BalloonActor.Deflate(pfns, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
         }
+    }
+
+    /**
+     * A reset or {@code FEATURES_OK}: from here the driver may reuse ballooned pages without telling the host, so
+     * every discarded block is mapped again before the status write completes (and the driver goes on).
+     */
+    private Behavior<DeviceIo.Command> restoreBeforeCompleting(boolean reset, ActorRef<DeviceIo.Result> replyTo) {
+        ActorRef<DiscardManager.Command> manager = discardManager.orElseThrow();
+        boolean mustTellHost = !reset && (mmio.negotiatedFeatures() & VirtioBalloon.F_MUST_TELL_HOST) != 0;
+        manager.tell(new DiscardManager.SetGuestContract(mustTellHost));
+        busy = true;
+        getContext().ask(DiscardManager.ReclaimResult.class, manager, Duration.ofSeconds(25),
+                DiscardManager.RestoreAll::new, (result, failure) -> new BlocksRestored(replyTo, result == null
+                        ? "the discard manager did not answer: " + failure.getMessage()
+                        : result instanceof DiscardManager.ReclaimFailed failed ? failed.reason() : null));
+        return this;
+    }
+
+    private Behavior<DeviceIo.Command> onBlocksRestored(BlocksRestored restored) {
+        if (restored.failure() != null) {
+            // Never let the driver on with pages the device may still not see: the device needs a reset.
+            mmio.fail("discarded blocks could not be mapped again: " + restored.failure());
+        }
+        restored.replyTo().tell(new DeviceIo.Completed(0));
+        busy = false;
+        return stash.unstashAll(this);
     }
 
     private static byte[] readable(GuestMemory memory, Virtqueue.Chain chain) {

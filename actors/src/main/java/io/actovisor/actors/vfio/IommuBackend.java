@@ -7,23 +7,46 @@ import java.util.List;
 import java.util.function.Supplier;
 
 /**
- * How a {@link VfioContainerActor} opens its IOMMU context and joins groups to it. A container opens the context
- * when its first group attaches and closes it when its last group leaves; for {@code vfio-type1} each further group
- * is attached to the same kernel container, for the other backends groups share the context as it is.
+ * How a {@link VfioContainerActor} opens its IOMMU context and joins groups to it. A container opens a
+ * {@link Context} when its first group attaches and closes its IOMMU when its last group leaves; further groups join
+ * and leave through the context, which knows its own IOMMU's type (no downcast): for {@code vfio-type1} each group is
+ * attached to the same kernel container, for the other backends groups share the context as it is.
  */
 public interface IommuBackend {
     /** The backend's configuration name. */
     String name();
 
     /** Open a context whose first group is {@code groupId}. */
-    Iommu open(String groupId);
+    Context open(String groupId);
 
-    /** Join {@code groupId} to an open context. */
-    default void attach(Iommu iommu, String groupId) {
+    /** An open IOMMU context: its IOMMU, and how further groups join and leave it. */
+    interface Context {
+        /** The context's IOMMU; the container owns it and closes it. */
+        Iommu iommu();
+
+        /** Join {@code groupId} to this context. */
+        void attach(String groupId);
+
+        /** Take {@code groupId} out of this context, which keeps other groups. */
+        void detach(String groupId);
     }
 
-    /** Take {@code groupId} out of an open context that keeps other groups. */
-    default void detach(Iommu iommu, String groupId) {
+    /** A context whose groups all share {@code iommu} as it is (model, pinned). */
+    static Context sharedContext(Iommu iommu) {
+        return new Context() {
+            @Override
+            public Iommu iommu() {
+                return iommu;
+            }
+
+            @Override
+            public void attach(String groupId) {
+            }
+
+            @Override
+            public void detach(String groupId) {
+            }
+        };
     }
 
     /** The model backend with {@code maxMappings} as its mapping limit. */
@@ -40,8 +63,8 @@ public interface IommuBackend {
             }
 
             @Override
-            public Iommu open(String groupId) {
-                return open.get();
+            public Context open(String groupId) {
+                return sharedContext(open.get());
             }
         };
     }
@@ -55,18 +78,24 @@ public interface IommuBackend {
             }
 
             @Override
-            public Iommu open(String groupId) {
-                return VfioType1Iommu.open(List.of(groupNumber(groupId)));
-            }
+            public Context open(String groupId) {
+                VfioType1Iommu type1 = VfioType1Iommu.open(List.of(groupNumber(groupId)));
+                return new Context() {
+                    @Override
+                    public Iommu iommu() {
+                        return type1;
+                    }
 
-            @Override
-            public void attach(Iommu iommu, String groupId) {
-                ((VfioType1Iommu) iommu).attachGroup(groupNumber(groupId));
-            }
+                    @Override
+                    public void attach(String group) {
+                        type1.attachGroup(groupNumber(group));
+                    }
 
-            @Override
-            public void detach(Iommu iommu, String groupId) {
-                ((VfioType1Iommu) iommu).detachGroup(groupNumber(groupId));
+                    @Override
+                    public void detach(String group) {
+                        type1.detachGroup(groupNumber(group));
+                    }
+                };
             }
 
             private int groupNumber(String groupId) {

@@ -1,5 +1,7 @@
 package io.actovisor.actors.vfio;
 
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.memory.MemoryListener;
 import io.actovisor.devices.iommu.DmaFault;
@@ -19,6 +21,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.TreeMap;
+import java.util.TreeSet;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -91,14 +95,30 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     }
 
     /**
-     * Answer {@link GroupGone} once {@code group} is no longer attached (at once if it is not): the balloon asks
-     * this before it releases the inhibit of a group that stopped, so no discard happens while its pins remain.
+     * Answer {@link GroupGone} once {@code group} is no longer attached (at once if it is not). The discard manager
+     * asks the same through {@link DiscardManager.AwaitPinsGone} before it releases a group that stopped.
      */
     public record AwaitGroupGone(ActorRef<?> group, ActorRef<GroupGone> replyTo) implements Command {
     }
 
     /** {@code group} holds nothing in this container any more. */
     public record GroupGone(String container, ActorRef<?> group) {
+    }
+
+    /** Ask the container to {@link Description describe} itself (a group asks this first when it attaches). */
+    public record Describe(ActorRef<Description> replyTo) implements Command {
+        public Describe {
+            Objects.requireNonNull(replyTo, "replyTo");
+        }
+    }
+
+    /**
+     * What a group needs to know about its container before it attaches.
+     *
+     * @param mode     the container's discard mode
+     * @param pinOwner the container as the owner of its groups' pins, for the discard manager
+     */
+    public record Description(String container, DiscardMode mode, DiscardManager.PinOwner pinOwner) {
     }
 
     /** Map {@code iova} to {@code host} outside the flat view (a user-managed IOVA, as a vIOMMU would). */
@@ -156,9 +176,17 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
      * @param mappings    the IOMMU's mappings, empty when closed
      * @param pinnedBytes bytes the IOMMU holds pinned
      * @param info        the IOMMU's info while open
+     * @param discard     the container's discard mode
+     * @param releasedBlocks blocks a {@code coordinated} container unmapped for a discard and has not mapped again
      */
     public record State(String name, String backend, List<String> groups, List<DmaMapping> mappings,
-            long pinnedBytes, boolean subscribed, Optional<IommuInfo> info) {
+            long pinnedBytes, boolean subscribed, Optional<IommuInfo> info, DiscardMode discard,
+            List<AddressRange> releasedBlocks) {
+        public State {
+            groups = List.copyOf(groups);
+            mappings = List.copyOf(mappings);
+            releasedBlocks = List.copyOf(releasedBlocks);
+        }
     }
 
     private record ListenerUpdate(MemoryListener.Update update) implements Command {
@@ -170,6 +198,10 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private record GroupStopped(ActorRef<?> group) implements Command {
     }
 
+    /** The discard manager asks about a holder's pins. */
+    private record PinOwnerRequestReceived(DiscardManager.PinOwnerRequest request) implements Command {
+    }
+
     private enum Ignore implements Command {
         INSTANCE
     }
@@ -178,26 +210,43 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     }
 
     private static final int STASH_CAPACITY = 10_000;
+    /** The default {@code discard-block-size}: 2 MiB. */
+    public static final long DEFAULT_DISCARD_BLOCK_SIZE = 2L << 20;
 
     private final String name;
     private final ActorRef<AddressSpaceActor.Command> addressSpace;
     private final IommuBackend backend;
+    private final DiscardMode mode;
+    private final long discardBlockSize;
     private final StashBuffer<Command> stash;
+    private final DiscardManager.PinOwner pinOwner;
     private final ActorRef<MemoryListener.Update> listenerAdapter;
     private final Map<String, Attached> groups = new LinkedHashMap<>();
     private final Map<ActorRef<?>, List<ActorRef<GroupGone>>> goneWaiters = new LinkedHashMap<>();
+    private final Map<ActorRef<?>, List<ActorRef<DiscardManager.PinsGone>>> pinsGoneWaiters = new LinkedHashMap<>();
     private Iommu iommu;
+    /** The open context of {@link #iommu}, through which further groups join and leave. */
+    private IommuBackend.Context context;
     private boolean subscribed;
+    /** The RAM and ROM sections of the view, by guest base (what a restored block maps again). */
+    private final TreeMap<Long, Section> memorySections = new TreeMap<>(Long::compareUnsigned);
+    /** Coordinated mode: blocks (by index) unmapped for a discard and not mapped again. */
+    private final TreeSet<Long> released = new TreeSet<>();
     /** The attach that is waiting for the subscription (the initial view mapped) to complete. */
     private AttachGroup subscribing;
 
     private VfioContainerActor(ActorContext<Command> context, String name,
-            ActorRef<AddressSpaceActor.Command> addressSpace, IommuBackend backend, StashBuffer<Command> stash) {
+            ActorRef<AddressSpaceActor.Command> addressSpace, IommuBackend backend, DiscardMode mode,
+            long discardBlockSize, StashBuffer<Command> stash) {
         super(context);
         this.name = name;
         this.addressSpace = addressSpace;
         this.backend = backend;
+        this.mode = mode;
+        this.discardBlockSize = discardBlockSize;
         this.stash = stash;
+        this.pinOwner = new DiscardManager.PinOwner(context.getSelf(), context.messageAdapter(
+                DiscardManager.PinOwnerRequest.class, PinOwnerRequestReceived::new), discardBlockSize);
         this.listenerAdapter = context.messageAdapter(MemoryListener.Update.class, ListenerUpdate::new);
     }
 
@@ -207,8 +256,23 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
      */
     public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
             IommuBackend backend) {
+        return create(name, addressSpace, backend, DiscardMode.INHIBIT, DEFAULT_DISCARD_BLOCK_SIZE);
+    }
+
+    /**
+     * As {@link #create(String, ActorRef, IommuBackend)}, in discard mode {@code mode}; a {@code coordinated}
+     * container maps guest RAM in blocks of {@code discardBlockSize} bytes (a power of two, at least the IOMMU's
+     * minimum page size, checked when the IOMMU opens).
+     */
+    public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
+            IommuBackend backend, DiscardMode mode, long discardBlockSize) {
+        Objects.requireNonNull(mode, "mode");
+        if (discardBlockSize <= 0 || Long.bitCount(discardBlockSize) != 1) {
+            throw new IllegalArgumentException("discard-block-size of container " + name + " must be a power of two, "
+                    + "was " + discardBlockSize);
+        }
         return Behaviors.withStash(STASH_CAPACITY, stash -> Behaviors.setup(context ->
-                new VfioContainerActor(context, name, addressSpace, backend, stash)));
+                new VfioContainerActor(context, name, addressSpace, backend, mode, discardBlockSize, stash)));
     }
 
     @Override
@@ -220,6 +284,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
                 .onMessage(DetachGroup.class, this::onDetachGroup)
                 .onMessage(GroupStopped.class, this::onGroupStopped)
                 .onMessage(AwaitGroupGone.class, this::onAwaitGroupGone)
+                .onMessage(PinOwnerRequestReceived.class, this::onPinOwnerRequest)
+                .onMessage(Describe.class, this::onDescribe)
                 .onMessage(MapDma.class, this::onMapDma)
                 .onMessage(UnmapDma.class, this::onUnmapDma)
                 .onMessage(DmaRead.class, this::onDmaRead)
@@ -243,9 +309,11 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         }
         try {
             if (iommu == null) {
-                iommu = backend.open(attach.groupId());
+                context = backend.open(attach.groupId());
+                iommu = context.iommu();
+                checkBlockSize(iommu);
             } else {
-                backend.attach(iommu, attach.groupId());
+                context.attach(attach.groupId());
             }
         } catch (RuntimeException e) {
             getContext().getLog().warn("Container {} cannot attach group {}: {}", name, attach.groupId(),
@@ -264,6 +332,15 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             return this;
         }
         return completeAttach(attach);
+    }
+
+    /** A coordinated container unmaps whole blocks: a block smaller than an IOMMU page cannot be unmapped alone. */
+    private void checkBlockSize(Iommu opened) {
+        long page = opened.info().minPageSize();
+        if (mode == DiscardMode.COORDINATED && discardBlockSize < page) {
+            throw new IllegalArgumentException("discard-block-size " + discardBlockSize + " is smaller than the "
+                    + "IOMMU's minimum page size " + page);
+        }
     }
 
     private Behavior<Command> completeAttach(AttachGroup attach) {
@@ -325,7 +402,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             closed = true;
         } else {
             try {
-                backend.detach(iommu, attached.groupId());
+                context.detach(attached.groupId());
             } catch (RuntimeException e) {
                 getContext().getLog().error("Container {} could not detach group {} from its IOMMU: {}", name,
                         attached.groupId(), e.getMessage());
@@ -334,6 +411,10 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         List<ActorRef<GroupGone>> waiters = goneWaiters.remove(attached.group());
         if (waiters != null) {
             waiters.forEach(w -> w.tell(new GroupGone(name, attached.group())));
+        }
+        List<ActorRef<DiscardManager.PinsGone>> managers = pinsGoneWaiters.remove(attached.group());
+        if (managers != null) {
+            managers.forEach(w -> w.tell(new DiscardManager.PinsGone(name, attached.group())));
         }
         return closed;
     }
@@ -351,10 +432,12 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             addressSpace.tell(new AddressSpaceActor.Unsubscribe(name, ignore));
             subscribed = false;
         }
+        released.clear();
         if (iommu != null) {
             long pinned = iommu.pinnedBytes();
             iommu.close();
             iommu = null;
+            context = null;
             getContext().getLog().info("Container {} closed its IOMMU ({} bytes unpinned)", name, pinned);
         }
     }
@@ -369,6 +452,104 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         return this;
     }
 
+    private Behavior<Command> onPinOwnerRequest(PinOwnerRequestReceived received) {
+        if (received.request() instanceof DiscardManager.ReleaseBlocks release) {
+            release.replyTo().tell(releaseBlocks(release.blocks()));
+        } else if (received.request() instanceof DiscardManager.RestoreBlocks restore) {
+            restore.replyTo().tell(restoreBlocks(restore.blocks()));
+        } else if (received.request() instanceof DiscardManager.AwaitPinsGone await) {
+            boolean attached = groups.values().stream().anyMatch(a -> a.group().equals(await.holder()));
+            if (attached) {
+                pinsGoneWaiters.computeIfAbsent(await.holder(), g -> new ArrayList<>()).add(await.replyTo());
+            } else {
+                await.replyTo().tell(new DiscardManager.PinsGone(name, await.holder()));
+            }
+        }
+        return this;
+    }
+
+    /** Unmap (and so unpin) every mapping inside each block; a closed IOMMU maps nothing, so there is nothing to do. */
+    private DiscardManager.BlockReply releaseBlocks(List<AddressRange> blocks) {
+        if (mode != DiscardMode.COORDINATED) {
+            return new DiscardManager.BlocksFailed(name, blocks, "container " + name + " has discard = "
+                    + mode.configName() + " and does not unmap blocks on request");
+        }
+        if (iommu == null) {
+            return new DiscardManager.BlocksDone(name);
+        }
+        List<AddressRange> failed = new ArrayList<>();
+        List<String> reasons = new ArrayList<>();
+        for (AddressRange block : blocks) {
+            try {
+                iommu.unmap(block);
+                released.add(block.base() / discardBlockSize);
+            } catch (RuntimeException e) {
+                failed.add(block);
+                reasons.add(e.getMessage());
+            }
+        }
+        if (failed.isEmpty()) {
+            getContext().getLog().debug("Container {} released blocks {}", name, blocks);
+            return new DiscardManager.BlocksDone(name);
+        }
+        getContext().getLog().warn("Container {} could not unmap blocks {}: {}", name, failed, reasons);
+        return new DiscardManager.BlocksFailed(name, failed, String.join("; ", reasons));
+    }
+
+    /** Populate each released block and map it again (the parts of it that RAM and ROM sections cover). */
+    private DiscardManager.BlockReply restoreBlocks(List<AddressRange> blocks) {
+        if (iommu == null) {
+            return new DiscardManager.BlocksDone(name);
+        }
+        List<AddressRange> failed = new ArrayList<>();
+        List<String> reasons = new ArrayList<>();
+        for (AddressRange block : blocks) {
+            long index = block.base() / discardBlockSize;
+            if (!released.contains(index)) {
+                continue; // mapped here already (this container opened after the discard)
+            }
+            List<DmaMapping> done = new ArrayList<>();
+            try {
+                for (DmaMapping m : blockMappings(block)) {
+                    Section section = memorySections.floorEntry(m.iova().base()).getValue();
+                    if (!section.region().readOnly()) {
+                        section.hostSpan(m.iova()).populate();
+                    }
+                    iommu.map(m.iova(), m.host(), m.permissions());
+                    done.add(m);
+                }
+                released.remove(index);
+            } catch (RuntimeException e) {
+                done.forEach(m -> iommu.unmap(m.iova()));
+                failed.add(block);
+                reasons.add(e.getMessage());
+            }
+        }
+        if (failed.isEmpty()) {
+            return new DiscardManager.BlocksDone(name);
+        }
+        getContext().getLog().error("Container {} could not map blocks {} again: {}", name, failed, reasons);
+        return new DiscardManager.BlocksFailed(name, failed, String.join("; ", reasons));
+    }
+
+    /** The mappings that mirror the view inside {@code block}, released or not. */
+    private List<DmaMapping> blockMappings(AddressRange block) {
+        List<DmaMapping> out = new ArrayList<>();
+        for (Section section : memorySections.values()) {
+            for (DmaMapping m : alignedMappings(section)) {
+                if (block.contains(m.iova())) {
+                    out.add(m);
+                }
+            }
+        }
+        return out;
+    }
+
+    private Behavior<Command> onDescribe(Describe describe) {
+        describe.replyTo().tell(new Description(name, mode, pinOwner));
+        return this;
+    }
+
     private Behavior<Command> onListenerUpdate(ListenerUpdate wrapped) {
         MemoryListener.Update update = wrapped.update();
         if (iommu == null) {
@@ -380,16 +561,14 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         List<DmaMapping> mapped = new ArrayList<>();
         try {
             for (Section section : update.regionDel()) {
-                Optional<DmaMapping> m = mappingOf(section);
-                if (m.isPresent()) {
-                    unmapped.addAll(iommu.unmap(m.get().iova()));
+                for (DmaMapping m : mappingsOf(section)) {
+                    unmapped.addAll(iommu.unmap(m.iova()));
                 }
             }
             for (Section section : update.regionAdd()) {
-                Optional<DmaMapping> m = mappingOf(section);
-                if (m.isPresent()) {
-                    iommu.map(m.get().iova(), m.get().host(), m.get().permissions());
-                    mapped.add(m.get());
+                for (DmaMapping m : mappingsOf(section)) {
+                    iommu.map(m.iova(), m.host(), m.permissions());
+                    mapped.add(m);
                 }
             }
         } catch (RuntimeException e) {
@@ -399,6 +578,14 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             getContext().getLog().warn(reason);
             update.replyTo().tell(new MemoryListener.Refused(update.commitId(), name, reason));
             return this;
+        }
+        for (Section section : update.regionDel()) {
+            memorySections.remove(section.range().base(), section);
+        }
+        for (Section section : update.regionAdd()) {
+            if (section.kind().isMemory()) {
+                memorySections.put(section.range().base(), section);
+            }
         }
         update.replyTo().tell(new MemoryListener.Applied(update.commitId(), name));
         return this;
@@ -412,6 +599,33 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         for (DmaMapping m : unmapped) {
             iommu.map(m.iova(), m.host(), m.permissions());
         }
+    }
+
+    /**
+     * The mappings that mirror {@code section} now: one per section, or for a coordinated container one per block
+     * (blocks are aligned in guest-physical space), leaving out released blocks.
+     */
+    private List<DmaMapping> mappingsOf(Section section) {
+        return alignedMappings(section).stream()
+                .filter(m -> mode != DiscardMode.COORDINATED || !released.contains(m.iova().base() / discardBlockSize))
+                .toList();
+    }
+
+    private List<DmaMapping> alignedMappings(Section section) {
+        Optional<DmaMapping> whole = mappingOf(section);
+        if (whole.isEmpty() || mode != DiscardMode.COORDINATED) {
+            return whole.stream().toList();
+        }
+        DmaMapping m = whole.get();
+        List<DmaMapping> blocks = new ArrayList<>();
+        long end = m.iova().base() + m.iova().size();
+        for (long at = m.iova().base(); at < end; ) {
+            long next = Math.min(end, (at / discardBlockSize + 1) * discardBlockSize);
+            blocks.add(new DmaMapping(AddressRange.of(at, next - at), m.host().checkedAdd(at - m.iova().base()),
+                    m.permissions()));
+            at = next;
+        }
+        return blocks;
     }
 
     /** The mapping that mirrors {@code section}: RAM and ROM only, aligned inward to the IOMMU page size. */
@@ -480,7 +694,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private Behavior<Command> onGetState(GetState get) {
         get.replyTo().tell(new State(name, backend.name(), List.copyOf(groups.keySet()),
                 iommu == null ? List.of() : iommu.mappings(), iommu == null ? 0 : iommu.pinnedBytes(), subscribed,
-                iommu == null ? Optional.empty() : Optional.of(iommu.info())));
+                iommu == null ? Optional.empty() : Optional.of(iommu.info()), mode,
+                released.stream().map(b -> AddressRange.of(b * discardBlockSize, discardBlockSize)).toList()));
         return this;
     }
 
@@ -490,6 +705,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
                     Collections.unmodifiableSet(groups.keySet()));
             iommu.close();
             iommu = null;
+            context = null;
         }
         return this;
     }

@@ -1,31 +1,35 @@
 package io.actovisor.actors.vfio;
 
-import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
 import java.util.Objects;
 import java.util.Optional;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
-import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.BehaviorBuilder;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
-import org.apache.pekko.actor.typed.javadsl.Receive;
 import org.apache.pekko.actor.typed.javadsl.StashBuffer;
 
 /**
- * One VFIO IOMMU group. {@link Attach} takes a balloon inhibit first and then joins the container (which pins and
- * maps guest RAM); {@link Detach} leaves the container (unmap, unpin) and then releases the inhibit. That order,
- * QEMU's, means no instant exists where pages are pinned and the balloon may discard them. A group declared
- * <b>balloon-compatible</b> (a device that pins on demand, such as a mediated device) takes no inhibit.
+ * One VFIO IOMMU group. {@link Attach} first asks the container to describe itself (its name, and where it answers
+ * the discard manager about pins), registers with the {@link DiscardManager} in the kind the group's
+ * {@link DiscardMode} gives, and only then joins the container (which pins and maps guest RAM); {@link Detach}
+ * leaves the container (unmap, unpin) and then releases the registration. That order, QEMU's, means no instant
+ * exists where pages are pinned and a discard may run. A group in {@code on-demand} mode (a device that pins on
+ * demand, such as a mediated device) does not register.
  *
- * <p>While attached the group watches its container: if the container stops, its PostStop has unpinned everything,
- * and the group releases its inhibit and counts itself detached. If the group itself stops or crashes, the balloon
- * (watching it) and the container (watching it) clean up after it. Commands that arrive during an attach or detach
- * wait until it completes.
+ * <p>One behavior per state: idle, describing, inhibiting (registering), joining, attached, leaving and releasing,
+ * each carrying the request it serves. While attached the group watches its container: if the container stops, its
+ * PostStop has unpinned everything, and the group releases its registration and counts itself detached. If the group
+ * itself stops or crashes, the discard manager and the container (both watching it) clean up after it. Attach and
+ * detach requests that arrive during an attach or detach wait until it completes.
  */
-public final class VfioGroupActor extends AbstractBehavior<VfioGroupActor.Command> {
+public final class VfioGroupActor {
 
     /** What a group accepts. */
-    public interface Command {
+    public sealed interface Command permits Attach, Detach, GetState, Described, RegistrationReplied,
+            ContainerAttachReplied, ContainerDetachReplied, ContainerStopped {
     }
 
     /** Attach to {@code container}. */
@@ -42,11 +46,11 @@ public final class VfioGroupActor extends AbstractBehavior<VfioGroupActor.Comman
     public sealed interface AttachResult permits Attached, AttachFailed {
     }
 
-    /** The group is attached and, unless balloon-compatible, inhibits the balloon. */
+    /** The group is attached and, unless on-demand, registered with the discard manager. */
     public record Attached(String groupId, String container, boolean inhibiting) implements AttachResult {
     }
 
-    /** The group is not attached and holds no inhibit. */
+    /** The group is not attached and holds no registration. */
     public record AttachFailed(String groupId, String reason) implements AttachResult {
     }
 
@@ -58,7 +62,7 @@ public final class VfioGroupActor extends AbstractBehavior<VfioGroupActor.Comman
     public sealed interface DetachResult permits Detached, DetachFailed {
     }
 
-    /** The group left its container and released its inhibit. */
+    /** The group left its container and released its registration. */
     public record Detached(String groupId, String container) implements DetachResult {
     }
 
@@ -70,11 +74,21 @@ public final class VfioGroupActor extends AbstractBehavior<VfioGroupActor.Comman
     public record GetState(ActorRef<State> replyTo) implements Command {
     }
 
-    /** A group's state: the container it is attached to, if any, and whether it holds an inhibit. */
-    public record State(String groupId, boolean balloonCompatible, Optional<String> container, boolean inhibiting) {
+    /**
+     * A group's state: its discard mode, the container it is attached to, if any, and whether it is registered with
+     * the discard manager.
+     */
+    public record State(String groupId, DiscardMode mode, Optional<String> container, boolean inhibiting) {
+        /** Whether the device pins on demand and never disables discards. */
+        public boolean balloonCompatible() {
+            return mode == DiscardMode.ON_DEMAND;
+        }
     }
 
-    private record InhibitReplied(BalloonActor.InhibitResult result) implements Command {
+    private record Described(VfioContainerActor.Description description) implements Command {
+    }
+
+    private record RegistrationReplied(DiscardManager.RegistrationResult result) implements Command {
     }
 
     private record ContainerAttachReplied(VfioContainerActor.AttachResult result) implements Command {
@@ -86,42 +100,41 @@ public final class VfioGroupActor extends AbstractBehavior<VfioGroupActor.Comman
     private record ContainerStopped(ActorRef<VfioContainerActor.Command> container) implements Command {
     }
 
-    private static final int STASH_CAPACITY = 1_000;
-
-    private final String groupId;
-    private final boolean balloonCompatible;
-    private final ActorRef<BalloonActor.Command> balloon;
-    private final StashBuffer<Command> stash;
-    private final ActorRef<BalloonActor.InhibitResult> inhibitAdapter;
-    private final ActorRef<VfioContainerActor.AttachResult> attachAdapter;
-    private final ActorRef<VfioContainerActor.DetachResult> detachAdapter;
-    private ActorRef<VfioContainerActor.Command> container;
-    private String containerName;
-    private boolean attached;
-    private boolean inhibiting;
-    /** The attach, detach or container-stop cleanup in progress, if any. */
-    private Command pending;
-    private Phase phase = Phase.IDLE;
-    /** The answer to {@link #pending}, sent when it finishes. */
-    private Object outcome;
-
-    /** Where the group is in an attach or detach. */
-    private enum Phase {
-        IDLE,
-        INHIBITING,
-        JOINING,
-        LEAVING,
-        RELEASING
+    /** What to answer once the registration is released: the failed attach, the detach, or nobody. */
+    private sealed interface Completion permits AnswerAttach, AnswerDetach, AnswerNobody {
     }
 
-    private VfioGroupActor(ActorContext<Command> context, String groupId, boolean balloonCompatible,
-            ActorRef<BalloonActor.Command> balloon, StashBuffer<Command> stash) {
-        super(context);
+    private record AnswerAttach(Attach attach, AttachFailed failed) implements Completion {
+    }
+
+    private record AnswerDetach(Detach detach, Detached detached) implements Completion {
+    }
+
+    private record AnswerNobody() implements Completion {
+    }
+
+    private static final int STASH_CAPACITY = 1_000;
+
+    private final ActorContext<Command> context;
+    private final String groupId;
+    private final DiscardMode mode;
+    private final ActorRef<DiscardManager.Command> discardManager;
+    private final StashBuffer<Command> stash;
+    private final ActorRef<VfioContainerActor.Description> describedAdapter;
+    private final ActorRef<DiscardManager.RegistrationResult> registrationAdapter;
+    private final ActorRef<VfioContainerActor.AttachResult> attachAdapter;
+    private final ActorRef<VfioContainerActor.DetachResult> detachAdapter;
+
+    private VfioGroupActor(ActorContext<Command> context, String groupId, DiscardMode mode,
+            ActorRef<DiscardManager.Command> discardManager, StashBuffer<Command> stash) {
+        this.context = context;
         this.groupId = groupId;
-        this.balloonCompatible = balloonCompatible;
-        this.balloon = balloon;
+        this.mode = mode;
+        this.discardManager = discardManager;
         this.stash = stash;
-        this.inhibitAdapter = context.messageAdapter(BalloonActor.InhibitResult.class, InhibitReplied::new);
+        this.describedAdapter = context.messageAdapter(VfioContainerActor.Description.class, Described::new);
+        this.registrationAdapter = context.messageAdapter(DiscardManager.RegistrationResult.class,
+                RegistrationReplied::new);
         this.attachAdapter = context.messageAdapter(VfioContainerActor.AttachResult.class,
                 ContainerAttachReplied::new);
         this.detachAdapter = context.messageAdapter(VfioContainerActor.DetachResult.class,
@@ -129,177 +142,203 @@ public final class VfioGroupActor extends AbstractBehavior<VfioGroupActor.Comman
     }
 
     /**
-     * The group {@code groupId} (for {@code vfio-type1}, the number of {@code /dev/vfio/<id>}), inhibiting
-     * {@code balloon} while attached unless {@code balloonCompatible}.
+     * The group {@code groupId} (for {@code vfio-type1}, the number of {@code /dev/vfio/<id>}) in discard mode
+     * {@code mode}, registering with {@code discardManager} while attached unless on-demand.
      */
-    public static Behavior<Command> create(String groupId, boolean balloonCompatible,
-            ActorRef<BalloonActor.Command> balloon) {
+    public static Behavior<Command> create(String groupId, DiscardMode mode,
+            ActorRef<DiscardManager.Command> discardManager) {
+        Objects.requireNonNull(mode, "mode");
         return Behaviors.withStash(STASH_CAPACITY, stash -> Behaviors.setup(context ->
-                new VfioGroupActor(context, groupId, balloonCompatible, balloon, stash)));
+                new VfioGroupActor(context, groupId, mode, discardManager, stash).idle()));
     }
 
-    @Override
-    public Receive<Command> createReceive() {
-        return newReceiveBuilder()
-                .onMessage(Attach.class, this::onAttach)
-                .onMessage(Detach.class, this::onDetach)
-                .onMessage(GetState.class, this::onGetState)
-                .onMessage(InhibitReplied.class, this::onInhibitReplied)
-                .onMessage(ContainerAttachReplied.class, this::onContainerAttachReplied)
-                .onMessage(ContainerDetachReplied.class, this::onContainerDetachReplied)
-                .onMessage(ContainerStopped.class, this::onContainerStopped)
+    /** Not attached, nothing in progress. */
+    private Behavior<Command> idle() {
+        return Behaviors.receive(Command.class)
+                .onMessage(Attach.class, this::startAttach)
+                .onMessage(Detach.class, detach -> {
+                    detach.replyTo().tell(new DetachFailed(groupId, "group " + groupId + " is not attached"));
+                    return Behaviors.same();
+                })
+                .onMessage(GetState.class, get -> state(get, Optional.empty(), false))
                 .build();
     }
 
-    private Behavior<Command> onAttach(Attach attach) {
-        if (pending != null) {
-            stash.stash(attach);
-            return this;
-        }
-        if (attached) {
-            attach.replyTo().tell(new AttachFailed(groupId, "group " + groupId + " is already attached to container "
-                    + containerName));
-            return this;
-        }
-        pending = attach;
-        container = attach.container();
-        containerName = attach.containerName();
+    private Behavior<Command> startAttach(Attach attach) {
         // Watched from the start, so a container that stops mid-attach fails the attach instead of hanging it.
-        getContext().watchWith(container, new ContainerStopped(container));
-        if (balloonCompatible) {
-            join();
-        } else {
-            phase = Phase.INHIBITING;
-            balloon.tell(new BalloonActor.Inhibit(getContext().getSelf(), "vfio-group:" + groupId,
-                    Optional.of(container), inhibitAdapter));
-        }
-        return this;
+        context.watchWith(attach.container(), new ContainerStopped(attach.container()));
+        attach.container().tell(new VfioContainerActor.Describe(describedAdapter));
+        return describing(attach);
     }
 
-    private void join() {
-        phase = Phase.JOINING;
-        container.tell(new VfioContainerActor.AttachGroup(groupId, getContext().getSelf(), attachAdapter));
+    /** Waiting for the container's description. */
+    private Behavior<Command> describing(Attach attach) {
+        return busy(Optional.empty(), false)
+                .onMessage(Described.class, described -> onDescribed(attach, described.description()))
+                .onMessage(ContainerStopped.class, stopped -> stoppedDuringAttach(attach, stopped, false))
+                .build();
     }
 
-    private Behavior<Command> onInhibitReplied(InhibitReplied replied) {
-        BalloonActor.InhibitResult result = replied.result();
-        if (phase == Phase.INHIBITING) {
-            if (result instanceof BalloonActor.InhibitHeld) {
-                inhibiting = true;
-                join();
-                return this;
-            }
-            return failAttach("the balloon refused the inhibit: "
-                    + ((BalloonActor.InhibitRefused) result).reason());
+    private Behavior<Command> onDescribed(Attach attach, VfioContainerActor.Description description) {
+        if (description.mode() != mode) {
+            context.unwatch(attach.container());
+            attach.replyTo().tell(new AttachFailed(groupId, "group " + groupId + " declares discard = "
+                    + mode.configName() + " but container " + description.container() + " has discard = "
+                    + description.mode().configName() + "; all groups of a container share its IOMMU context and "
+                    + "its discard mode"));
+            return stash.unstashAll(idle());
         }
-        if (phase == Phase.RELEASING) {
-            if (result instanceof BalloonActor.InhibitRefused refused) {
-                getContext().getLog().warn("Group {}: the balloon refused the release: {}", groupId,
-                        refused.reason());
-            }
-            inhibiting = false;
-            return finish();
+        Optional<DiscardManager.HolderKind> kind = mode.holderKind();
+        if (kind.isEmpty()) {
+            return join(attach, false);
         }
-        getContext().getLog().debug("Group {} ignores an unexpected balloon reply {}", groupId, result);
-        return this;
+        discardManager.tell(new DiscardManager.Register(context.getSelf(), "vfio-group:" + groupId, kind.get(),
+                Optional.of(description.pinOwner()), registrationAdapter));
+        return inhibiting(attach);
     }
 
-    private Behavior<Command> onContainerAttachReplied(ContainerAttachReplied replied) {
-        if (phase != Phase.JOINING) {
-            return this;
-        }
-        if (replied.result() instanceof VfioContainerActor.GroupAttached) {
-            attached = true;
-            outcome = new Attached(groupId, containerName, inhibiting);
-            return finish();
-        }
-        return failAttach(((VfioContainerActor.GroupAttachFailed) replied.result()).reason());
+    /** Registering with the discard manager before any page is pinned. */
+    private Behavior<Command> inhibiting(Attach attach) {
+        return busy(Optional.empty(), false)
+                .onMessage(RegistrationReplied.class, replied -> {
+                    if (replied.result() instanceof DiscardManager.Registered) {
+                        return join(attach, true);
+                    }
+                    context.unwatch(attach.container());
+                    String reason = replied.result() instanceof DiscardManager.RegistrationRefused refused
+                            ? refused.reason() : replied.result().toString();
+                    attach.replyTo().tell(new AttachFailed(groupId, "the discard manager refused the registration: "
+                            + reason));
+                    return stash.unstashAll(idle());
+                })
+                .onMessage(ContainerStopped.class, stopped -> stoppedDuringAttach(attach, stopped, true))
+                .build();
     }
 
-    /** The attach failed: forget the container, release the inhibit if taken, then answer. */
-    private Behavior<Command> failAttach(String reason) {
-        getContext().unwatch(container);
-        outcome = new AttachFailed(groupId, reason);
-        return releaseThenFinish();
+    private Behavior<Command> join(Attach attach, boolean registered) {
+        attach.container().tell(new VfioContainerActor.AttachGroup(groupId, context.getSelf(), attachAdapter));
+        return joining(attach, registered);
     }
 
-    private Behavior<Command> releaseThenFinish() {
-        if (inhibiting) {
-            phase = Phase.RELEASING;
-            balloon.tell(new BalloonActor.Release(getContext().getSelf(), inhibitAdapter));
-            return this;
-        }
-        return finish();
+    /** Joining the container, which pins and maps guest RAM. */
+    private Behavior<Command> joining(Attach attach, boolean registered) {
+        return busy(Optional.empty(), registered)
+                .onMessage(ContainerAttachReplied.class, replied -> {
+                    if (replied.result() instanceof VfioContainerActor.GroupAttached) {
+                        attach.replyTo().tell(new Attached(groupId, attach.containerName(), registered));
+                        return stash.unstashAll(attached(attach.container(), attach.containerName(), registered));
+                    }
+                    return failAttach(attach, registered,
+                            ((VfioContainerActor.GroupAttachFailed) replied.result()).reason());
+                })
+                .onMessage(ContainerStopped.class, stopped -> stoppedDuringAttach(attach, stopped, registered))
+                .build();
     }
 
-    private Behavior<Command> onDetach(Detach detach) {
-        if (pending != null) {
-            stash.stash(detach);
-            return this;
+    private Behavior<Command> stoppedDuringAttach(Attach attach, ContainerStopped stopped, boolean registered) {
+        if (!stopped.container().equals(attach.container())) {
+            return Behaviors.same();
         }
-        if (!attached) {
-            detach.replyTo().tell(new DetachFailed(groupId, "group " + groupId + " is not attached"));
-            return this;
-        }
-        pending = detach;
-        phase = Phase.LEAVING;
-        getContext().unwatch(container);
-        container.tell(new VfioContainerActor.DetachGroup(groupId, detachAdapter));
-        return this;
+        return failAttach(attach, registered, "container " + attach.containerName() + " stopped during the attach");
     }
 
-    private Behavior<Command> onContainerDetachReplied(ContainerDetachReplied replied) {
-        if (phase != Phase.LEAVING) {
-            return this;
+    /** The attach failed: forget the container, release the registration if taken, then answer. */
+    private Behavior<Command> failAttach(Attach attach, boolean registered, String reason) {
+        context.unwatch(attach.container());
+        AttachFailed failed = new AttachFailed(groupId, reason);
+        if (registered) {
+            return release(new AnswerAttach(attach, failed));
         }
-        if (replied.result() instanceof VfioContainerActor.GroupDetachFailed failed) {
-            getContext().getLog().warn("Container {} did not know group {}: {}", containerName, groupId,
-                    failed.reason());
-        }
-        attached = false;
-        outcome = new Detached(groupId, containerName);
-        return releaseThenFinish();
+        attach.replyTo().tell(failed);
+        return stash.unstashAll(idle());
     }
 
-    private Behavior<Command> onContainerStopped(ContainerStopped stopped) {
-        if (!stopped.container().equals(container)) {
-            return this;
-        }
-        if (pending instanceof Attach && phase != Phase.RELEASING) {
-            return failAttach("container " + containerName + " stopped during the attach");
-        }
-        if (!attached || pending != null) {
-            return this;
-        }
-        // The container's PostStop closed its IOMMU: nothing of ours is pinned any more.
-        getContext().getLog().warn("Container {} of group {} stopped; the group is detached", containerName, groupId);
-        attached = false;
-        pending = stopped;
-        outcome = null;
-        return releaseThenFinish();
+    /** Attached to {@code container}; registered unless on-demand. */
+    private Behavior<Command> attached(ActorRef<VfioContainerActor.Command> container, String containerName,
+            boolean registered) {
+        return Behaviors.receive(Command.class)
+                .onMessage(Attach.class, attach -> {
+                    attach.replyTo().tell(new AttachFailed(groupId, "group " + groupId + " is already attached to "
+                            + "container " + containerName));
+                    return Behaviors.same();
+                })
+                .onMessage(Detach.class, detach -> {
+                    context.unwatch(container);
+                    container.tell(new VfioContainerActor.DetachGroup(groupId, detachAdapter));
+                    return leaving(detach, containerName, registered);
+                })
+                .onMessage(ContainerStopped.class, stopped -> {
+                    if (!stopped.container().equals(container)) {
+                        return Behaviors.same();
+                    }
+                    // The container's PostStop closed its IOMMU: nothing of ours is pinned any more.
+                    context.getLog().warn("Container {} of group {} stopped; the group is detached", containerName,
+                            groupId);
+                    return registered ? release(new AnswerNobody()) : idle();
+                })
+                .onMessage(GetState.class, get -> state(get, Optional.of(containerName), registered))
+                .build();
     }
 
-    private Behavior<Command> finish() {
-        Command done = pending;
-        Object result = outcome;
-        pending = null;
-        outcome = null;
-        phase = Phase.IDLE;
-        if (!attached) {
-            container = null;
-            containerName = null;
-        }
-        if (done instanceof Attach attach) {
-            attach.replyTo().tell((AttachResult) result);
-        } else if (done instanceof Detach detach) {
-            detach.replyTo().tell((DetachResult) result);
-        }
-        return stash.unstashAll(this);
+    /** Leaving the container (unmap, unpin). */
+    private Behavior<Command> leaving(Detach detach, String containerName, boolean registered) {
+        return busy(Optional.of(containerName), registered)
+                .onMessage(ContainerDetachReplied.class, replied -> {
+                    if (replied.result() instanceof VfioContainerActor.GroupDetachFailed failed) {
+                        context.getLog().warn("Container {} did not know group {}: {}", containerName, groupId,
+                                failed.reason());
+                    }
+                    Detached detached = new Detached(groupId, containerName);
+                    if (registered) {
+                        return release(new AnswerDetach(detach, detached));
+                    }
+                    detach.replyTo().tell(detached);
+                    return stash.unstashAll(idle());
+                })
+                .build();
     }
 
-    private Behavior<Command> onGetState(GetState get) {
-        get.replyTo().tell(new State(groupId, balloonCompatible, attached ? Optional.of(containerName)
-                : Optional.empty(), inhibiting));
-        return this;
+    private Behavior<Command> release(Completion completion) {
+        discardManager.tell(new DiscardManager.Unregister(context.getSelf(), registrationAdapter));
+        return releasing(completion);
+    }
+
+    /** Releasing the registration after the pins are gone. */
+    private Behavior<Command> releasing(Completion completion) {
+        return busy(Optional.empty(), true)
+                .onMessage(RegistrationReplied.class, replied -> {
+                    if (replied.result() instanceof DiscardManager.RegistrationRefused refused) {
+                        context.getLog().warn("Group {}: the discard manager refused the release: {}", groupId,
+                                refused.reason());
+                    }
+                    if (completion instanceof AnswerAttach a) {
+                        a.attach().replyTo().tell(a.failed());
+                    } else if (completion instanceof AnswerDetach d) {
+                        d.detach().replyTo().tell(d.detached());
+                    }
+                    return stash.unstashAll(idle());
+                })
+                .build();
+    }
+
+    /**
+     * The common part of the transient states: attach and detach wait, state is answered, replies for other states
+     * and stops of other containers are ignored.
+     */
+    private BehaviorBuilder<Command> busy(Optional<String> container, boolean registered) {
+        return Behaviors.receive(Command.class)
+                .onMessage(Attach.class, this::wait)
+                .onMessage(Detach.class, this::wait)
+                .onMessage(GetState.class, get -> state(get, container, registered));
+    }
+
+    private Behavior<Command> wait(Command command) {
+        stash.stash(command);
+        return Behaviors.same();
+    }
+
+    private Behavior<Command> state(GetState get, Optional<String> container, boolean registered) {
+        get.replyTo().tell(new State(groupId, mode, container, registered));
+        return Behaviors.same();
     }
 }

@@ -1,7 +1,11 @@
 package io.actovisor.actors.vm;
 
 import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.guest.ScriptedGuestActor;
 import io.actovisor.actors.kvm.DelayPortActor;
 import io.actovisor.actors.kvm.IoMap;
 import io.actovisor.actors.kvm.KvmMemoryActor;
@@ -98,6 +102,31 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public record GetInfo(ActorRef<VmInfo> replyTo) implements Command {
     }
 
+    /** Ask which guest the VM runs and how it is doing. */
+    public record GetGuest(ActorRef<GuestInfo> replyTo) implements Command {
+    }
+
+    /** How a VM's guest is doing. */
+    public enum GuestState {
+        /** No guest runs (not started yet, or a VM without a guest). */
+        NONE,
+        RUNNING,
+        /** The guest's program ended. */
+        HALTED,
+        /** The guest stopped on an error; the VM keeps running. */
+        FAILED
+    }
+
+    /**
+     * The VM's guest.
+     *
+     * @param kind    {@code firmware}, {@code scripted}, {@code linux} or {@code none}
+     * @param program the firmware program, the scripted program, or the Linux kernel's source (its file)
+     * @param failure why the guest stopped, when it failed
+     */
+    public record GuestInfo(String kind, String program, GuestState state, Optional<String> failure) {
+    }
+
     /** A VM's lifecycle state. */
     public enum State {
         CREATED,
@@ -117,7 +146,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             Map<String, ActorRef<VfioContainerActor.Command>> containers,
             Map<String, ActorRef<VfioGroupActor.Command>> groups,
             List<VcpuActor.Control> vcpus,
-            Map<String, ActorRef<DeviceIo.Command>> devices) {
+            Map<String, ActorRef<DeviceIo.Command>> devices,
+            ActorRef<DiscardManager.Command> discardManager) {
         public Components {
             containers = Map.copyOf(containers);
             groups = Map.copyOf(groups);
@@ -135,6 +165,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private record StepTimedOut(String step) implements Command {
     }
 
+    /** The discard manager could not map a discarded block again: the guest must stop before it reuses it. */
+    private record DiscardFailStop(DiscardManager.FailStop failStop) implements Command {
+    }
+
     private record SlotsSubscribed(AddressSpaceActor.SubscribeResult result) implements Command {
     }
 
@@ -142,6 +176,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private record LinuxReported(io.actovisor.actors.linux.LinuxGuestEvent event) implements Command {
+    }
+
+    private record ScriptedGuestReported(ScriptedGuestActor.Event event) implements Command {
     }
 
     /** How long one start step (the memory commit, one group attach) may take. */
@@ -152,6 +189,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private ActorRef<StartResult> starter;
     private ActorRef<AddressSpaceActor.Command> memory;
     private Optional<ActorRef<BalloonActor.Command>> balloon = Optional.empty();
+    private ActorRef<DiscardManager.Command> discardManager;
     private final Map<String, ActorRef<VfioContainerActor.Command>> containers = new LinkedHashMap<>();
     private final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
     private final Deque<VmTopology.Group> toAttach = new ArrayDeque<>();
@@ -161,6 +199,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private final List<VcpuActor.Control> vcpus = new ArrayList<>();
     private final Map<String, ActorRef<DeviceIo.Command>> devices = new LinkedHashMap<>();
     private io.actovisor.devices.boot.linux.LinuxBoot.Loaded linuxLoaded;
+    private GuestInfo guestInfo = new GuestInfo("none", "", GuestState.NONE, Optional.empty());
 
     private VmActor(ActorContext<Command> context, VmTopology topology) {
         super(context);
@@ -183,7 +222,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(SlotsSubscribed.class, this::onSlotsSubscribed)
                 .onMessage(VcpuReported.class, this::onVcpuReported)
                 .onMessage(LinuxReported.class, this::onLinuxReported)
+                .onMessage(ScriptedGuestReported.class, this::onScriptedGuestReported)
+                .onMessage(GetGuest.class, this::onGetGuest)
                 .onMessage(Pause.class, this::onPause)
+                .onMessage(DiscardFailStop.class, this::onDiscardFailStop)
                 .onMessage(Resume.class, this::onResume)
                 .onMessage(Shutdown.class, this::onShutdown)
                 .onMessage(GetInfo.class, this::onGetInfo)
@@ -253,19 +295,27 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 return failStart("cannot lay out the guest's boot memory: " + e.getMessage());
             }
         }
+        long blockSize = topology.containers().stream().filter(c -> c.discard() == DiscardMode.COORDINATED)
+                .mapToLong(VmTopology.Container::discardBlockSize).max()
+                .orElse(VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE);
+        discardManager = getContext().spawn(DiscardManager.create(topology.name() + "-discard",
+                DiscardManager.Settings.withDrainTimeout(topology.balloon().orElse(BalloonSettings.DEFAULT)
+                        .drainTimeout()).withBlockSize(blockSize),
+                Optional.of(getContext().messageAdapter(DiscardManager.FailStop.class, DiscardFailStop::new))),
+                "discard");
         topology.balloon().ifPresent(settings -> balloon = Optional.of(getContext().spawn(
-                BalloonActor.create(topology.name() + "-balloon", memory, settings), "balloon",
+                BalloonActor.create(topology.name() + "-balloon", memory, settings, discardManager), "balloon",
                 BalloonActor.DISPATCHER)));
         for (VmTopology.Container c : topology.containers()) {
-            containers.put(c.name(), getContext().spawn(VfioContainerActor.create(c.name(), memory, c.backend()),
-                    "container-" + c.name(), VfioContainerActor.DISPATCHER));
+            containers.put(c.name(), getContext().spawn(VfioContainerActor.create(c.name(), memory, c.backend(),
+                    c.discard(), c.discardBlockSize()), "container-" + c.name(), VfioContainerActor.DISPATCHER));
         }
-        ActorRef<BalloonActor.Command> inhibitTarget = balloon.orElseGet(() -> getContext().spawn(
-                BalloonActor.create(topology.name() + "-inhibitor", memory, io.actovisor.actors.balloon.BalloonSettings.DEFAULT),
-                "inhibitor", BalloonActor.DISPATCHER));
         for (VmTopology.Group g : topology.groups()) {
-            groups.put(g.id(), getContext().spawn(VfioGroupActor.create(g.id(), g.balloonCompatible(),
-                    inhibitTarget), "group-" + g.id()));
+            DiscardMode mode = g.discard().orElseGet(() -> topology.containers().stream()
+                    .filter(c -> c.name().equals(g.container())).findFirst()
+                    .map(VmTopology.Container::discard).orElse(DiscardMode.INHIBIT));
+            groups.put(g.id(), getContext().spawn(VfioGroupActor.create(g.id(), mode, discardManager),
+                    "group-" + g.id()));
             if (g.attachAtStart()) {
                 toAttach.add(g);
             }
@@ -281,6 +331,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                     startGuest(topology.guest().get());
                 } catch (RuntimeException e) {
                     return failStart("cannot start the vCPUs: " + e.getMessage());
+                }
+            } else if (topology.scripted().isPresent()) {
+                try {
+                    startScriptedGuest(topology.scripted().get());
+                } catch (RuntimeException e) {
+                    return failStart("cannot start the scripted guest: " + e.getMessage());
                 }
             }
             state = State.RUNNING;
@@ -318,6 +374,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                     VcpuReported::new);
             vcpus.addAll(LinuxGuestStart.start(getContext(), topology, guest, kvm, kvmVm, linuxLoaded, components(), devices,
                     linuxObserver, observer));
+            guestInfo = new GuestInfo("linux", guest.linux().get().kernel().source(), GuestState.RUNNING,
+                    Optional.empty());
             return;
         }
         List<IoMap.Entry> io = new ArrayList<>();
@@ -359,7 +417,48 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             vcpus.add(new VcpuActor.Control(ref, vcpu, counters));
         }
         vcpus.get(0).ref().tell(VcpuActor.Run.INSTANCE);
+        guestInfo = new GuestInfo("firmware", guest.program(), GuestState.RUNNING, Optional.empty());
         getContext().getLog().info("VM {}: vCPU 0 started the guest program '{}'", topology.name(), guest.program());
+    }
+
+    /** Spawn the MMIO devices and the scripted guest that drives them (no KVM, no vCPU threads). */
+    private void startScriptedGuest(VmTopology.ScriptedGuest scripted) {
+        for (VmTopology.Device d : topology.devices()) {
+            devices.put(d.name(), getContext().spawn(d.factory().apply(components()), "device-" + d.name()));
+        }
+        List<ScriptedGuestActor.Device> reachable = new ArrayList<>();
+        for (var region : topology.regions()) {
+            if (region.kind() == RegionKind.MMIO && region.device().isPresent()
+                    && devices.containsKey(region.device().get())) {
+                reachable.add(new ScriptedGuestActor.Device(region.device().get(), region.range().base(),
+                        devices.get(region.device().get())));
+            }
+        }
+        var program = scripted.program().get();
+        getContext().spawn(ScriptedGuestActor.create(topology.name(), GuestMemory.of(FlatView.of(topology.regions())),
+                scripted.layout(), reachable, program, getContext().messageAdapter(ScriptedGuestActor.Event.class,
+                        ScriptedGuestReported::new)), "guest");
+        guestInfo = new GuestInfo("scripted", program.name(), GuestState.RUNNING, Optional.empty());
+        getContext().getLog().info("VM {}: the scripted guest runs program '{}'", topology.name(), program.name());
+    }
+
+    private Behavior<Command> onScriptedGuestReported(ScriptedGuestReported reported) {
+        if (reported.event() instanceof ScriptedGuestActor.Failed failed) {
+            guestInfo = new GuestInfo("scripted", failed.program(), GuestState.FAILED, Optional.of(failed.reason()));
+            getContext().getLog().error("VM {}: the scripted guest failed: {}; the VM keeps running without it",
+                    topology.name(), failed.reason());
+            return this;
+        }
+        ScriptedGuestActor.Halted halted = (ScriptedGuestActor.Halted) reported.event();
+        guestInfo = new GuestInfo("scripted", halted.program(), GuestState.HALTED, Optional.empty());
+        getContext().getLog().info("VM {}: the scripted guest halted after {} rounds; shutting down", topology.name(),
+                halted.rounds());
+        return stopAll();
+    }
+
+    private Behavior<Command> onGetGuest(GetGuest get) {
+        get.replyTo().tell(guestInfo);
+        return this;
     }
 
     private Behavior<Command> onVcpuReported(VcpuReported reported) {
@@ -427,6 +526,15 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         return this;
     }
 
+    private Behavior<Command> onDiscardFailStop(DiscardFailStop stop) {
+        getContext().getLog().error("VM {} is paused (fail-stop): {}", topology.name(), stop.failStop().reason());
+        if (state == State.RUNNING) {
+            state = State.PAUSED;
+            vcpus.forEach(v -> v.pause(getContext().getSystem().ignoreRef()));
+        }
+        return this;
+    }
+
     private Behavior<Command> onResume(Resume resume) {
         if (state != State.PAUSED) {
             resume.replyTo().tell(new ActionRefused(state, "only a paused VM can be resumed; VM "
@@ -458,7 +566,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private Components components() {
-        return new Components(memory, balloon, containers, groups, vcpus, devices);
+        return new Components(memory, balloon, containers, groups, vcpus, devices, discardManager);
     }
 
     /** Children have stopped (their IOMMUs closed, pins released) before this runs: now the memory can go. */

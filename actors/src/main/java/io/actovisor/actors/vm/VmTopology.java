@@ -1,6 +1,8 @@
 package io.actovisor.actors.vm;
 
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
@@ -21,7 +23,7 @@ import java.util.Optional;
  */
 public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion> regions,
         Optional<BalloonSettings> balloon, List<Container> containers, List<Group> groups, Optional<Guest> guest,
-        List<Device> devices) {
+        List<Device> devices, Optional<ScriptedGuest> scripted) {
 
     public VmTopology {
         Objects.requireNonNull(name, "name");
@@ -32,6 +34,10 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
         groups = List.copyOf(groups);
         Objects.requireNonNull(guest, "guest");
         devices = List.copyOf(devices);
+        Objects.requireNonNull(scripted, "scripted");
+        if (guest.isPresent() && scripted.isPresent()) {
+            throw new IllegalArgumentException("VM " + name + " has both a firmware guest and a scripted guest");
+        }
         for (Group g : groups) {
             if (containers.stream().noneMatch(c -> c.name().equals(g.container()))) {
                 throw new IllegalArgumentException("group " + g.id() + " names container '" + g.container()
@@ -40,18 +46,53 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
         }
     }
 
-    /** A VFIO container and the backend of its IOMMU. */
-    public record Container(String name, IommuBackend backend) {
+    /**
+     * A VFIO container, the backend of its IOMMU, its discard mode and, for {@code coordinated}, the size of the
+     * blocks it maps guest RAM in.
+     */
+    public record Container(String name, IommuBackend backend, DiscardMode discard, long discardBlockSize) {
+        /** An {@code inhibit} container (the default). */
+        public Container(String name, IommuBackend backend) {
+            this(name, backend, DiscardMode.INHIBIT, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE);
+        }
     }
 
-    /** A VFIO group, the container it belongs to, and whether it pins on demand (balloon-compatible). */
-    public record Group(String id, String container, boolean balloonCompatible, boolean attachAtStart) {
+    /**
+     * A VFIO group, the container it belongs to, the discard mode it declares (empty: its container's; a different
+     * one is refused at attach) and whether it attaches at start.
+     */
+    public record Group(String id, String container, Optional<DiscardMode> discard, boolean attachAtStart) {
+        /** A group declaring {@code on-demand} when {@code pinsOnDemand}, otherwise its container's mode. */
+        public Group(String id, String container, boolean pinsOnDemand, boolean attachAtStart) {
+            this(id, container, pinsOnDemand ? Optional.of(DiscardMode.ON_DEMAND) : Optional.empty(), attachAtStart);
+        }
+    }
+
+    /** A topology without a scripted guest (a firmware guest on KVM, or no guest). */
+    public VmTopology(String name, List<HostMemory> memory, List<MemoryRegion> regions,
+            Optional<BalloonSettings> balloon, List<Container> containers, List<Group> groups, Optional<Guest> guest,
+            List<Device> devices) {
+        this(name, memory, regions, balloon, containers, groups, guest, devices, Optional.empty());
+    }
+
+    /**
+     * A scripted guest: a Java program driving the VM's devices from the driver side, no KVM
+     * ({@link io.actovisor.actors.guest.ScriptedGuestActor}). A new program is made for each VM start.
+     *
+     * @param layout where the guest keeps its queues and its work area in guest RAM
+     */
+    public record ScriptedGuest(java.util.function.Supplier<io.actovisor.devices.guest.scripted.GuestProgram> program,
+            io.actovisor.devices.guest.scripted.GuestLayout layout) {
+        public ScriptedGuest {
+            Objects.requireNonNull(program, "program");
+            Objects.requireNonNull(layout, "layout");
+        }
     }
 
     /** A topology without a guest on KVM: memory, VFIO and balloon only (tests of the host side). */
     public VmTopology(String name, List<HostMemory> memory, List<MemoryRegion> regions,
             Optional<BalloonSettings> balloon, List<Container> containers, List<Group> groups) {
-        this(name, memory, regions, balloon, containers, groups, Optional.empty(), List.of());
+        this(name, memory, regions, balloon, containers, groups, Optional.empty(), List.of(), Optional.empty());
     }
 
     /**

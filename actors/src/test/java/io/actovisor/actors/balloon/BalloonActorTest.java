@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.ConfigFactory;
+import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
@@ -26,7 +27,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-/** The balloon's own protocol: targets, inhibit bookkeeping, and the unsafe override. */
+/** The balloon's own protocol: targets, asking the discard manager, and the unsafe override. */
 class BalloonActorTest {
     private static ActorTestKit kit;
 
@@ -68,22 +69,41 @@ class BalloonActorTest {
     }
 
     @Test
-    void inhibitsArePerHolderAndReleasedWhenTheHolderStops() {
+    void statusReportsTheDiscardManagersHolders() {
         try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
             TestProbe<Object> holder = kit.createTestProbe();
-            TestProbe<BalloonActor.InhibitResult> replies = kit.createTestProbe();
-            tree.balloon.tell(new BalloonActor.Inhibit(holder.ref(), "test-holder", Optional.empty(), replies.ref()));
-            assertEquals(new BalloonActor.InhibitHeld("test-holder", 1), replies.receiveMessage());
-            tree.balloon.tell(new BalloonActor.Inhibit(holder.ref(), "test-holder", Optional.empty(), replies.ref()));
-            assertInstanceOf(BalloonActor.InhibitRefused.class, replies.receiveMessage());
-            TestProbe<Object> stranger = kit.createTestProbe();
-            tree.balloon.tell(new BalloonActor.Release(stranger.ref(), replies.ref()));
-            assertInstanceOf(BalloonActor.InhibitRefused.class, replies.receiveMessage());
-            holder.stop();
-            kit.createTestProbe().awaitAssert(Duration.ofSeconds(5), () -> {
-                assertEquals(0, tree.balloonStatus().inhibitors());
-                return null;
-            });
+            TestProbe<DiscardManager.RegistrationResult> replies = kit.createTestProbe();
+            tree.discard.tell(new DiscardManager.Register(holder.ref(), "test-holder",
+                    DiscardManager.HolderKind.UNCOORDINATED_DISABLED, Optional.empty(), replies.ref()));
+            replies.expectMessageClass(DiscardManager.Registered.class);
+            BalloonActor.BalloonStatus status = tree.balloonStatus();
+            assertEquals(1, status.inhibitors());
+            assertEquals(List.of("test-holder"), status.holders());
+        }
+    }
+
+    @Test
+    void withoutAnAnswerFromItsManagerTheBalloonDiscardsNothing() {
+        try (HostMemory ram = HostMemory.anonymous("silent-ram", 16 * PAGE)) {
+            ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create("silent"));
+            TestProbe<AddressSpaceActor.CommitResult> committed = kit.createTestProbe();
+            space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(
+                    MemoryRegion.ram("ram", GuestAddress.ZERO, ram))), committed.ref()));
+            committed.expectMessageClass(AddressSpaceActor.Committed.class);
+            TestProbe<DiscardManager.Command> manager = kit.createTestProbe();
+            ActorRef<BalloonActor.Command> balloon = kit.spawn(BalloonActor.create("silent", space,
+                    BalloonSettings.DEFAULT, manager.ref()), "silent-balloon", BalloonActor.DISPATCHER);
+            ram.writeLong(ram.base().checkedAdd(PAGE), 77);
+            TestProbe<BalloonActor.InflateResult> inflated = kit.createTestProbe();
+            balloon.tell(new BalloonActor.Inflate(new long[] {1}, inflated.ref()));
+            manager.expectMessageClass(DiscardManager.RequestDiscard.class);
+            // The manager never answers: the inflate is answered once the balloon gives up waiting.
+            BalloonActor.InflateResult result = inflated.expectMessageClass(BalloonActor.InflateResult.class,
+                    BalloonActor.DECISION_TIMEOUT.plusSeconds(5));
+            assertEquals(new BalloonActor.InflateResult(1, 0, 1, 0, List.of()), result);
+            assertEquals(77, ram.readLong(ram.base().checkedAdd(PAGE)));
+            kit.stop(balloon);
+            kit.stop(space);
         }
     }
 
@@ -122,8 +142,10 @@ class BalloonActorTest {
             space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(
                     MemoryRegion.ram("ram", GuestAddress.ZERO, ram))), committed.ref()));
             committed.expectMessageClass(AddressSpaceActor.Committed.class);
+            ActorRef<DiscardManager.Command> manager = kit.spawn(DiscardManager.create("early",
+                    Duration.ofSeconds(5)));
             ActorRef<BalloonActor.Command> balloon = kit.spawn(BalloonActor.create("early", space,
-                    BalloonSettings.DEFAULT), "early-balloon", BalloonActor.DISPATCHER);
+                    BalloonSettings.DEFAULT, manager), "early-balloon", BalloonActor.DISPATCHER);
             // Sent at once: the balloon's subscription to the address space is still on its way.
             TestProbe<BalloonActor.InflateResult> inflated = kit.createTestProbe();
             balloon.tell(new BalloonActor.Inflate(new long[] {1, 2, 3}, inflated.ref()));
@@ -131,6 +153,7 @@ class BalloonActorTest {
             assertEquals(List.of(), result.rejected(), "every frame is guest RAM");
             assertEquals(3, result.pagesDiscarded());
             kit.stop(balloon);
+            kit.stop(manager);
             kit.stop(space);
         }
     }

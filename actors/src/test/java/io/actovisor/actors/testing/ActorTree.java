@@ -5,6 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vfio.VfioContainerActor;
@@ -44,36 +47,63 @@ public final class ActorTree implements AutoCloseable {
     public final PinWatch pins = new PinWatch(everCompatible::contains);
     public final HostMemory memory;
     public final ActorRef<AddressSpaceActor.Command> space;
+    public final ActorRef<DiscardManager.Command> discard;
     public final ActorRef<BalloonActor.Command> balloon;
     public final Map<String, ActorRef<VfioContainerActor.Command>> containers = new LinkedHashMap<>();
     public final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
     private static long sequence;
+    public final long blockSize;
     private final String id;
 
     public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings) {
+        this(kit, memoryPages, settings, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE);
+    }
+
+    /** A tree whose discard manager and containers use blocks of {@code blockSize} bytes. */
+    public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings, long blockSize) {
         this.kit = kit;
+        this.blockSize = blockSize;
         this.id = "t" + (sequence++);
         this.memory = HostMemory.anonymous(pins.posix(), id + "-ram", memoryPages * PAGE);
         this.space = kit.spawn(AddressSpaceActor.create(id + "-memory", Duration.ofSeconds(5)), id + "-memory");
-        this.balloon = kit.spawn(BalloonActor.create(id + "-balloon", space, settings), id + "-balloon",
+        this.discard = kit.spawn(DiscardManager.create(id + "-discard", DiscardManager.Settings
+                .withDrainTimeout(settings.drainTimeout()).withBlockSize(blockSize)
+                .withReleaseTimeout(Duration.ofSeconds(3)), java.util.Optional.empty()), id + "-discard");
+        this.balloon = kit.spawn(BalloonActor.create(id + "-balloon", space, settings, discard), id + "-balloon",
                 BalloonActor.DISPATCHER);
     }
 
     /** A container on a watched model IOMMU accepting {@code maxMappings} mappings. */
     public ActorRef<VfioContainerActor.Command> container(String name, int maxMappings) {
+        return container(name, maxMappings, DiscardMode.INHIBIT);
+    }
+
+    /** A container in discard mode {@code mode} on a watched model IOMMU accepting {@code maxMappings} mappings. */
+    public ActorRef<VfioContainerActor.Command> container(String name, int maxMappings, DiscardMode mode) {
         IommuBackend backend = pins.backend(ModelIommu.BACKEND, () -> ModelIommu.create(maxMappings));
-        return container(name, backend);
+        return container(name, backend, mode);
     }
 
     public ActorRef<VfioContainerActor.Command> container(String name, IommuBackend backend) {
+        return container(name, backend, DiscardMode.INHIBIT);
+    }
+
+    public ActorRef<VfioContainerActor.Command> container(String name, IommuBackend backend, DiscardMode mode) {
         ActorRef<VfioContainerActor.Command> ref = kit.spawn(VfioContainerActor.create(id + "-" + name, space,
-                backend), id + "-" + name, VfioContainerActor.DISPATCHER);
+                backend, mode, blockSize), id + "-" + name,
+                VfioContainerActor.DISPATCHER);
         containers.put(name, ref);
         return ref;
     }
 
     public ActorRef<VfioGroupActor.Command> group(String name, boolean balloonCompatible) {
-        return group(name, balloonCompatible, VfioGroupActor.create(name, balloonCompatible, balloon));
+        return group(name, balloonCompatible, VfioGroupActor.create(name, balloonCompatible ? DiscardMode.ON_DEMAND
+                : DiscardMode.INHIBIT, discard));
+    }
+
+    /** A group declaring {@code mode}. */
+    public ActorRef<VfioGroupActor.Command> group(String name, DiscardMode mode) {
+        return group(name, mode == DiscardMode.ON_DEMAND, VfioGroupActor.create(name, mode, discard));
     }
 
     /** A group whose behavior is {@code behavior} (e.g. wrapped with a fault-injecting interceptor). */
@@ -126,6 +156,10 @@ public final class ActorTree implements AutoCloseable {
 
     public BalloonActor.BalloonStatus balloonStatus() {
         return ask(BalloonActor.BalloonStatus.class, BalloonActor.GetStatus::new, balloon);
+    }
+
+    public DiscardState discardState() {
+        return ask(DiscardState.class, DiscardManager.GetState::new, discard);
     }
 
     public AddressSpaceActor.View view() {
@@ -181,6 +215,7 @@ public final class ActorTree implements AutoCloseable {
         assertEquals(expectedInhibitors, status.inhibitors(), "invariant 2 (exact inhibitor count) " + when
                 + ", holders " + status.holders());
         List<DmaMapping> expected = expectedMappings(view().flatView().sections());
+        long expectedPins = 0;
         for (Map.Entry<String, ActorRef<VfioContainerActor.Command>> c : containers.entrySet()) {
             VfioContainerActor.State state = containerState(c.getKey());
             List<String> attached = attachedByContainer.getOrDefault(c.getKey(), List.of());
@@ -190,14 +225,33 @@ public final class ActorTree implements AutoCloseable {
                 assertEquals(List.of(), state.mappings(), "container " + c.getKey() + " without groups " + when);
                 assertEquals(0, state.pinnedBytes());
             } else {
-                assertEquals(expected, state.mappings(), "invariant 3 (IOMMU mirrors the flat view) in "
+                List<DmaMapping> mirrored = state.discard() == DiscardMode.COORDINATED
+                        ? inBlocks(expected, blockSize, state.releasedBlocks()) : expected;
+                assertEquals(mirrored, state.mappings(), "invariant 3 (IOMMU mirrors the flat view) in "
                         + c.getKey() + " " + when);
+                expectedPins += mirrored.stream().mapToLong(m -> m.iova().size()).sum();
             }
         }
-        long expectedPins = attachedByContainer.keySet().stream().filter(containers::containsKey).count()
-                * expected.stream().mapToLong(m -> m.iova().size()).sum();
         // Pins of containers holding only compatible groups are mappings too; the watch counts them all.
         assertEquals(expectedPins, pins.pinnedBytes(), "pinned bytes " + when);
+    }
+
+    /** {@code mappings} split at block boundaries, without the blocks in {@code released}. */
+    public static List<DmaMapping> inBlocks(List<DmaMapping> mappings, long blockSize, List<AddressRange> released) {
+        List<DmaMapping> out = new ArrayList<>();
+        for (DmaMapping m : mappings) {
+            long end = m.iova().base() + m.iova().size();
+            for (long at = m.iova().base(); at < end; ) {
+                long next = Math.min(end, (at / blockSize + 1) * blockSize);
+                long block = at / blockSize * blockSize;
+                if (released.stream().noneMatch(r -> r.base() == block)) {
+                    out.add(new DmaMapping(AddressRange.of(at, next - at), m.host().checkedAdd(at - m.iova().base()),
+                            m.permissions()));
+                }
+                at = next;
+            }
+        }
+        return out;
     }
 
     /** What a container must map for {@code sections}: RAM and ROM, page-aligned, read-only where read-only. */
@@ -219,6 +273,7 @@ public final class ActorTree implements AutoCloseable {
         new ArrayList<>(groups.keySet()).forEach(this::stopGroup);
         new ArrayList<>(containers.keySet()).forEach(this::stopContainer);
         kit.stop(balloon, TIMEOUT);
+        kit.stop(discard, TIMEOUT);
         kit.stop(space, TIMEOUT);
         memory.close();
     }

@@ -1,5 +1,6 @@
 package io.actovisor.actors.vfio;
 
+import io.actovisor.actors.discard.DiscardMode;
 import static io.actovisor.actors.testing.ActorTree.PAGE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -49,15 +50,19 @@ class FaultInjectionTest {
         });
     }
 
-    /** A group crashes after taking its inhibit (before the container answers), or after the container answered. */
+    /**
+     * A group crashes after its container described itself, after its registration with the discard manager (before
+     * the container answers the join), or after the container answered.
+     */
     @ParameterizedTest
-    @ValueSource(strings = {"InhibitReplied", "ContainerAttachReplied"})
+    @ValueSource(strings = {"Described", "RegistrationReplied", "ContainerAttachReplied"})
     void aGroupCrashingMidAttachLeavesNoInhibitAndNoPins(String crashPoint) {
         try (ActorTree tree = new ActorTree(kit, 32, BalloonSettings.DEFAULT)) {
             tree.container("c0", 65535);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 32)));
             ActorRef<VfioGroupActor.Command> group = tree.group("g0", false, Faults.crashOn(
-                    VfioGroupActor.Command.class, crashPoint, VfioGroupActor.create("g0", false, tree.balloon)));
+                    VfioGroupActor.Command.class, crashPoint,
+                    VfioGroupActor.create("g0", DiscardMode.INHIBIT, tree.discard)));
             TestProbe<VfioGroupActor.AttachResult> reply = kit.createTestProbe();
             group.tell(new VfioGroupActor.Attach(tree.containers.get("c0"), "c0", reply.ref()));
             reply.expectNoMessage(Duration.ofMillis(100));
@@ -139,6 +144,7 @@ class FaultInjectionTest {
         try (ActorTree tree = new ActorTree(kit, 64, BalloonSettings.DEFAULT)) {
             tree.container("c0", 65535);
             tree.container("c1", 65535);
+            tree.container("od", 65535, DiscardMode.ON_DEMAND);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 64)));
             for (int g = 0; g < 8; g++) {
                 tree.group("g" + g, g == 7);
@@ -151,7 +157,7 @@ class FaultInjectionTest {
                 for (int g = 0; g < 8; g++) {
                     TestProbe<Object> probe = kit.createTestProbe();
                     probes.add(probe);
-                    String container = g % 2 == 0 ? "c0" : "c1";
+                    String container = g == 7 ? "od" : g % 2 == 0 ? "c0" : "c1";
                     ActorRef<VfioGroupActor.Command> group = tree.groups.get("g" + g);
                     group.tell(new VfioGroupActor.Attach(tree.containers.get(container), container,
                             probe.ref().narrow()));

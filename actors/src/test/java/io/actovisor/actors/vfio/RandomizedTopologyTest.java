@@ -1,5 +1,6 @@
 package io.actovisor.actors.vfio;
 
+import io.actovisor.actors.discard.DiscardMode;
 import static io.actovisor.actors.testing.ActorTree.PAGE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -91,6 +92,7 @@ class RandomizedTopologyTest {
                 tree = t;
                 tree.container("c0", 65535);
                 tree.container("small", 2);
+                tree.container("od", 65535, DiscardMode.ON_DEMAND);
                 for (int g = 0; g < 4; g++) {
                     spawnGroup("g" + g, g == 3);
                 }
@@ -115,7 +117,8 @@ class RandomizedTopologyTest {
             AtomicBoolean crash = new AtomicBoolean();
             crashSwitches.put(name, crash);
             tree.group(name, compatible, Faults.crashWhenArmed(VfioGroupActor.Command.class, crash,
-                    VfioGroupActor.create(name, compatible, tree.balloon)));
+                    VfioGroupActor.create(name, compatible ? DiscardMode.ON_DEMAND
+                            : DiscardMode.INHIBIT, tree.discard)));
         }
 
         private void write(int hostPage) {
@@ -129,7 +132,12 @@ class RandomizedTopologyTest {
             String group = groups.get(random.nextInt(groups.size()));
             switch (random.nextInt(7)) {
                 case 0, 1 -> {
-                    String container = random.nextInt(4) == 0 ? "small" : "c0";
+                    // A group attaching to a container of another discard mode is refused (and stays detached).
+                    String container = switch (random.nextInt(6)) {
+                        case 0 -> "small";
+                        case 1 -> "od";
+                        default -> tree.compatible.get(group) ? "od" : "c0";
+                    };
                     log.add("attach " + group + " to " + container);
                     tree.attach(group, container);
                 }

@@ -7,10 +7,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
 import io.actovisor.actors.testing.NativeTestKit;
+import io.actovisor.devices.iommu.IommuInfo;
+import io.actovisor.devices.iommu.model.ModelIommu;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import java.util.List;
@@ -117,15 +120,48 @@ class SeedScenarioTest {
     }
 
     @Test
-    void balloonCompatibleGroupsDoNotInhibit() {
+    void onDemandGroupsDoNotInhibit() {
         try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
-            tree.container("c0", 65535);
+            tree.container("c0", 65535, DiscardMode.ON_DEMAND);
             tree.group("mdev", true);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
             assertEquals(new VfioGroupActor.Attached("mdev", "c0", false), tree.attach("mdev", "c0"));
             assertEquals(0, tree.balloonStatus().inhibitors());
             assertEquals(1, tree.containerState("c0").mappings().size());
             tree.assertInvariants("with a compatible group");
+        }
+    }
+
+    @Test
+    void aGroupWhoseModeDisagreesWithItsContainersIsRefusedNamingBoth() {
+        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
+            tree.container("c0", 65535);
+            tree.group("mdev", true);
+            tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
+            VfioGroupActor.AttachFailed failed = (VfioGroupActor.AttachFailed) tree.attach("mdev", "c0");
+            assertTrue(failed.reason().contains("declares discard = on-demand")
+                    && failed.reason().contains("has discard = inhibit"), failed.reason());
+            assertEquals(0, tree.balloonStatus().inhibitors());
+            assertEquals(List.of(), tree.containerState("c0").mappings(), "nothing was pinned");
+            tree.assertInvariants("after a refused attach");
+        }
+    }
+
+    @Test
+    void aCoordinatedBlockSmallerThanTheIommuPageIsRefusedWhenTheContainerOpens() {
+        long block = 16 * 1024;
+        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT, block)) {
+            // An IOMMU whose smallest page is 64 KiB (as on some ARM hosts): 16 KiB blocks cannot be unmapped alone.
+            IommuBackend coarse = IommuBackend.shared(ModelIommu.BACKEND, () -> ModelIommu.create(new IommuInfo(
+                    1L << 16, 65535, List.of(ModelIommu.DEFAULT_IOVA_RANGE))));
+            tree.container("c0", coarse, DiscardMode.COORDINATED);
+            tree.group("g0", DiscardMode.COORDINATED);
+            tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
+            VfioGroupActor.AttachFailed failed = (VfioGroupActor.AttachFailed) tree.attach("g0", "c0");
+            assertTrue(failed.reason().contains("discard-block-size 16384")
+                    && failed.reason().contains("minimum page size 65536"), failed.reason());
+            assertEquals(0, tree.discardState().coordinatedHolders(), "the registration was released");
+            assertEquals(List.of(), tree.containerState("c0").mappings());
         }
     }
 }

@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.actors.testing.NativeTestKit;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vfio.VfioContainerActor;
@@ -73,6 +75,29 @@ class VmActorTest {
         actions.receiveMessage();
         actions.expectTerminated(vm, Duration.ofSeconds(10));
         assertTrue(ram.isClosed(), "the VM closed its memory after its children stopped");
+    }
+
+    @Test
+    void aVmWithoutABalloonCountsItsGroupsInItsDiscardManager() {
+        HostMemory ram = HostMemory.anonymous("vm-noballoon", 1 << 20);
+        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(new VmTopology("vm4", List.of(ram),
+                List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram)), Optional.empty(),
+                List.of(new VmTopology.Container("c0", IommuBackend.model(65535))),
+                List.of(new VmTopology.Group("7", "c0", false, true)))), "vm4");
+        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        vm.tell(new VmActor.Start(started.ref()));
+        VmActor.Started ok = (VmActor.Started) started.receiveMessage(Duration.ofSeconds(10));
+        assertTrue(ok.components().balloon().isEmpty(), "no stand-in balloon");
+        TestProbe<DiscardState> discard = kit.createTestProbe();
+        ok.components().discardManager().tell(new DiscardManager.GetState(discard.ref()));
+        DiscardState state = discard.receiveMessage();
+        assertEquals(1, state.uncoordinatedHolders());
+        assertEquals(List.of("vfio-group:7"), state.holderNames());
+        TestProbe<VmActor.ActionResult> actions = kit.createTestProbe();
+        vm.tell(new VmActor.Shutdown(actions.ref()));
+        actions.receiveMessage();
+        actions.expectTerminated(vm, Duration.ofSeconds(10));
+        assertTrue(ram.isClosed());
     }
 
     @Test

@@ -10,6 +10,8 @@ import io.actovisor.devices.virtio.VirtioDevice;
  */
 public final class VirtioBalloon implements VirtioDevice {
     public static final int DEVICE_ID = 5;
+    /** The driver tells the host before it reuses a ballooned page (it deflates first). */
+    public static final long F_MUST_TELL_HOST = 1L << 0;
     public static final long F_STATS_VQ = 1L << 1;
     public static final long F_DEFLATE_ON_OOM = 1L << 2;
     public static final int INFLATE_QUEUE = 0;
@@ -35,7 +37,7 @@ public final class VirtioBalloon implements VirtioDevice {
 
     @Override
     public long features() {
-        return F_STATS_VQ | (deflateOnOom ? F_DEFLATE_ON_OOM : 0);
+        return F_MUST_TELL_HOST | F_STATS_VQ | (deflateOnOom ? F_DEFLATE_ON_OOM : 0);
     }
 
     @Override

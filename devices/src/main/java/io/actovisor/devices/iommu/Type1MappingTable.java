@@ -18,7 +18,7 @@ import java.util.TreeMap;
  * <p>Every check happens before any change, so a refused operation leaves the table as it was. Not thread-safe.
  */
 public final class Type1MappingTable {
-    private final IommuInfo info;
+    private IommuInfo info;
     private final TreeMap<Long, DmaMapping> byIova = new TreeMap<>(Long::compareUnsigned);
     private long mappedBytes;
 
@@ -28,6 +28,11 @@ public final class Type1MappingTable {
 
     public IommuInfo info() {
         return info;
+    }
+
+    /** The IOMMU's page sizes, limit or ranges changed (a vfio-type1 group joined or left): check against these. */
+    public void setInfo(IommuInfo info) {
+        this.info = java.util.Objects.requireNonNull(info, "info");
     }
 
     /**

@@ -38,7 +38,7 @@ class CoherenceAuditTest {
             assertTrue(clean.coherent(), clean.toString());
 
             // The seed's failure on pages 3 and 4: discard under pin, then the CPU writes new data.
-            ram.discard(AddressRange.of(ram.base().value() + 3 * PAGE, 2 * PAGE));
+            ram.discard(3 * PAGE, 2 * PAGE);
             ram.writeLong(ram.base().checkedAdd(3 * PAGE), 0x4242_4242L);
             ram.writeLong(ram.base().checkedAdd(4 * PAGE), 0x4343_4343L);
             CoherenceReport broken = CoherenceAudit.audit(iommu.mappings(), iommu.dmaPort().orElseThrow(), cpu,

@@ -36,7 +36,7 @@ public abstract class IommuContractTest {
     @BeforeEach
     void allocateHost() {
         host = HostMemory.anonymous("iommu-contract", HOST_SIZE);
-        host.populate(host.hostRange());
+        host.populate(0, host.size());
     }
 
     @AfterEach

@@ -14,17 +14,20 @@ import io.actovisor.memory.sys.ProcessResources;
 import io.actovisor.memory.testing.NativeRequirement;
 import java.util.ArrayList;
 import java.util.List;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /** The bundled firmware on real KVM, driven by a minimal exit loop (the VcpuActor's job in a VM). */
+@Tag("kvm")
 class KvmGuestTest {
     private static final long RAM = 4L << 20;
     private static final long WORK = 1L << 20;
 
-    @BeforeAll
-    static void requireKvm() {
-        NativeRequirement.require("KVM", Kvm.unavailabilityCause());
+    /** Per test, so that a machine without KVM reports each test skipped with the reason, not a class of none. */
+    @BeforeEach
+    void requireKvm() {
+        NativeRequirement.requireKvm(Kvm.unavailabilityCause());
     }
 
     @Test

@@ -12,7 +12,7 @@ import io.actovisor.memory.sys.ProcessResources;
 import io.actovisor.vmm.runtime.VmBuilder;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -27,8 +27,9 @@ class LinuxBadInputTest {
     @TempDir
     static Path dir;
 
-    @BeforeAll
-    static void facilities() {
+    /** Per test, so that a machine without KVM reports each test skipped with the reason, not a class of none. */
+    @BeforeEach
+    void facilities() {
         LinuxVm.requireFacilities();
     }
 

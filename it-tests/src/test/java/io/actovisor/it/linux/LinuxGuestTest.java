@@ -22,7 +22,7 @@ import java.util.regex.Pattern;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Tag;
@@ -46,6 +46,7 @@ class LinuxGuestTest {
     private static ActorTestKit kit;
     private static ProcessResources before;
     private static LinuxVm vm;
+    private static Throwable bootFailure;
 
     /** A Linux VM definition with a balloon; the command line keeps the boot short. */
     static String definition(String name) {
@@ -74,13 +75,27 @@ class LinuxGuestTest {
         return vm;
     }
 
-    @BeforeAll
-    static void start() {
+    /**
+     * Per test, so that a machine without KVM reports each test skipped with the reason, not a class of none; the
+     * first test boots the VM the tests share, and a failed boot fails every later test with its cause.
+     */
+    @BeforeEach
+    void start() {
         LinuxVm.requireFacilities();
         LinuxVm.requireHardwareKvm();
-        kit = ActorTestKit.create();
-        before = ProcessResources.snapshot();
-        vm = boot(kit, "linux-guest");
+        if (bootFailure != null) {
+            throw new AssertionError("the shared Linux VM did not boot", bootFailure);
+        }
+        if (kit == null) {
+            kit = ActorTestKit.create();
+            before = ProcessResources.snapshot();
+            try {
+                vm = boot(kit, "linux-guest");
+            } catch (RuntimeException | AssertionError e) {
+                bootFailure = e;
+                throw e;
+            }
+        }
     }
 
     @AfterAll

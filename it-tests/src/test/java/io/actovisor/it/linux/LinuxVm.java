@@ -79,7 +79,7 @@ final class LinuxVm implements AutoCloseable {
 
     /** Skip (or fail under ACTOVISOR_REQUIRE_NATIVE=1) unless KVM, a kernel and a static busybox are here. */
     static void requireFacilities() {
-        NativeRequirement.require("KVM", Kvm.unavailabilityCause());
+        NativeRequirement.requireKvm(Kvm.unavailabilityCause());
         NativeRequirement.require("a Linux kernel in /boot (Debian package linux-image-amd64)",
                 newestKernel().isPresent() ? Optional.empty()
                         : Optional.of("no readable /boot/vmlinuz-* with /lib/modules/<release>/modules.dep"));

@@ -1,15 +1,13 @@
 package io.actovisor.it.nested;
 
+import io.actovisor.memory.testing.GuestImages;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -17,37 +15,75 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 /**
- * A nested Linux guest with an emulated Intel IOMMU and QEMU's {@code edu} DMA device, for running a Java entry
- * point of this project against a real {@code /dev/vfio}.
+ * A nested Linux guest under QEMU TCG that runs a command of this project with the host's own JDK and class path,
+ * in one of two kinds: {@link Kind#VFIO_EDU} (an emulated Intel IOMMU and QEMU's {@code edu} DMA device bound to
+ * vfio-pci, for the real {@code /dev/vfio}) or {@link Kind#KVM_HOST} (an AMD SVM CPU with nested paging and the
+ * kvm-amd module, for a real {@code /dev/kvm}: the emulated KVM host).
  *
- * <p>Everything comes from the machine's own packages at test time: the kernel and its modules
- * ({@code linux-image-amd64}), a static busybox ({@code busybox-static}) and QEMU ({@code qemu-system-x86}). The
- * initramfs is written here (a busybox, the modules vfio-pci, vfio_iommu_type1 and 9p need, and an init script); the
- * init loads the modules, binds the edu function to vfio-pci, mounts the host's root read-only over 9p, and runs
- * the given command chrooted into it with the host's own JDK and the test's class path. The command's stdout goes to
- * the guest's second serial port, which QEMU writes to a file of its own; the kernel and stderr go to the console
- * file. A guest that does not boot within {@code bootTimeout} or finish within {@code runTimeout} is killed and
- * reported with its console.
+ * <p>Everything comes from the machine's own packages at test time ({@link GuestImages}). The initramfs is written
+ * here (a busybox, the modules the kind needs with their dependencies from modules.dep, and an init script); the
+ * init loads the modules, prepares the kind's device, mounts the host's root read-only over 9p with a tmpfs at
+ * {@code /dev/shm}, and runs the command chrooted into it. The command's stdout goes to the guest's second serial
+ * port, which QEMU writes to a file of its own; the kernel and stderr go to the console file. A guest that does not
+ * boot in time, panics, fails to load a module or hangs is killed and reported with its console and the stage it
+ * reached ({@link Stage}); no QEMU process or initramfs outlives {@link Running#close()}.
  */
-final class NestedGuest {
-    /** The init prints this on the console once its modules are loaded and the device is bound. */
+public final class NestedGuest {
+    /** The init prints this on the console once its modules are loaded and the device is ready. */
     static final String BOOTED = "actovisor-nested: booted";
     /** The init prints this, with the command's exit status, when the command ends. */
     static final String EXITED = "actovisor-nested: exit ";
-    /** Modules the guest needs, with their dependencies resolved from modules.dep. */
+    /** The init prints this, with a {@link Stage} label, when it enters that stage. */
+    static final String STAGE = "actovisor-nested: stage ";
+    /** The init prints this, with what failed, before it powers the guest off. */
+    static final String ERROR = "actovisor-nested: error: ";
+    /** Modules every guest needs (the host root over 9p). */
+    static final List<String> BASE_MODULES = List.of("virtio_pci", "9pnet_virtio", "9p");
+    /** Modules the VFIO guest adds. */
     static final List<String> MODULES = List.of("virtio_pci", "9pnet_virtio", "9p", "vfio_iommu_type1", "vfio-pci");
+    /** Modules the KVM host adds, loaded after their dependencies (irqbypass, ccp, kvm) from modules.dep. */
+    static final List<String> KVM_MODULES = List.of("virtio_pci", "9pnet_virtio", "9p", "kvm", "kvm_amd");
     /** type1's mapping limit in the guest: small, so the ENOSPC refusal is reached in a few dozen mappings. */
     static final int DMA_ENTRY_LIMIT = 64;
 
-    /** What the machine provides; {@link #unavailabilityCause()} says what is missing. */
-    record Facilities(Optional<Path> qemu, Optional<Path> kernel, Optional<Path> modules, Optional<Path> busybox,
-            List<String> missing) {
-        Optional<String> unavailabilityCause() {
-            return missing.isEmpty() ? Optional.empty() : Optional.of(String.join("; ", missing)
-                    + " (install the Debian packages qemu-system-x86, linux-image-amd64 and busybox-static)");
+    /** What the guest is for. */
+    public enum Kind {
+        /** Intel IOMMU and the edu device bound to vfio-pci: a real {@code /dev/vfio} (any host CPU). */
+        VFIO_EDU("max", "2G", List.of("-device", "intel-iommu", "-device", "edu"), "intel_iommu=on", MODULES),
+        /** AMD SVM with nested paging and kvm-amd loaded: a real {@code /dev/kvm} (any host CPU). */
+        KVM_HOST("qemu64,+svm,+npt", "3G", List.of(), "", KVM_MODULES);
+
+        final String cpu;
+        final String memory;
+        final List<String> devices;
+        final String kernelArguments;
+        final List<String> modules;
+
+        Kind(String cpu, String memory, List<String> devices, String kernelArguments, List<String> modules) {
+            this.cpu = cpu;
+            this.memory = memory;
+            this.devices = devices;
+            this.kernelArguments = kernelArguments;
+            this.modules = modules;
+        }
+    }
+
+    /** How far a guest got; a failure names the stage it happened in. */
+    public enum Stage {
+        BOOT("boot"), MODULE_LOAD("module load"), DEVICE_SETUP("device setup"), HOST_ROOT("host root mount"),
+        COMMAND("command"), JVM_START("JVM start"), TEST("test");
+
+        final String label;
+
+        Stage(String label) {
+            this.label = label;
+        }
+
+        @Override
+        public String toString() {
+            return label;
         }
     }
 
@@ -60,64 +96,8 @@ final class NestedGuest {
     }
 
     /** Look for QEMU, a kernel with modules for it, and a static busybox on this machine. */
-    static Facilities probe() {
-        List<String> missing = new ArrayList<>();
-        Optional<Path> qemu = Stream.of("/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64")
-                .map(Path::of).filter(Files::isExecutable).findFirst();
-        if (qemu.isEmpty()) {
-            missing.add("no qemu-system-x86_64");
-        }
-        Optional<Path> kernel = Optional.empty();
-        Optional<Path> modules = Optional.empty();
-        try (Stream<Path> boot = Files.exists(Path.of("/boot")) ? Files.list(Path.of("/boot")) : Stream.empty()) {
-            List<Path> kernels = boot.filter(p -> p.getFileName().toString().startsWith("vmlinuz-"))
-                    .filter(p -> Files.exists(moduleDir(p).resolve("modules.dep")))
-                    .sorted(Comparator.comparing(Path::toString).reversed()).toList();
-            if (kernels.isEmpty()) {
-                missing.add("no /boot/vmlinuz-<version> with /lib/modules/<version>/modules.dep");
-            } else if (!Files.isReadable(kernels.get(0))) {
-                missing.add(kernels.get(0) + " is not readable by this user");
-            } else {
-                kernel = Optional.of(kernels.get(0));
-                modules = Optional.of(moduleDir(kernels.get(0)));
-            }
-        } catch (IOException e) {
-            missing.add("cannot list /boot: " + e.getMessage());
-        }
-        Optional<Path> busybox = Stream.of("/bin/busybox", "/usr/bin/busybox").map(Path::of)
-                .filter(Files::isRegularFile).findFirst();
-        if (busybox.isEmpty()) {
-            missing.add("no busybox");
-        } else if (!isStatic(busybox.get())) {
-            missing.add(busybox.get() + " is dynamically linked; the initramfs needs busybox-static");
-            busybox = Optional.empty();
-        }
-        return new Facilities(qemu, kernel, modules, busybox, List.copyOf(missing));
-    }
-
-    private static Path moduleDir(Path vmlinuz) {
-        return Path.of("/lib/modules", vmlinuz.getFileName().toString().substring("vmlinuz-".length()));
-    }
-
-    /** An ELF64 executable without a PT_INTERP program header needs no dynamic loader. */
-    static boolean isStatic(Path elf) {
-        try {
-            ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(elf)).order(ByteOrder.LITTLE_ENDIAN);
-            if (b.getInt(0) != 0x464c457f || b.get(4) != 2) {
-                return false;
-            }
-            long phoff = b.getLong(0x20);
-            int phentsize = Short.toUnsignedInt(b.getShort(0x36));
-            int phnum = Short.toUnsignedInt(b.getShort(0x38));
-            for (int i = 0; i < phnum; i++) {
-                if (b.getInt((int) (phoff + (long) i * phentsize)) == 3) {
-                    return false;
-                }
-            }
-            return true;
-        } catch (IOException | IndexOutOfBoundsException e) {
-            return false;
-        }
+    static GuestImages.Facilities probe() {
+        return GuestImages.probe();
     }
 
     /** The module files to load, dependencies first, from {@code modules.dep}; built-in ones are left out. */
@@ -178,135 +158,273 @@ final class NestedGuest {
         return name.replace('-', '_');
     }
 
-    /** Write the initramfs for {@code facilities} to {@code target}; the command comes from the kernel line. */
-    static void buildInitramfs(Facilities facilities, Path target) throws IOException {
+    /** Write the VFIO guest's initramfs for {@code facilities} to {@code target}. */
+    static void buildInitramfs(GuestImages.Facilities facilities, Path target) throws IOException {
+        buildInitramfs(Kind.VFIO_EDU, facilities, target);
+    }
+
+    /** Write the initramfs of a {@code kind} guest to {@code target}; the command comes from the kernel line. */
+    static void buildInitramfs(Kind kind, GuestImages.Facilities facilities, Path target) throws IOException {
         Cpio cpio = new Cpio();
         cpio.file("bin/busybox", 0755, Files.readAllBytes(facilities.busybox().orElseThrow()));
         for (String dir : List.of("dev", "proc", "sys", "host", "lib/modules")) {
             cpio.directory(dir);
         }
         StringBuilder insmod = new StringBuilder();
-        for (Path module : moduleOrder(facilities.modules().orElseThrow(), MODULES)) {
+        for (Path module : moduleOrder(facilities.modules().orElseThrow(), kind.modules)) {
             String name = module.getFileName().toString();
             cpio.file("lib/modules/" + name, 0644, Files.readAllBytes(module));
             String parameters = name.startsWith("vfio_iommu_type1.") ? " dma_entry_limit=" + DMA_ENTRY_LIMIT : "";
             insmod.append("insmod /lib/modules/").append(name).append(parameters)
                     .append(" || fail \"insmod ").append(name).append("\"\n");
         }
-        cpio.file("init", 0755, initScript(insmod.toString()).getBytes(StandardCharsets.UTF_8));
+        cpio.file("init", 0755, initScript(kind, insmod.toString()).getBytes(StandardCharsets.UTF_8));
         Files.createDirectories(target.getParent());
         Files.write(target, cpio.finish());
     }
 
-    private static String initScript(String insmod) {
+    private static String deviceSetup(Kind kind) {
+        return switch (kind) {
+            case VFIO_EDU -> """
+                    bound=0
+                    for d in /sys/bus/pci/devices/*; do
+                      if [ "$(cat $d/vendor)" = 0x1234 ] && [ "$(cat $d/device)" = 0x11e8 ]; then
+                        echo vfio-pci > $d/driver_override
+                        echo ${d##*/} > /sys/bus/pci/drivers_probe
+                        [ -e $d/iommu_group ] || fail "${d##*/} has no IOMMU group (is intel_iommu=on?)"
+                        bound=1
+                      fi
+                    done
+                    [ $bound = 1 ] || fail "no edu device (1234:11e8) on the PCI bus"
+                    """;
+            case KVM_HOST -> """
+                    [ -c /dev/kvm ] || fail "kvm-amd loaded but there is no /dev/kvm (does the CPU have svm?)"
+                    """;
+        };
+    }
+
+    private static String initScript(Kind kind, String insmod) {
         return """
                 #!/bin/busybox sh
                 /bin/busybox --install -s /bin
                 export PATH=/bin
-                fail() { echo "actovisor-nested: error: $*"; poweroff -f; }
+                fail() { echo "%1$s$*"; poweroff -f; }
                 mount -t proc proc /proc
                 mount -t sysfs sys /sys
                 mount -t devtmpfs dev /dev
+                ip link set lo up || fail "cannot bring up the loopback interface"
                 cmdline=$(cat /proc/cmdline)
                 script=${cmdline##*actovisor.script=}
-                script=${script%% *}
-                """ + insmod + """
-                bound=0
-                for d in /sys/bus/pci/devices/*; do
-                  if [ "$(cat $d/vendor)" = 0x1234 ] && [ "$(cat $d/device)" = 0x11e8 ]; then
-                    echo vfio-pci > $d/driver_override
-                    echo ${d##*/} > /sys/bus/pci/drivers_probe
-                    [ -e $d/iommu_group ] || fail "${d##*/} has no IOMMU group (is intel_iommu=on?)"
-                    bound=1
-                  fi
-                done
-                [ $bound = 1 ] || fail "no edu device (1234:11e8) on the PCI bus"
-                mount -t 9p -o trans=virtio,version=9p2000.L,ro host /host || fail "cannot mount the host over 9p"
+                script=${script%%%% *}
+                echo "%2$smodule load"
+                """.formatted(ERROR, STAGE) + insmod + """
+                echo "%1$sdevice setup"
+                """.formatted(STAGE) + deviceSetup(kind) + """
+                echo "%1$shost root mount"
+                mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 host /host || fail "cannot mount the host over 9p"
                 mount -t proc proc /host/proc || fail "cannot mount /proc in the host root"
                 mount -t sysfs sys /host/sys || fail "cannot mount /sys in the host root"
                 mount -t devtmpfs dev /host/dev || fail "cannot mount /dev in the host root"
                 mkdir -p /host/dev/shm && mount -t tmpfs shm /host/dev/shm || fail "cannot mount a tmpfs"
-                echo "%s $(uname -r)"
+                echo "%2$s $(uname -r)"
+                echo "%1$scommand"
                 chroot /host /bin/sh "$script" > /dev/ttyS1 2> /dev/console
-                echo "%s$?"
+                echo "%3$s$?"
                 poweroff -f
-                """.formatted(BOOTED, EXITED);
+                """.formatted(STAGE, BOOTED, EXITED);
     }
 
     /**
-     * Boot the guest and run {@code command} (a shell command line, run with {@code /bin/sh} in the host's root,
+     * Boot the VFIO guest and run {@code command} (a shell command line, run with {@code /bin/sh} in the host's root,
      * with {@code /dev/shm} as its only writable directory) in it.
      */
-    static Outcome run(Facilities facilities, Path workDir, String command, Duration bootTimeout,
+    static Outcome run(GuestImages.Facilities facilities, Path workDir, String command, Duration bootTimeout,
             Duration runTimeout) throws IOException, InterruptedException {
+        try (Running guest = start(Kind.VFIO_EDU, facilities, workDir, command)) {
+            Duration bootTime = guest.awaitBoot(bootTimeout);
+            if (!guest.process.waitFor(runTimeout.toMillis(), TimeUnit.MILLISECONDS)) {
+                throw guest.failure("the guest did not finish within " + runTimeout.toSeconds() + " s");
+            }
+            Duration total = guest.elapsed();
+            String consoleText = guest.console();
+            return new Outcome(guest.outputLines(), consoleText, guest.exitStatus(), bootTime, total.minus(bootTime));
+        }
+    }
+
+    /**
+     * Start a {@code kind} guest that runs {@code command}; the caller waits for it through the handle and closes
+     * it, which kills QEMU and deletes the initramfs.
+     */
+    public static Running start(Kind kind, GuestImages.Facilities facilities, Path workDir, String command)
+            throws IOException {
+        return start(kind, facilities, workDir, command, List.of());
+    }
+
+    /** {@link #start(Kind, GuestImages.Facilities, Path, String)} with QEMU options that override the kind's. */
+    static Running start(Kind kind, GuestImages.Facilities facilities, Path workDir, String command,
+            List<String> qemuOverrides) throws IOException {
         Files.createDirectories(workDir);
         Path initramfs = workDir.resolve("initramfs.cpio");
-        buildInitramfs(facilities, initramfs);
         Path script = workDir.resolve("command.sh").toAbsolutePath();
-        Files.writeString(script, "#!/bin/sh\ncd /dev/shm\n" + command + "\n");
         if (script.toString().contains(" ")) {
             throw new IllegalStateException("the work directory " + workDir + " must not contain spaces");
         }
+        buildInitramfs(kind, facilities, initramfs);
+        Files.writeString(script, "#!/bin/sh\ncd /dev/shm\n" + command + "\n");
         Path console = workDir.resolve("console.log");
         Path output = workDir.resolve("output.log");
         Files.deleteIfExists(console);
         Files.deleteIfExists(output);
-        List<String> qemu = List.of(facilities.qemu().orElseThrow().toString(),
-                "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "2G", "-smp", "2",
+        List<String> qemu = new ArrayList<>(List.of(facilities.qemu().orElseThrow().toString(),
+                "-machine", "q35", "-accel", "tcg", "-cpu", kind.cpu, "-m", kind.memory, "-smp", "2",
                 "-display", "none", "-no-reboot", "-nic", "none", "-monitor", "none",
                 "-kernel", facilities.kernel().orElseThrow().toString(), "-initrd", initramfs.toString(),
-                "-append", "console=ttyS0 intel_iommu=on quiet panic=-1 actovisor.script=" + script,
-                "-device", "intel-iommu", "-device", "edu",
+                "-append", ("console=ttyS0 " + kind.kernelArguments + " quiet panic=-1 actovisor.script="
+                        + script).replace("  ", " ")));
+        qemu.addAll(kind.devices);
+        qemu.addAll(qemuOverrides);
+        qemu.addAll(List.of(
                 "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
-                "-serial", "file:" + console, "-serial", "file:" + output);
-        Process process = new ProcessBuilder(qemu).redirectErrorStream(true)
-                .redirectOutput(workDir.resolve("qemu.log").toFile()).start();
-        long start = System.nanoTime();
+                "-serial", "file:" + console, "-serial", "file:" + output));
+        Process process;
         try {
-            Duration bootTime = waitFor(process, console, BOOTED, bootTimeout, start, "boot");
-            if (!process.waitFor(runTimeout.toMillis(), TimeUnit.MILLISECONDS)) {
-                throw new GuestFailure("the guest did not finish within " + runTimeout.toSeconds() + " s", console,
-                        workDir);
-            }
-            Duration total = Duration.ofNanos(System.nanoTime() - start);
-            String consoleText = read(console);
-            Optional<Integer> status = consoleText.lines().filter(l -> l.startsWith(EXITED)).findFirst()
-                    .map(l -> Integer.parseInt(l.substring(EXITED.length()).trim()));
-            List<String> lines = read(output).lines().map(l -> l.replace("\r", "")).filter(l -> !l.isBlank())
-                    .toList();
-            return new Outcome(lines, consoleText, status, bootTime, total.minus(bootTime));
-        } finally {
-            process.destroyForcibly();
-            process.waitFor(10, TimeUnit.SECONDS);
+            process = new ProcessBuilder(qemu).redirectErrorStream(true)
+                    .redirectOutput(workDir.resolve("qemu.log").toFile()).start();
+        } catch (IOException e) {
+            Files.deleteIfExists(initramfs);
+            throw e;
         }
+        return new Running(process, workDir, initramfs, console, output);
     }
 
-    private static Duration waitFor(Process process, Path console, String marker, Duration timeout, long start,
-            String what) throws InterruptedException, IOException {
-        long deadline = start + timeout.toNanos();
-        while (true) {
-            String text = read(console);
-            if (text.contains(marker)) {
-                return Duration.ofNanos(System.nanoTime() - start);
-            }
-            if (text.contains("actovisor-nested: error") || !process.isAlive()) {
-                process.waitFor(5, TimeUnit.SECONDS);
-                throw new GuestFailure("the guest failed during " + what, console, console.getParent());
-            }
-            if (System.nanoTime() - deadline > 0) {
-                throw new GuestFailure("the guest did not " + what + " within " + timeout.toSeconds() + " s",
-                        console, console.getParent());
-            }
-            Thread.sleep(200);
-        }
+    /**
+     * The JVM option that gives a guest JVM this test JVM's logback configuration (set by it-tests' pom), so that it
+     * does not pick one of several {@code logback-test.xml} on the class path and print a warning to stdout.
+     */
+    public static List<String> logbackOption() {
+        String file = System.getProperty("logback.configurationFile");
+        return file == null || file.contains(" ") ? List.of() : List.of("-Dlogback.configurationFile=" + file);
     }
 
     static String read(Path file) throws IOException {
         return Files.exists(file) ? new String(Files.readAllBytes(file), StandardCharsets.UTF_8) : "";
     }
 
+    /** A started guest: QEMU, its console and output files; {@link #close()} kills it and removes the initramfs. */
+    public static final class Running implements AutoCloseable {
+        private final Process process;
+        private final Path workDir;
+        private final Path initramfs;
+        private final Path consoleFile;
+        private final Path outputFile;
+        private final long start = System.nanoTime();
+        private final Thread killer;
+
+        private Running(Process process, Path workDir, Path initramfs, Path console, Path output) {
+            this.process = process;
+            this.workDir = workDir;
+            this.initramfs = initramfs;
+            this.consoleFile = console;
+            this.outputFile = output;
+            // A test JVM that is stopped while the guest runs still takes QEMU down with it.
+            this.killer = new Thread(process::destroyForcibly, "nested-guest-killer");
+            Runtime.getRuntime().addShutdownHook(killer);
+        }
+
+        /** Wait until the init reports the guest booted; a failure names the stage it stopped in. */
+        public Duration awaitBoot(Duration timeout) throws IOException, InterruptedException {
+            long deadline = start + timeout.toNanos();
+            while (true) {
+                String text = console();
+                if (text.contains(BOOTED)) {
+                    return elapsed();
+                }
+                if (text.contains(ERROR) || !process.isAlive()) {
+                    process.waitFor(5, TimeUnit.SECONDS);
+                    throw failure("the guest failed during " + stage(console()));
+                }
+                if (System.nanoTime() - deadline > 0) {
+                    throw failure("the guest did not boot within " + timeout.toSeconds() + " s (stuck in "
+                            + stage(text) + ")");
+                }
+                Thread.sleep(200);
+            }
+        }
+
+        /** The stage the init reached, from its markers on the console. */
+        static Stage stage(String console) {
+            Stage reached = Stage.BOOT;
+            for (String line : console.lines().toList()) {
+                int at = line.indexOf(STAGE);
+                if (at >= 0) {
+                    String label = line.substring(at + STAGE.length()).trim();
+                    for (Stage s : Stage.values()) {
+                        if (s.label.equals(label)) {
+                            reached = s;
+                        }
+                    }
+                }
+            }
+            return reached;
+        }
+
+        public boolean isAlive() {
+            return process.isAlive();
+        }
+
+        public boolean waitFor(Duration timeout) throws InterruptedException {
+            return process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS);
+        }
+
+        public Duration elapsed() {
+            return Duration.ofNanos(System.nanoTime() - start);
+        }
+
+        public String console() throws IOException {
+            return read(consoleFile);
+        }
+
+        /** The command's complete stdout lines so far, without blank ones. */
+        public List<String> outputLines() throws IOException {
+            String text = read(outputFile);
+            int end = text.lastIndexOf('\n');
+            String complete = process.isAlive() ? (end < 0 ? "" : text.substring(0, end)) : text;
+            return complete.lines().map(l -> l.replace("\r", "")).filter(l -> !l.isBlank()).toList();
+        }
+
+        /** The command's exit status, once the init reported it. */
+        public Optional<Integer> exitStatus() throws IOException {
+            return console().lines().filter(l -> l.startsWith(EXITED)).findFirst()
+                    .map(l -> Integer.parseInt(l.substring(EXITED.length()).trim()));
+        }
+
+        /** A failure that carries the end of the console and of QEMU's own output. */
+        public GuestFailure failure(String what) throws IOException {
+            return new GuestFailure(what, consoleFile, workDir);
+        }
+
+        @Override
+        public void close() throws IOException {
+            try {
+                process.destroyForcibly();
+                try {
+                    process.waitFor(10, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                try {
+                    Runtime.getRuntime().removeShutdownHook(killer);
+                } catch (IllegalStateException shuttingDown) {
+                    // The hook runs anyway.
+                }
+            } finally {
+                Files.deleteIfExists(initramfs);
+            }
+        }
+    }
+
     /** A guest that failed or hung, with the end of its console and of QEMU's own output. */
-    static final class GuestFailure extends IllegalStateException {
+    public static final class GuestFailure extends IllegalStateException {
         GuestFailure(String what, Path console, Path workDir) throws IOException {
             super(what + "\n--- console (" + console + ") ---\n" + tail(read(console)) + "\n--- qemu ---\n"
                     + tail(read(workDir.resolve("qemu.log"))));

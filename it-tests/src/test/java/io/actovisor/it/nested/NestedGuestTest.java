@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.actovisor.memory.testing.GuestImages;
 import io.actovisor.memory.testing.NativeRequirement;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -83,18 +84,18 @@ class NestedGuestTest {
 
     @Test
     void staticExecutablesAreToldFromDynamicOnes(@TempDir Path dir) throws Exception {
-        assertFalse(NestedGuest.isStatic(Path.of(System.getProperty("java.home"), "bin", "java")),
+        assertFalse(GuestImages.isStatic(Path.of(System.getProperty("java.home"), "bin", "java")),
                 "the JDK's launcher needs ld.so");
         Path text = dir.resolve("not-elf");
         Files.writeString(text, "#!/bin/sh\n");
-        assertFalse(NestedGuest.isStatic(text));
+        assertFalse(GuestImages.isStatic(text));
     }
 
     @Test
     void aHungGuestIsKilledAndReportedWithItsConsole() throws Exception {
-        NestedGuest.Facilities facilities = NestedGuest.probe();
+        GuestImages.Facilities facilities = NestedGuest.probe();
         NativeRequirement.require("a nested QEMU guest", facilities.unavailabilityCause());
-        assertTrue(NestedGuest.isStatic(facilities.busybox().orElseThrow()));
+        assertTrue(GuestImages.isStatic(facilities.busybox().orElseThrow()));
         Path work = Path.of("target", "nested-hung").toAbsolutePath();
         long qemusBefore = qemuChildren();
         NestedGuest.GuestFailure failure = assertThrows(NestedGuest.GuestFailure.class, () -> NestedGuest.run(
@@ -104,6 +105,25 @@ class NestedGuestTest {
         assertTrue(failure.getMessage().contains(NestedGuest.BOOTED), "the console is in the report");
         assertTrue(failure.getMessage().contains("about to hang"), "the command's stderr is on the console");
         assertEquals(qemusBefore, qemuChildren(), "QEMU was killed");
+    }
+
+    @Test
+    void aKvmHostWhoseCpuLacksSvmFailsAtModuleLoadAndLeavesNothingBehind() throws Exception {
+        GuestImages.Facilities facilities = NestedGuest.probe();
+        NativeRequirement.require("a nested QEMU guest", facilities.unavailabilityCause());
+        Path work = Path.of("target", "nested-no-svm").toAbsolutePath();
+        long qemusBefore = qemuChildren();
+        NestedGuest.GuestFailure failure;
+        // A later -cpu wins in QEMU: the emulated KVM host without svm, so kvm_amd refuses to load.
+        try (NestedGuest.Running guest = NestedGuest.start(NestedGuest.Kind.KVM_HOST, facilities, work, "true",
+                List.of("-cpu", "qemu64,-svm"))) {
+            failure = assertThrows(NestedGuest.GuestFailure.class, () -> guest.awaitBoot(Duration.ofSeconds(240)));
+        }
+        assertTrue(failure.getMessage().startsWith("the guest failed during module load"), failure.getMessage());
+        assertTrue(failure.getMessage().contains("insmod kvm-amd"), "the console names the module: "
+                + failure.getMessage());
+        assertEquals(qemusBefore, qemuChildren(), "QEMU was killed");
+        assertFalse(Files.exists(work.resolve("initramfs.cpio")), "the initramfs was removed");
     }
 
     private static long qemuChildren() {

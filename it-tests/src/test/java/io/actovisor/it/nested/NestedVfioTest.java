@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.actovisor.memory.testing.GuestImages;
 import io.actovisor.memory.testing.NativeRequirement;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -45,7 +46,7 @@ class NestedVfioTest {
             "unsafe-ignore-inhibitor: discarded under the pin: the device reads the old page, the CPU the new one",
             "unsafe-ignore-inhibitor: fds and pins released at stop");
 
-    private static NestedGuest.Facilities facilities;
+    private static GuestImages.Facilities facilities;
 
     @BeforeAll
     static void probe() {
@@ -58,9 +59,11 @@ class NestedVfioTest {
     void seedsScenarioReproducesUnderRealType1Pins() throws Exception {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         String classPath = System.getProperty("java.class.path");
-        String command = String.join(" ", java, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                "-XX:-UsePerfData", "-Djava.io.tmpdir=/dev/shm", "-Djna.tmpdir=/dev/shm", "-cp", classPath,
-                "io.actovisor.vmm.Main", "vfio-edu-demo");
+        List<String> words = new ArrayList<>(List.of(java, "-Xmx256m", "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Djava.io.tmpdir=/dev/shm", "-Djna.tmpdir=/dev/shm"));
+        words.addAll(NestedGuest.logbackOption());
+        words.addAll(List.of("-cp", classPath, "io.actovisor.vmm.Main", "vfio-edu-demo"));
+        String command = String.join(" ", words);
         Path work = Path.of("target", "nested").toAbsolutePath();
         NestedGuest.Outcome outcome = NestedGuest.run(facilities, work, command, Duration.ofSeconds(120),
                 Duration.ofSeconds(420));

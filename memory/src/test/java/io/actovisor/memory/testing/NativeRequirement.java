@@ -33,6 +33,15 @@ public final class NativeRequirement {
         Assumptions.abort(message);
     }
 
+    /**
+     * Skip (or, when required, fail) unless KVM can be used: {@code nativeCause} is the production probe's answer
+     * ({@code Kvm.unavailabilityCause()}); the {@link KvmHost} switch can turn KVM off, and the message says what to
+     * install or enable.
+     */
+    public static void requireKvm(Optional<String> nativeCause) {
+        require("KVM", KvmHost.unavailabilityCause(nativeCause));
+    }
+
     /** Skip with the reason even under {@link #VARIABLE}: for facilities CI is not expected to have (VFIO). */
     public static void optional(String facility, Optional<String> unavailabilityCause) {
         unavailabilityCause.ifPresent(cause -> Assumptions.abort(facility + " is not available: " + cause));

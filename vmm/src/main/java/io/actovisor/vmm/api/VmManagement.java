@@ -1,7 +1,18 @@
 package io.actovisor.vmm.api;
 
+import io.actovisor.actors.discard.DiscardState;
+import io.actovisor.vmm.api.model.Action;
+import io.actovisor.vmm.api.model.Balloon;
+import io.actovisor.vmm.api.model.BalloonStatistics;
+import io.actovisor.vmm.api.model.InstanceInfo;
+import io.actovisor.vmm.api.model.MachineConfig;
+import io.actovisor.vmm.api.model.VfioState;
+import io.actovisor.vmm.api.model.VmConfig;
+import io.actovisor.vmm.api.model.VmInfo;
+import io.actovisor.vmm.api.model.VmStateUpdate;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletionStage;
 
 /**
@@ -9,47 +20,80 @@ import java.util.concurrent.CompletionStage;
  * asynchronously and fails its stage with an {@link ApiException} carrying the HTTP status for the client.
  */
 public interface VmManagement {
-    /** {@code GET /vm}: name, state, vCPUs, memory. */
-    CompletionStage<Map<String, Object>> vm();
+    /** {@code GET /}. */
+    CompletionStage<InstanceInfo> instance();
 
-    /** {@code PUT /actions}. */
-    CompletionStage<Void> action(Action action);
+    /** {@code GET /vm}. */
+    CompletionStage<VmInfo> vm();
 
-    /** {@code GET /balloon}. */
-    CompletionStage<Map<String, Object>> balloon();
+    /** {@code PATCH /vm}: pause or resume; 409 when the VM's state does not allow it. */
+    CompletionStage<Void> setState(VmStateUpdate.State state);
 
-    /** {@code PATCH /balloon}: a new target in MiB; {@link ApiException} 400 when it exceeds guest memory. */
-    CompletionStage<Map<String, Object>> setBalloonTarget(long amountMib);
+    /** {@code GET /vm/config}. */
+    VmConfig config();
 
-    /** {@code GET /balloon/statistics}. */
-    CompletionStage<Map<String, Object>> balloonStatistics();
+    /** {@code GET /machine-config}. */
+    default MachineConfig machineConfig() {
+        return config().machineConfig();
+    }
 
-    /** {@code GET /vfio}: containers, groups, mappings, pinned bytes, inhibitor holders. */
-    CompletionStage<Map<String, Object>> vfio();
+    /** {@code PUT /actions} with {@code SendCtrlAltDel} or {@code Shutdown} ({@code FlushMetrics} is the API's). */
+    CompletionStage<Void> action(Action.Type action);
+
+    /** {@code GET /balloon}; 400 when the VM has no balloon. */
+    CompletionStage<Balloon> balloon();
+
+    /** {@code PATCH /balloon}: a new target in MiB; 400 when it exceeds guest memory or there is no balloon. */
+    CompletionStage<Void> setBalloonTarget(long amountMib);
+
+    /** {@code PATCH /balloon/statistics}: a new polling interval in seconds; 400 without a balloon. */
+    CompletionStage<Void> setStatsPollingInterval(long seconds);
+
+    /** {@code GET /balloon/statistics}; 400 without a balloon. */
+    CompletionStage<BalloonStatistics> balloonStatistics();
+
+    /** {@code GET /vfio}. */
+    CompletionStage<VfioState> vfio();
+
+    /** {@code GET /discard}: the discard manager's state (holders by kind, frames held, bytes discarded, fallbacks). */
+    CompletionStage<DiscardState> discard();
 
     /** {@code PUT /vfio/groups/{id}}: hot-attach a configured group; 404 unknown, 409 already attached. */
-    CompletionStage<Map<String, Object>> attachGroup(String groupId);
+    CompletionStage<Void> attachGroup(String groupId);
 
     /** {@code DELETE /vfio/groups/{id}}: hot-detach; 404 unknown, 409 not attached. */
-    CompletionStage<Map<String, Object>> detachGroup(String groupId);
+    CompletionStage<Void> detachGroup(String groupId);
 
-    /** {@code GET /metrics}: samples by metric name (Prometheus text is rendered by the API). */
-    CompletionStage<List<Metric>> metrics();
+    /** {@code GET /metrics}: the VM's numbers; the API renders them with the JVM's in Prometheus text. */
+    CompletionStage<VmMetrics> metrics();
 
-    /** The actions of {@code PUT /actions}, spelled as Firecracker spells them. */
-    enum Action {
-        Pause, Resume, Shutdown
+    /**
+     * The VM's numbers at one moment.
+     *
+     * @param vm             the VM
+     * @param balloon        the balloon, if the VM has one
+     * @param vfio           containers and groups
+     * @param vcpus          each vCPU's exit counters
+     * @param commits        memory topology commits applied
+     * @param refusedCommits memory topology commits refused
+     */
+    record VmMetrics(VmInfo vm, Optional<Balloon> balloon, VfioState vfio, List<VcpuCounters> vcpus, long commits,
+            long refusedCommits) {
+        public VmMetrics {
+            vcpus = List.copyOf(vcpus);
+        }
     }
 
     /**
-     * One Prometheus sample.
+     * One vCPU's exits by reason, and the port and MMIO accesses no device claimed.
      *
-     * @param name   metric name, e.g. {@code actovisor_balloon_target_bytes}
-     * @param type   {@code gauge} or {@code counter}
-     * @param help   one line of help
-     * @param labels label names to values (may be empty)
-     * @param value  the sample
+     * @param id        the vCPU's index
+     * @param exits     exit counts by reason
+     * @param unclaimed unclaimed accesses
      */
-    record Metric(String name, String type, String help, Map<String, String> labels, double value) {
+    record VcpuCounters(int id, Map<String, Long> exits, long unclaimed) {
+        public VcpuCounters {
+            exits = Map.copyOf(exits);
+        }
     }
 }

@@ -8,8 +8,9 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * {@code ./actovisor coherence-demo}: both scenarios of {@link CoherenceScenario} on the {@code pinned} backend,
- * as a table, and an exit code that says whether the inhibitor prevents the bug and its absence reproduces it.
+ * {@code ./actovisor coherence-demo}: the three scenarios of {@link CoherenceScenario} on the {@code pinned} backend
+ * (inhibited, unsafe, coordinated), as a table, and an exit code that says whether the inhibitor prevents the bug,
+ * its absence reproduces it, and coordinated discard gives memory back and stays coherent.
  */
 public final class CoherenceDemo {
     private CoherenceDemo() {
@@ -24,12 +25,15 @@ public final class CoherenceDemo {
         }
         CoherenceScenario.Outcome safe = CoherenceScenario.run(config, false);
         CoherenceScenario.Outcome unsafe = CoherenceScenario.run(config, true);
+        CoherenceScenario.Outcome coordinated = CoherenceScenario.runCoordinated(config);
         out.printf("%-24s %15s %15s %17s %12s %9s%n", "scenario", "pages discarded", "pages skipped",
                 "incoherent pages", "device byte", "CPU byte");
-        for (CoherenceScenario.Outcome o : List.of(safe, unsafe)) {
+        for (CoherenceScenario.Outcome o : List.of(safe, unsafe, coordinated)) {
             out.printf("%-24s %15d %15d %17d %12s %9s%n", o.scenario(), o.pagesDiscarded(), o.pagesSkipped(),
                     o.report().incoherent().size(), show(o.deviceByte()), show(o.cpuByte()));
         }
+        out.println("coordinated: device DMA into the block while discarded: " + coordinated.duringDiscard()
+                + "; audited " + coordinated.report().pagesChecked() + " pages: " + coordinated.audited());
         if (!unsafe.incoherentPages().isEmpty()) {
             out.println("incoherent pages (" + unsafe.scenario() + "): " + unsafe.incoherentPages().stream()
                     .map(a -> "0x" + Long.toHexString(a)).toList());
@@ -47,9 +51,18 @@ public final class CoherenceDemo {
             problems.add("the unsafe scenario did not reproduce the bug on exactly the ballooned pages: incoherent "
                     + unsafe.incoherentPages() + ", expected " + expected);
         }
+        if (coordinated.pagesDiscarded() == 0 || !coordinated.report().coherent()
+                || coordinated.report().pagesChecked() != CoherenceScenario.BLOCK_FRAMES.length
+                || coordinated.deviceByte() != coordinated.cpuByte() || !coordinated.duringDiscard().equals("fault")) {
+            problems.add("the coordinated scenario did not discard a block and keep it coherent: "
+                    + coordinated.pagesDiscarded() + " pages discarded, " + coordinated.report().incoherent().size()
+                    + " incoherent of " + coordinated.report().pagesChecked() + " audited, device read during the "
+                    + "discard: " + coordinated.duringDiscard());
+        }
         if (problems.isEmpty()) {
             out.println("OK: with the inhibitor the device and the CPU agree; without it the device reads stale "
-                    + "pages exactly where the balloon discarded pinned memory.");
+                    + "pages exactly where the balloon discarded pinned memory; coordinated, a whole block is "
+                    + "discarded after its unmap and device and CPU agree on it once it is mapped again.");
             return 0;
         }
         problems.forEach(p -> err.println("actovisor coherence-demo: " + p));
@@ -57,6 +70,6 @@ public final class CoherenceDemo {
     }
 
     private static String show(byte b) {
-        return b >= 0x20 && b < 0x7f ? "'" + (char) b + "'" : String.format("0x%02x", b);
+        return CoherenceScenario.show(b);
     }
 }

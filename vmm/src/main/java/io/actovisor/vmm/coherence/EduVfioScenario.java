@@ -1,6 +1,8 @@
 package io.actovisor.vmm.coherence;
 
 import com.typesafe.config.Config;
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.memory.AddressSpaceActor;
@@ -165,6 +167,7 @@ public final class EduVfioScenario {
         private final String name;
         private final boolean unsafe;
         private final ActorCalls calls;
+        private final ActorRef<DiscardManager.Command> discard;
         private final ActorRef<BalloonActor.Command> balloon;
         private final ActorRef<VfioContainerActor.Command> container;
         private final ActorRef<VfioGroupActor.Command> groupActor;
@@ -176,11 +179,14 @@ public final class EduVfioScenario {
             this.unsafe = unsafe;
             this.calls = new ActorCalls(system, TIMEOUT);
             memory = system.systemActorOf(AddressSpaceActor.create("memory"), "memory", Props.empty());
+            discard = system.systemActorOf(DiscardManager.create("discard", BalloonSettings.DEFAULT.drainTimeout()),
+                    "discard", Props.empty());
             balloon = system.systemActorOf(BalloonActor.create("balloon", memory,
-                    BalloonSettings.DEFAULT.withUnsafeIgnoreInhibitor(unsafe)), "balloon", BalloonActor.DISPATCHER);
+                    BalloonSettings.DEFAULT.withUnsafeIgnoreInhibitor(unsafe), discard), "balloon",
+                    BalloonActor.DISPATCHER);
             container = system.systemActorOf(VfioContainerActor.create("passthrough", memory,
                     IommuBackend.vfioType1()), "container", VfioContainerActor.DISPATCHER);
-            groupActor = system.systemActorOf(VfioGroupActor.create(Integer.toString(group), false, balloon),
+            groupActor = system.systemActorOf(VfioGroupActor.create(Integer.toString(group), DiscardMode.INHIBIT, discard),
                     "group", Props.empty());
         }
 
@@ -316,7 +322,7 @@ public final class EduVfioScenario {
             List<AddressRange> mapped = new ArrayList<>();
             VfioContainerActor.DmaResult last = null;
             try (HostMemory probe = HostMemory.anonymous("edu-limit-probe", pages * PAGE)) {
-                probe.populate(probe.hostRange());
+                probe.populate(0, probe.size());
                 for (int i = 0; i < pages; i++) {
                     AddressRange iova = AddressRange.of(PROBE_IOVA + i * PAGE, PAGE);
                     HostAddress host = probe.base().checkedAdd(i * PAGE);

@@ -2,13 +2,18 @@ package io.actovisor.vmm.runtime;
 
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.balloon.VirtioBalloonActor;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.dma.DmaEngineActor;
 import io.actovisor.memory.FlatView;
 import io.actovisor.memory.GuestMemory;
 import io.actovisor.devices.kvm.GuestFirmware;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vm.VmTopology;
+import io.actovisor.config.GuestKind;
 import io.actovisor.config.VmSpec;
+import io.actovisor.devices.guest.scripted.GuestLayout;
+import io.actovisor.devices.guest.scripted.WorkloadProgram;
+import java.time.Duration;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
@@ -24,6 +29,8 @@ import java.util.Optional;
  * error propagates.
  */
 public final class VmBuilder {
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(VmBuilder.class);
+
     private VmBuilder() {
     }
 
@@ -34,6 +41,24 @@ public final class VmBuilder {
 
     /** As {@link #topology(VmSpec, BalloonSettings)}, with the workload sleeping {@code roundMillis} per round. */
     public static VmTopology topology(VmSpec spec, BalloonSettings balloonDefaults, long roundMillis) {
+        return topology(spec, balloonDefaults, roundMillis, GuestChoice.kvmUnavailability());
+    }
+
+    /**
+     * As {@link #topology(VmSpec, BalloonSettings, long)} on a host where KVM is unavailable for
+     * {@code kvmUnavailable} (empty: KVM works): {@code guest.kind} picks the firmware, the scripted or the Linux
+     * guest, and the choice is logged in one line.
+     *
+     * @throws GuestChoice.GuestUnavailableException if the definition asks for a guest this host cannot run
+     */
+    public static VmTopology topology(VmSpec spec, BalloonSettings balloonDefaults, long roundMillis,
+            Optional<String> kvmUnavailable) {
+        GuestChoice choice = GuestChoice.choose(spec.guest().kind(), kvmUnavailable);
+        if (choice.kind() == GuestKind.SCRIPTED && !spec.guest().program().equals("workload")) {
+            throw new GuestChoice.GuestUnavailableException("the scripted guest runs only the program 'workload', "
+                    + "not guest.program = " + spec.guest().program() + " (a firmware program, which needs KVM)");
+        }
+        LOG.debug("VM {}: {}", spec.name(), choice.announcement()); // run prints it on the console
         List<HostMemory> memory = new ArrayList<>();
         try {
             List<MemoryRegion> regions = new ArrayList<>();
@@ -60,40 +85,49 @@ public final class VmBuilder {
             List<VmTopology.Container> containers = new ArrayList<>();
             List<VmTopology.Group> groups = new ArrayList<>();
             for (VmSpec.Container c : spec.containers()) {
-                containers.add(new VmTopology.Container(c.name(), backend(c)));
+                containers.add(new VmTopology.Container(c.name(), backend(c), discardMode(c.discard()),
+                        c.discardBlockSize()));
                 for (VmSpec.Group g : c.groups()) {
-                    groups.add(new VmTopology.Group(g.id(), c.name(), g.balloonCompatible(), g.attachAtStart()));
+                    groups.add(new VmTopology.Group(g.id(), c.name(), g.discard().map(VmBuilder::discardMode),
+                            g.attachAtStart()));
                 }
             }
             Optional<BalloonSettings> balloon = spec.balloon().enabled()
                     ? Optional.of(balloonDefaults.withUnsafeIgnoreInhibitor(spec.balloon().unsafeIgnoreInhibitor()))
                     : Optional.empty();
-            boolean linux = spec.guest().kind() == io.actovisor.config.GuestKind.LINUX;
-            Map<String, io.actovisor.devices.kvm.DeferredIrqLine> lines = linux
+            Map<String, io.actovisor.devices.kvm.DeferredIrqLine> lines = choice.kind() == GuestKind.LINUX
                     ? LinuxGuestBuilder.interruptLines(spec) : Map.of();
-            byte[] firmware = linux ? new byte[0]
-                    : spec.firmware().file().map(GuestFirmware::load).orElseGet(GuestFirmware::bundled);
-            long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
-            long balloonBase = spec.balloon().enabled() ? spec.balloon().mmioBase() : 0;
-            VmTopology.Guest guest = linux ? LinuxGuestBuilder.guest(spec, lines)
-                    : new VmTopology.Guest(firmware, spec.guest().program(),
-                    (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase},
-                    spec.vcpus(), spec.devices().serial());
+            Optional<VmTopology.Guest> guest = Optional.empty();
+            Optional<VmTopology.ScriptedGuest> scripted = Optional.empty();
+            if (choice.kind() == GuestKind.LINUX) {
+                guest = Optional.of(LinuxGuestBuilder.guest(spec, lines));
+            } else if (choice.kind() == GuestKind.FIRMWARE) {
+                byte[] firmware = spec.firmware().file().map(GuestFirmware::load).orElseGet(GuestFirmware::bundled);
+                long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
+                long balloonBase = spec.balloon().enabled() ? spec.balloon().mmioBase() : 0;
+                guest = Optional.of(new VmTopology.Guest(firmware, spec.guest().program(),
+                        (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase},
+                        spec.vcpus(), spec.devices().serial()));
+            } else {
+                Duration interval = Duration.ofMillis(roundMillis);
+                scripted = Optional.of(new VmTopology.ScriptedGuest(() -> new WorkloadProgram(interval),
+                        GuestLayout.of((long) spec.guest().workloadMib() << 20)));
+            }
             List<VmTopology.Device> devices = new ArrayList<>();
             if (spec.balloon().enabled()) {
                 GuestMemory guestMemory = GuestMemory.of(FlatView.of(regions));
                 Optional<io.actovisor.devices.kvm.IrqLine> irq = Optional.ofNullable(lines.get("balloon"));
                 devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(guestMemory,
-                        components.balloon().orElseThrow(), spec.balloon().deflateOnOom(),
-                        spec.balloon().statsPollingInterval(), irq)));
+                        components.balloon().orElseThrow(), Optional.of(components.discardManager()),
+                        spec.balloon().deflateOnOom(), spec.balloon().statsPollingInterval(), irq)));
             }
             spec.devices().dma().ifPresent(dma -> {
                 String container = groupContainers(spec).get(dma.group());
                 devices.add(new VmTopology.Device("dma", components -> DmaEngineActor.create(
                         components.containers().get(container))));
             });
-            return new VmTopology(spec.name(), memory, regions, balloon, containers, groups, Optional.of(guest),
-                    devices);
+            return new VmTopology(spec.name(), memory, regions, balloon, containers, groups, guest, devices,
+                    scripted);
         } catch (RuntimeException e) {
             memory.forEach(HostMemory::close);
             throw e;
@@ -112,6 +146,14 @@ public final class VmBuilder {
             case MODEL -> IommuBackend.model(c.maxMappings());
             case PINNED -> IommuBackend.shared(PinnedIommu.BACKEND, () -> PinnedIommu.open(c.maxMappings()));
             case VFIO_TYPE1 -> IommuBackend.vfioType1();
+        };
+    }
+
+    private static DiscardMode discardMode(VmSpec.Discard discard) {
+        return switch (discard) {
+            case INHIBIT -> DiscardMode.INHIBIT;
+            case COORDINATED -> DiscardMode.COORDINATED;
+            case ON_DEMAND -> DiscardMode.ON_DEMAND;
         };
     }
 }

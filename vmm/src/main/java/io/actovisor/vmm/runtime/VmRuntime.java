@@ -2,23 +2,36 @@ package io.actovisor.vmm.runtime;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.VirtioBalloonActor;
+import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.events.ActovisorEvent;
-import io.actovisor.actors.kvm.VcpuActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.actors.vm.VmActor;
 import io.actovisor.devices.iommu.DmaMapping;
 import io.actovisor.vmm.api.ApiException;
 import io.actovisor.vmm.api.VmManagement;
+import io.actovisor.vmm.api.model.Action;
+import io.actovisor.vmm.api.model.Balloon;
+import io.actovisor.vmm.api.model.BalloonStatistics;
+import io.actovisor.vmm.api.model.InstanceInfo;
+import io.actovisor.vmm.api.model.VfioState;
+import io.actovisor.vmm.api.model.VmConfig;
+import io.actovisor.vmm.api.model.VmInfo;
+import io.actovisor.vmm.api.model.VmStateUpdate;
+import io.actovisor.vmm.cli.ActovisorCommand;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Function;
+import org.apache.pekko.Done;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.RecipientRef;
@@ -37,16 +50,22 @@ public final class VmRuntime implements VmManagement {
     private final ActorRef<VmActor.Command> vm;
     private final VmActor.Components components;
     private final Map<String, String> groupContainers;
+    private final VmConfig config;
     private final Duration timeout;
+    private final long startedNanos = System.nanoTime();
+    private volatile long statsPollingIntervalS;
     private final AtomicLong commits = new AtomicLong();
     private final AtomicLong refusedCommits = new AtomicLong();
 
     /**
      * @param groupContainers each configured group's container, for hot attach
+     * @param config          the configuration the VM runs with ({@code GET /vm/config})
      */
     public VmRuntime(ActorSystem<?> system, ActorRef<VmActor.Command> vm, VmActor.Components components,
-            Map<String, String> groupContainers, Duration timeout) {
+            Map<String, String> groupContainers, VmConfig config, Duration timeout) {
         this.system = system;
+        this.config = config;
+        this.statsPollingIntervalS = config.balloon() == null ? 0 : config.balloon().statsPollingIntervalS();
         this.vm = vm;
         this.components = components;
         this.groupContainers = Map.copyOf(groupContainers);
@@ -66,42 +85,88 @@ public final class VmRuntime implements VmManagement {
         return AskPattern.ask(to, message::apply, timeout, system.scheduler());
     }
 
-    @Override
-    public CompletionStage<Map<String, Object>> vm() {
-        return this.<VmActor.Command, VmActor.VmInfo>ask(vm, VmActor.GetInfo::new).thenApply(info -> {
-            Map<String, Object> out = new LinkedHashMap<>();
-            out.put("name", info.name());
-            out.put("state", info.state().name());
-            out.put("memory_bytes", info.ramBytes());
-            out.put("memory_mib", info.ramBytes() / MIB);
-            out.put("regions", info.regions());
-            return out;
-        });
+    /** Firecracker's state names: {@code Not started}, {@code Running}, {@code Paused}; then actovisor's own. */
+    static String stateName(VmActor.State state) {
+        return switch (state) {
+            case CREATED, STARTING -> "Not started";
+            case RUNNING -> "Running";
+            case PAUSED -> "Paused";
+            case STOPPING -> "Stopping";
+        };
     }
 
     @Override
-    public CompletionStage<Void> action(Action action) {
-        CompletionStage<VmActor.ActionResult> result = switch (action) {
-            case Pause -> ask(vm, VmActor.Pause::new);
-            case Resume -> ask(vm, VmActor.Resume::new);
-            case Shutdown -> ask(vm, VmActor.Shutdown::new);
+    public CompletionStage<InstanceInfo> instance() {
+        return this.<VmActor.Command, VmActor.VmInfo>ask(vm, VmActor.GetInfo::new).thenApply(info ->
+                new InstanceInfo("actovisor", info.name(), stateName(info.state()), ActovisorCommand.version()));
+    }
+
+    @Override
+    public CompletionStage<VmInfo> vm() {
+        CompletionStage<VmActor.GuestInfo> guest = this.<VmActor.Command, VmActor.GuestInfo>ask(vm,
+                VmActor.GetGuest::new);
+        return this.<VmActor.Command, VmActor.VmInfo>ask(vm, VmActor.GetInfo::new).thenCombine(guest,
+                (info, g) -> new VmInfo(info.name(), stateName(info.state()), components.vcpus().size(),
+                        info.ramBytes() / MIB, (System.nanoTime() - startedNanos) / 1_000_000,
+                        new VmInfo.Guest(g.kind(), g.program(), g.state().name().toLowerCase(java.util.Locale.ROOT),
+                                g.failure().orElse(null)), info.regions()));
+    }
+
+    @Override
+    public CompletionStage<DiscardState> discard() {
+        return this.<DiscardManager.Command, DiscardState>ask(components.discardManager(), DiscardManager.GetState::new);
+    }
+
+    @Override
+    public CompletionStage<Void> setState(VmStateUpdate.State state) {
+        CompletionStage<VmActor.ActionResult> result = switch (state) {
+            case Paused -> ask(vm, VmActor.Pause::new);
+            case Resumed -> ask(vm, VmActor.Resume::new);
         };
-        return result.thenApply(r -> {
-            if (r instanceof VmActor.ActionRefused refused) {
-                throw ApiException.conflict(refused.reason());
-            }
-            return null;
-        });
+        return result.thenApply(VmRuntime::refusedIsConflict);
+    }
+
+    @Override
+    public VmConfig config() {
+        return config;
+    }
+
+    @Override
+    public CompletionStage<Void> action(Action.Type action) {
+        return switch (action) {
+            case Shutdown -> this.<VmActor.Command, VmActor.ActionResult>ask(vm, VmActor.Shutdown::new)
+                    .thenApply(VmRuntime::refusedIsConflict);
+            case SendCtrlAltDel -> CompletableFuture.failedFuture(ApiException.badRequest("SendCtrlAltDel: this "
+                    + "VM has no keyboard controller (i8042) to send Ctrl+Alt+Del to; use {\"action_type\": "
+                    + "\"Shutdown\"}"));
+            case FlushMetrics -> CompletableFuture.failedFuture(new IllegalStateException(
+                    "FlushMetrics is answered by the API server"));
+        };
+    }
+
+    private static Void refusedIsConflict(VmActor.ActionResult r) {
+        if (r instanceof VmActor.ActionRefused refused) {
+            throw ApiException.conflict(refused.reason());
+        }
+        return null;
     }
 
     private ActorRef<BalloonActor.Command> balloonRef() {
-        return components.balloon().orElseThrow(() -> ApiException.notFound("this VM has no balloon "
+        return components.balloon().orElseThrow(() -> ApiException.badRequest("this VM has no balloon device "
                 + "(actovisor.vm.balloon.enabled = false)"));
     }
 
+    private ActorRef<DeviceIo.Command> balloonDevice() {
+        ActorRef<DeviceIo.Command> device = components.devices().get("balloon");
+        if (device == null) {
+            throw ApiException.badRequest("this VM has no balloon device (actovisor.vm.balloon.enabled = false)");
+        }
+        return device;
+    }
+
     @Override
-    public CompletionStage<Map<String, Object>> balloon() {
-        return balloonStatus().thenApply(VmRuntime::balloonJson);
+    public CompletionStage<Balloon> balloon() {
+        return balloonStatus().thenApply(this::balloonModel);
     }
 
     private CompletionStage<BalloonActor.BalloonStatus> balloonStatus() {
@@ -112,23 +177,14 @@ public final class VmRuntime implements VmManagement {
         }
     }
 
-    private static Map<String, Object> balloonJson(BalloonActor.BalloonStatus s) {
-        Map<String, Object> out = new LinkedHashMap<>();
-        out.put("amount_mib", s.targetBytes() / MIB);
-        out.put("target_bytes", s.targetBytes());
-        out.put("actual_bytes", s.actualBytes());
-        out.put("inhibitors", s.inhibitors());
-        out.put("inhibitor_holders", s.holders());
-        out.put("discards", s.discards());
-        out.put("pages_discarded", s.pagesDiscarded());
-        out.put("discards_skipped", s.skippedDiscards());
-        out.put("pages_skipped", s.pagesSkipped());
-        out.put("unsafe_ignore_inhibitor", s.unsafeIgnoreInhibitor());
-        return out;
+    private Balloon balloonModel(BalloonActor.BalloonStatus s) {
+        return new Balloon(s.targetBytes() / MIB, config.balloon() != null && config.balloon().deflateOnOom(),
+                statsPollingIntervalS, s.targetBytes(), s.actualBytes(), s.inhibitors(), s.holders(), s.discards(),
+                s.pagesDiscarded(), s.skippedDiscards(), s.pagesSkipped(), s.unsafeIgnoreInhibitor());
     }
 
     @Override
-    public CompletionStage<Map<String, Object>> setBalloonTarget(long amountMib) {
+    public CompletionStage<Void> setBalloonTarget(long amountMib) {
         ActorRef<BalloonActor.Command> balloon;
         try {
             balloon = balloonRef();
@@ -141,36 +197,53 @@ public final class VmRuntime implements VmManagement {
         }
         CompletionStage<BalloonActor.TargetResult> set = ask(balloon,
                 replyTo -> new BalloonActor.SetTarget(amountMib * MIB, replyTo));
-        return set.thenCompose(result -> {
+        return set.thenApply(result -> {
             if (result instanceof BalloonActor.TargetRefused refused) {
                 throw ApiException.badRequest("field 'amount_mib' value " + amountMib + ": " + refused.reason());
             }
-            return balloon();
+            return null;
         });
     }
 
     @Override
-    public CompletionStage<Map<String, Object>> balloonStatistics() {
-        ActorRef<io.actovisor.actors.device.DeviceIo.Command> device = components.devices().get("balloon");
-        if (device == null) {
-            return CompletableFuture.failedFuture(ApiException.notFound("this VM has no virtio-balloon device"));
+    public CompletionStage<Void> setStatsPollingInterval(long seconds) {
+        ActorRef<DeviceIo.Command> device;
+        try {
+            device = balloonDevice();
+        } catch (ApiException e) {
+            return CompletableFuture.failedFuture(e);
+        }
+        CompletionStage<Done> set = ask(device,
+                replyTo -> new VirtioBalloonActor.SetStatsInterval(Duration.ofSeconds(seconds), replyTo));
+        return set.thenApply(done -> {
+            statsPollingIntervalS = seconds;
+            return null;
+        });
+    }
+
+    @Override
+    public CompletionStage<BalloonStatistics> balloonStatistics() {
+        ActorRef<DeviceIo.Command> device;
+        try {
+            device = balloonDevice();
+        } catch (ApiException e) {
+            return CompletableFuture.failedFuture(e);
         }
         CompletionStage<VirtioBalloonActor.Statistics> stats = ask(device, VirtioBalloonActor.GetStatistics::new);
         return stats.thenApply(s -> {
-            Map<String, Object> out = new LinkedHashMap<>();
-            out.put("target_pages", s.targetPages());
-            out.put("actual_pages", s.actualPages());
-            out.put("inflate_count", s.inflateCount());
-            out.put("deflate_count", s.deflateCount());
-            out.put("stats_updates", s.statsUpdates());
-            out.put("event_fails", s.eventFails());
-            s.latest().ifPresent(latest -> out.putAll(latest.values()));
-            return out;
+            Map<String, Long> v = s.latest().map(io.actovisor.devices.balloon.BalloonStatistics::values)
+                    .orElse(Map.of());
+            long pagesPerMib = MIB / 4096;
+            return new BalloonStatistics(s.targetPages(), s.actualPages(), s.targetPages() / pagesPerMib,
+                    s.actualPages() / pagesPerMib, v.get("swap_in"), v.get("swap_out"), v.get("major_faults"),
+                    v.get("minor_faults"), v.get("free_memory"), v.get("total_memory"), v.get("available_memory"),
+                    v.get("disk_caches"), v.get("hugetlb_allocations"), v.get("hugetlb_failures"), s.inflateCount(),
+                    s.deflateCount(), s.statsUpdates(), s.eventFails());
         });
     }
 
     @Override
-    public CompletionStage<Map<String, Object>> vfio() {
+    public CompletionStage<VfioState> vfio() {
         List<CompletableFuture<VfioContainerActor.State>> containers = new ArrayList<>();
         components.containers().values().forEach(c -> containers.add(
                 this.<VfioContainerActor.Command, VfioContainerActor.State>ask(c, VfioContainerActor.GetState::new)
@@ -185,56 +258,41 @@ public final class VmRuntime implements VmManagement {
         all.addAll(groups);
         all.add(balloon);
         return CompletableFuture.allOf(all.toArray(CompletableFuture[]::new)).thenApply(done -> {
-            Map<String, Object> out = new LinkedHashMap<>();
-            List<Map<String, Object>> cs = new ArrayList<>();
+            List<VfioState.Container> cs = new ArrayList<>();
             for (CompletableFuture<VfioContainerActor.State> f : containers) {
                 VfioContainerActor.State s = f.join();
-                Map<String, Object> c = new LinkedHashMap<>();
-                c.put("name", s.name());
-                c.put("backend", s.backend());
-                c.put("groups", s.groups());
-                c.put("mappings", s.mappings().stream().map(VmRuntime::mappingJson).toList());
-                c.put("pinned_bytes", s.pinnedBytes());
-                cs.add(c);
+                cs.add(new VfioState.Container(s.name(), s.backend(), s.groups(),
+                        s.mappings().stream().map(VmRuntime::mapping).toList(), s.pinnedBytes()));
             }
-            out.put("containers", cs);
-            List<Map<String, Object>> gs = new ArrayList<>();
+            cs.sort(Comparator.comparing(VfioState.Container::name));
+            List<VfioState.Group> gs = new ArrayList<>();
             for (CompletableFuture<VfioGroupActor.State> f : groups) {
                 VfioGroupActor.State s = f.join();
-                Map<String, Object> g = new LinkedHashMap<>();
-                g.put("id", s.groupId());
-                g.put("container", s.container().orElse(null));
-                g.put("attached", s.container().isPresent());
-                g.put("balloon_compatible", s.balloonCompatible());
-                g.put("inhibiting", s.inhibiting());
-                gs.add(g);
+                gs.add(new VfioState.Group(s.groupId(), s.container().orElse(null), s.container().isPresent(),
+                        s.balloonCompatible(), s.inhibiting()));
             }
-            out.put("groups", gs);
+            gs.sort(Comparator.comparing(VfioState.Group::id));
             BalloonActor.BalloonStatus b = balloon.join();
-            out.put("inhibitor_holders", b == null ? List.of() : b.holders());
-            return out;
+            return new VfioState(cs, gs, b == null ? List.of() : b.holders());
         });
     }
 
-    private static Map<String, Object> mappingJson(DmaMapping m) {
-        Map<String, Object> out = new LinkedHashMap<>();
-        out.put("iova", "0x" + Long.toHexString(m.iova().base()));
-        out.put("size", m.iova().size());
-        out.put("permissions", m.permissions().name());
-        return out;
+    private static VfioState.Mapping mapping(DmaMapping m) {
+        return new VfioState.Mapping("0x" + Long.toHexString(m.iova().base()), m.iova().size(),
+                m.permissions().name());
     }
 
     private ActorRef<VfioGroupActor.Command> group(String id) {
         ActorRef<VfioGroupActor.Command> group = components.groups().get(id);
         if (group == null) {
             throw ApiException.notFound("VFIO group '" + id + "' is not configured for this VM (configured: "
-                    + components.groups().keySet() + ")");
+                    + new java.util.TreeSet<>(components.groups().keySet()) + ")");
         }
         return group;
     }
 
     @Override
-    public CompletionStage<Map<String, Object>> attachGroup(String groupId) {
+    public CompletionStage<Void> attachGroup(String groupId) {
         ActorRef<VfioGroupActor.Command> group;
         try {
             group = group(groupId);
@@ -249,14 +307,12 @@ public final class VmRuntime implements VmManagement {
             if (result instanceof VfioGroupActor.AttachFailed failed) {
                 throw ApiException.conflict(failed.reason());
             }
-            VfioGroupActor.Attached a = (VfioGroupActor.Attached) result;
-            return Map.of("id", a.groupId(), "container", a.container(), "attached", true, "inhibiting",
-                    a.inhibiting());
+            return null;
         });
     }
 
     @Override
-    public CompletionStage<Map<String, Object>> detachGroup(String groupId) {
+    public CompletionStage<Void> detachGroup(String groupId) {
         ActorRef<VfioGroupActor.Command> group;
         try {
             group = group(groupId);
@@ -268,61 +324,21 @@ public final class VmRuntime implements VmManagement {
             if (result instanceof VfioGroupActor.DetachFailed failed) {
                 throw ApiException.conflict(failed.reason());
             }
-            return Map.of("id", groupId, "attached", false);
+            return null;
         });
     }
 
     @Override
-    public CompletionStage<List<Metric>> metrics() {
+    public CompletionStage<VmMetrics> metrics() {
         // vCPU counters are read directly: a vCPU's thread is inside the guest and cannot answer a message.
-        List<VcpuActor.Control> vcpus = components.vcpus();
-        return vfio().thenCombine(components.balloon().isPresent() ? balloonStatus()
-                : CompletableFuture.completedFuture(null), (vfio, balloon) -> {
-                    List<Metric> out = new ArrayList<>();
-                    if (balloon != null) {
-                        out.add(gauge("actovisor_balloon_target_bytes", "Balloon target", balloon.targetBytes()));
-                        out.add(gauge("actovisor_balloon_actual_bytes", "Memory the guest has given up",
-                                balloon.actualBytes()));
-                        out.add(gauge("actovisor_balloon_inhibitors", "Balloon inhibitors held", balloon.inhibitors()));
-                        out.add(counter("actovisor_balloon_discards_total", "Discards done", balloon.discards()));
-                        out.add(counter("actovisor_balloon_discards_skipped_total", "Discards skipped (inhibited)",
-                                balloon.skippedDiscards()));
-                        out.add(counter("actovisor_balloon_pages_discarded_total", "Pages discarded",
-                                balloon.pagesDiscarded()));
-                        out.add(counter("actovisor_balloon_pages_skipped_total", "Pages not discarded (inhibited)",
-                                balloon.pagesSkipped()));
-                    }
-                    @SuppressWarnings("unchecked")
-                    List<Map<String, Object>> containers = (List<Map<String, Object>>) vfio.get("containers");
-                    for (Map<String, Object> c : containers) {
-                        Map<String, String> labels = Map.of("container", (String) c.get("name"));
-                        out.add(new Metric("actovisor_iommu_mappings", "gauge", "IOMMU mappings", labels,
-                                ((List<?>) c.get("mappings")).size()));
-                        out.add(new Metric("actovisor_iommu_pinned_bytes", "gauge", "Bytes pinned by the IOMMU",
-                                labels, ((Number) c.get("pinned_bytes")).doubleValue()));
-                    }
-                    for (VcpuActor.Control v : vcpus) {
-                        String id = Integer.toString(v.vcpu().id());
-                        v.counters().snapshot().forEach((reason, count) -> out.add(new Metric(
-                                "actovisor_vcpu_exits_total", "counter", "vCPU exits by reason", Map.of("vcpu", id,
-                                        "reason", reason), count)));
-                        out.add(new Metric("actovisor_vcpu_unclaimed_accesses_total", "counter",
-                                "Port and MMIO accesses no device claimed", Map.of("vcpu", id),
-                                v.counters().unclaimed()));
-                    }
-                    out.add(counter("actovisor_topology_commits_total", "Memory topology commits applied",
-                            commits.get()));
-                    out.add(counter("actovisor_topology_commits_refused_total", "Memory topology commits refused",
-                            refusedCommits.get()));
-                    return out;
-                });
-    }
-
-    private static Metric gauge(String name, String help, double value) {
-        return new Metric(name, "gauge", help, Map.of(), value);
-    }
-
-    private static Metric counter(String name, String help, double value) {
-        return new Metric(name, "counter", help, Map.of(), value);
+        List<VcpuCounters> vcpus = components.vcpus().stream().map(v -> new VcpuCounters(v.vcpu().id(),
+                v.counters().snapshot(), v.counters().unclaimed())).toList();
+        CompletableFuture<VmInfo> info = vm().toCompletableFuture();
+        CompletableFuture<VfioState> vfio = vfio().toCompletableFuture();
+        CompletableFuture<Optional<Balloon>> balloon = components.balloon().isPresent()
+                ? balloon().thenApply(Optional::of).toCompletableFuture()
+                : CompletableFuture.completedFuture(Optional.empty());
+        return CompletableFuture.allOf(info, vfio, balloon).thenApply(done -> new VmMetrics(info.join(),
+                balloon.join(), vfio.join(), vcpus, commits.get(), refusedCommits.get()));
     }
 }

@@ -14,7 +14,7 @@ import org.junit.jupiter.api.Test;
 /** {@code ./actovisor coherence-demo}: the table and the exit code. */
 class CoherenceDemoTest {
     @Test
-    void printsBothScenariosAndExitsZeroWhenTheFixHoldsAndTheBugReproduces() {
+    void printsTheThreeScenariosAndExitsZeroWhenTheFixesHoldAndTheBugReproduces() {
         NativeRequirement.require("io_uring", IoUring.unavailabilityCause());
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
@@ -24,5 +24,7 @@ class CoherenceDemoTest {
         assertEquals(0, exit, table + err.toString(StandardCharsets.UTF_8));
         assertTrue(table.matches("(?s).*inhibited\\s+0\\s+8\\s+0\\s+'B'\\s+'B'.*"), table);
         assertTrue(table.matches("(?s).*unsafe-ignore-inhibitor\\s+8\\s+0\\s+8\\s+'A'\\s+'B'.*"), table);
+        assertTrue(table.matches("(?s).*coordinated\\s+16\\s+0\\s+0\\s+'B'\\s+'B'.*"), table);
+        assertTrue(table.contains("while discarded: fault; audited 16 pages"), table);
     }
 }

@@ -5,6 +5,7 @@ import io.actovisor.devices.iommu.DmaPermissions;
 import io.actovisor.devices.iommu.Iommu;
 import io.actovisor.devices.iommu.IommuException;
 import io.actovisor.devices.iommu.IommuInfo;
+import io.actovisor.devices.iommu.Type1MappingTable;
 import io.actovisor.devices.vfio.Vfio;
 import io.actovisor.devices.vfio.VfioAbi;
 import io.actovisor.devices.vfio.VfioContainer;
@@ -22,7 +23,6 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -35,8 +35,10 @@ import org.slf4j.LoggerFactory;
  * ioctl and errno). Alignment, IOVA ranges and partial unmaps are checked here first, against what
  * {@code VFIO_IOMMU_GET_INFO} reported, so the error names the field and value instead of a bare EINVAL.
  *
- * <p>The kernel offers no way to list a container's mappings, so this object keeps the table of what it mapped;
- * {@link #mappings()} and {@link #pinnedBytes()} come from it. Single owner, not thread-safe.
+ * <p>The kernel offers no way to list a container's mappings, so this object keeps the table of what it mapped, a
+ * {@link Type1MappingTable}; {@link #mappings()} and {@link #pinnedBytes()} come from it, and it is the pre-check of
+ * every map and unmap (overlap, mapping limit, partial unmap), so the kernel is asked only what type1 accepts.
+ * Single owner, not thread-safe.
  */
 public final class VfioType1Iommu implements Iommu {
     /** The backend name in configuration ({@code vfio.containers[].backend}). */
@@ -50,7 +52,9 @@ public final class VfioType1Iommu implements Iommu {
     private final Path root;
     private final VfioContainer container;
     private final Map<Integer, VfioGroup> groups = new LinkedHashMap<>();
-    private final TreeMap<Long, DmaMapping> table = new TreeMap<>(Long::compareUnsigned);
+    /** What this context mapped; its info is replaced whenever the kernel's is read again. */
+    private final Type1MappingTable table = new Type1MappingTable(new IommuInfo(1L << 12, DEFAULT_DMA_ENTRY_LIMIT,
+            List.of(AddressRange.of(0, Long.MIN_VALUE), AddressRange.of(Long.MIN_VALUE, Long.MIN_VALUE))));
     private VfioIommuInfo kernelInfo;
     private IommuInfo info;
     private boolean closed;
@@ -126,7 +130,7 @@ public final class VfioType1Iommu implements Iommu {
         if (group == null) {
             throw new IllegalStateException("IOMMU group " + id + " is not attached; attached: " + groups.keySet());
         }
-        if (groups.size() == 1 && !table.isEmpty()) {
+        if (groups.size() == 1 && table.size() > 0) {
             throw new IllegalStateException("IOMMU group " + id + " is the last group and " + table.size()
                     + " mappings remain; unmap them (or close the IOMMU) first");
         }
@@ -180,6 +184,7 @@ public final class VfioType1Iommu implements Iommu {
                 .orElse(List.of(AddressRange.of(0, Long.MIN_VALUE), AddressRange.of(Long.MIN_VALUE, Long.MIN_VALUE)));
         kernelInfo = reported;
         info = new IommuInfo(pageSizes, limit, ranges);
+        table.setInfo(info);
     }
 
     @Override
@@ -203,6 +208,7 @@ public final class VfioType1Iommu implements Iommu {
             throw new IommuException(IommuException.Kind.OUT_OF_RANGE, iova, "cannot map IOVA " + iova
                     + ": it is not inside one of the usable IOVA ranges " + info.iovaRanges());
         }
+        table.checkMap(iova, host); // overlap and the mapping limit, before the kernel pins anything
         int flags = (permissions.canRead() ? VfioAbi.DmaMap.FLAG_READ : 0)
                 | (permissions.canWrite() ? VfioAbi.DmaMap.FLAG_WRITE : 0);
         try {
@@ -210,7 +216,7 @@ public final class VfioType1Iommu implements Iommu {
         } catch (NativeException e) {
             throw classify(e, iova, host, page, table.size());
         }
-        table.put(iova.base(), new DmaMapping(iova, host, permissions));
+        table.add(iova, host, permissions);
     }
 
     @Override
@@ -222,14 +228,7 @@ public final class VfioType1Iommu implements Iommu {
             throw new IommuException(IommuException.Kind.MISALIGNED, iova, "cannot unmap IOVA " + iova
                     + ": base and size must be aligned to the IOMMU page size 0x" + Long.toHexString(page));
         }
-        List<DmaMapping> inside = new ArrayList<>();
-        for (DmaMapping m : overlapping(iova)) {
-            if (!iova.contains(m.iova())) {
-                throw new IommuException(IommuException.Kind.PARTIAL_UNMAP, iova, "cannot unmap IOVA " + iova
-                        + ": it covers only part of the mapping " + m.iova() + " (type1v2 unmaps whole mappings)");
-            }
-            inside.add(m);
-        }
+        List<DmaMapping> inside = table.checkUnmap(iova);
         List<DmaMapping> done = new ArrayList<>();
         for (DmaMapping m : inside) {
             long unmapped;
@@ -240,7 +239,7 @@ public final class VfioType1Iommu implements Iommu {
                         + (done.isEmpty() ? "" : " after unmapping " + done.size() + " mappings") + ": "
                         + e.getMessage(), e);
             }
-            table.remove(m.iova().base());
+            table.remove(m.iova());
             done.add(m);
             if (unmapped != m.iova().size()) {
                 LOG.warn("VFIO_IOMMU_UNMAP_DMA of {} reported 0x{} bytes unmapped, expected 0x{}", m.iova(),
@@ -248,21 +247,6 @@ public final class VfioType1Iommu implements Iommu {
             }
         }
         return done;
-    }
-
-    private List<DmaMapping> overlapping(AddressRange range) {
-        List<DmaMapping> out = new ArrayList<>();
-        Map.Entry<Long, DmaMapping> before = table.lowerEntry(range.base());
-        if (before != null && before.getValue().iova().overlaps(range)) {
-            out.add(before.getValue());
-        }
-        for (DmaMapping m : table.tailMap(range.base(), true).values()) {
-            if (!m.iova().overlaps(range)) {
-                break;
-            }
-            out.add(m);
-        }
-        return out;
     }
 
     private static void checkAligned(AddressRange iova, HostAddress host, long page, String op) {
@@ -299,16 +283,12 @@ public final class VfioType1Iommu implements Iommu {
 
     @Override
     public List<DmaMapping> mappings() {
-        return List.copyOf(table.values());
+        return table.mappings();
     }
 
     @Override
     public long pinnedBytes() {
-        long total = 0;
-        for (DmaMapping m : table.values()) {
-            total += m.iova().size();
-        }
-        return total;
+        return table.mappedBytes();
     }
 
     private void ensureOpen(AddressRange range) {
@@ -332,7 +312,7 @@ public final class VfioType1Iommu implements Iommu {
         }
         closed = true;
         if (info != null) {
-            for (DmaMapping m : new ArrayList<>(table.values())) {
+            for (DmaMapping m : table.mappings()) {
                 try {
                     container.unmapDma(m.iova().base(), m.iova().size());
                 } catch (RuntimeException e) {

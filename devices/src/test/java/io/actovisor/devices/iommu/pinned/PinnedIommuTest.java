@@ -33,10 +33,32 @@ class PinnedIommuTest {
         return ProcessResources.statusKib("VmPin");
     }
 
+    /**
+     * Coordinated discard needs a block's pins gone before the block is discarded. A buffer-table update that empties
+     * one slot must release that slot's pins by the time {@code unmap} returns: {@code VmPin} drops at once.
+     */
+    @Test
+    void unmappingOneBlockReleasesItsPinsBeforeUnmapReturns() {
+        long block = 2L << 20;
+        try (HostMemory memory = HostMemory.anonymous("blocks", 4 * block); PinnedIommu iommu = PinnedIommu.open()) {
+            memory.populate(0, memory.size());
+            long before = vmPinnedKib();
+            for (int b = 0; b < 4; b++) {
+                iommu.map(AddressRange.of(IOVA + b * block, block), memory.base().checkedAdd(b * block),
+                        DmaPermissions.READ_WRITE);
+            }
+            assertEquals(before + 4 * block / 1024, vmPinnedKib(), "four blocks pinned");
+            for (int b = 0; b < 4; b++) {
+                iommu.unmap(AddressRange.of(IOVA + b * block, block));
+                assertEquals(before + (3 - b) * block / 1024, vmPinnedKib(), "block " + b + " unpinned at once");
+            }
+        }
+    }
+
     @Test
     void deviceReadsAndWritesGoThroughTheMapping() {
         try (HostMemory memory = HostMemory.anonymous("dma", 8 * PAGE); PinnedIommu iommu = PinnedIommu.open()) {
-            memory.populate(memory.hostRange());
+            memory.populate(0, memory.size());
             iommu.map(AddressRange.of(IOVA, 8 * PAGE), memory.base(), DmaPermissions.READ_WRITE);
             DmaPort port = iommu.dmaPort().orElseThrow();
             byte[] text = "written by the CPU".getBytes();
@@ -54,7 +76,7 @@ class PinnedIommuTest {
     @Test
     void aReadOnlyMappingRefusesDeviceWrites() {
         try (HostMemory memory = HostMemory.anonymous("rom", 2 * PAGE); PinnedIommu iommu = PinnedIommu.open()) {
-            memory.populate(memory.hostRange());
+            memory.populate(0, memory.size());
             iommu.map(AddressRange.of(IOVA, 2 * PAGE), memory.base(), DmaPermissions.READ);
             DmaPort port = iommu.dmaPort().orElseThrow();
             assertThrows(DmaFault.class, () -> port.write(IOVA, new byte[] {1}));
@@ -72,7 +94,7 @@ class PinnedIommuTest {
             memory.write(page, a);
             long pfnBefore = memory.pfn(page).orElse(-1);
             iommu.map(AddressRange.of(IOVA, 4 * PAGE), memory.base(), DmaPermissions.READ_WRITE);
-            memory.discard(AddressRange.of(page.value(), PAGE));
+            memory.discard(PAGE, PAGE);
             byte[] b = new byte[64];
             Arrays.fill(b, (byte) 'B');
             memory.write(page, b);

@@ -1,0 +1,114 @@
+package io.actovisor.cluster;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigParseOptions;
+import java.net.InetSocketAddress;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.http.javadsl.ServerBinding;
+
+/**
+ * One cluster node (host agent) in one actor system: the node agent, VM sharding, the memory controller singleton
+ * (proxy) and the API. {@link #start(Config)} returns once the API is bound; the node joins its seeds in the
+ * background (Pekko logs each attempt with the seed addresses it tried).
+ */
+public final class ClusterNode {
+    private final ActorSystem<Void> system;
+    private final ClusterSettings settings;
+    private final InetSocketAddress api;
+    private final String token;
+
+    private ClusterNode(ActorSystem<Void> system, ClusterSettings settings, InetSocketAddress api, String token) {
+        this.system = system;
+        this.settings = settings;
+        this.api = api;
+        this.token = token;
+    }
+
+    /**
+     * The node configuration: {@code user} (the node's file) over the embedded node defaults over the application's
+     * and libraries' configuration.
+     */
+    public static Config config(Config user) {
+        Config node = ConfigFactory.parseResources(ClusterNode.class, "/actovisor-cluster-node.conf",
+                ConfigParseOptions.defaults().setAllowMissing(false));
+        return ConfigFactory.systemProperties().withFallback(user).withFallback(node)
+                .withFallback(ConfigFactory.defaultApplication()).withFallback(ConfigFactory.defaultReference())
+                .resolve();
+    }
+
+    /** Start a node from a resolved configuration (see {@link #config(Config)}). */
+    public static ClusterNode start(Config config) throws Exception {
+        checkLmdbAccess();
+        ClusterSettings settings = ClusterSettings.create(config);
+        String token = ApiToken.loadOrCreate(settings.tokenFile());
+        CompletableFuture<ClusterApi> api = new CompletableFuture<>();
+        ActorSystem<Void> system = ActorSystem.create(guardian(settings, token, api), "actovisor", config);
+        try {
+            ServerBinding binding = api.get(30, TimeUnit.SECONDS).bind().toCompletableFuture()
+                    .get(30, TimeUnit.SECONDS);
+            return new ClusterNode(system, settings, binding.localAddress(), token);
+        } catch (Exception e) {
+            system.terminate();
+            system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
+            throw e;
+        }
+    }
+
+    /** JVM options the LMDB stores need, as a sentence naming them. */
+    public static final String LMDB_JVM_OPTIONS = "--add-opens java.base/java.nio=ALL-UNNAMED "
+            + "--add-opens java.base/sun.nio.ch=ALL-UNNAMED";
+
+    /** lmdbjava (the remember-entities and definition stores) reads NIO buffer internals; fail early if it cannot. */
+    static void checkLmdbAccess() {
+        Module base = Object.class.getModule();
+        Module self = ClusterNode.class.getModule();
+        if (!base.isOpen("java.nio", self) || !base.isOpen("sun.nio.ch", self)) {
+            throw new IllegalArgumentException("this JVM does not open java.nio and sun.nio.ch to actovisor, which the "
+                    + "LMDB stores (remember-entities, VM definitions) need: start java with " + LMDB_JVM_OPTIONS
+                    + " (the ./actovisor launcher does)");
+        }
+    }
+
+    private static Behavior<Void> guardian(ClusterSettings settings, String token,
+            CompletableFuture<ClusterApi> api) {
+        return Behaviors.setup(context -> {
+            ActorSystem<Void> system = context.getSystem();
+            ClusterData data = new ClusterData(system, settings.askTimeout());
+            String address = Cluster.get(system).selfMember().address().toString();
+            ActorRef<NodeAgent.Command> agent = context.spawn(NodeAgent.create(settings, data, address), "agent");
+            VmEntity.initSharding(system, settings, data, agent);
+            ActorRef<MemoryController.Command> controller = MemoryController.initSingleton(system, settings, data);
+            api.complete(new ClusterApi(system, settings, data, controller, agent, token));
+            return Behaviors.empty();
+        });
+    }
+
+    public ActorSystem<Void> system() {
+        return system;
+    }
+
+    public ClusterSettings settings() {
+        return settings;
+    }
+
+    /** Where the API listens. */
+    public InetSocketAddress api() {
+        return api;
+    }
+
+    public String token() {
+        return token;
+    }
+
+    /** This node's cluster address. */
+    public String address() {
+        return Cluster.get(system).selfMember().address().toString();
+    }
+}

@@ -1,0 +1,36 @@
+package io.actovisor.cluster;
+
+import java.util.List;
+
+/**
+ * What one node reports about itself, read from its VMs' own actors by its {@link NodeAgent} and published in
+ * Distributed Data (key {@link ClusterData#NODES}, local writes spread by gossip).
+ *
+ * @param node                         the node's address
+ * @param capacityBytes                host memory the node offers to guests
+ * @param thresholdBytes               committed memory above which the memory controller inflates balloons
+ * @param committedBytes               the sum of its VMs' RAM
+ * @param pinnedBytes                  RAM of VMs whose discards are disabled by an attached group
+ * @param coordinatedReclaimableBytes  RAM reclaimable in coordinated blocks; always 0 until the discard manager
+ *                                     (coordinated discards) lands
+ * @param balloonableBytes             RAM of VMs with a balloon and no inhibitor
+ * @param actualBytes                  the balloons' actual sizes: memory the guests have given back
+ * @param vms                          one line per VM running here
+ */
+public record NodeReport(String node, long capacityBytes, long thresholdBytes, long committedBytes,
+        long pinnedBytes, long coordinatedReclaimableBytes, long balloonableBytes, long actualBytes,
+        long reportedAtMillis, List<VmReport> vms) implements ClusterSerializable {
+
+    public NodeReport {
+        vms = List.copyOf(vms);
+    }
+
+    /**
+     * One VM as its node sees it.
+     *
+     * @param targetSource who set the balloon target: {@code none}, {@code controller} or {@code api}
+     */
+    public record VmReport(String id, String state, long ramBytes, long pinnedBytes, long balloonableBytes,
+            long actualBytes, long targetBytes, String targetSource) implements ClusterSerializable {
+    }
+}

@@ -1,0 +1,423 @@
+package io.actovisor.it.cluster;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.actovisor.devices.kvm.Kvm;
+import io.actovisor.memory.testing.NativeRequirement;
+import io.actovisor.vmm.cli.ApiClient;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Three cluster nodes as separate JVMs on loopback ({@code io.actovisor.cluster.ClusterMain node FILE}, what
+ * {@code ./actovisor cluster node} runs), each with its own data directory in a temporary folder (deleted after the
+ * test, so no remembered VM comes back in the next run). Twelve 8 MiB VMs, three of them pinned by a VFIO group
+ * (the {@code model} IOMMU backend: its attached group disables discards as a real one does):
+ * placement, the memory controller on the one node whose threshold the VMs exceed, {@code kill -9} of a node and
+ * its VMs running again on the survivors, never in two places (the live VM actors of every JVM are counted at
+ * every step), and a VM that fits nowhere refused. Guests are the firmware on KVM where /dev/kvm exists, else the
+ * VM trees without vCPUs.
+ */
+class ClusterProcessesTest {
+    private static final Logger LOG = LoggerFactory.getLogger(ClusterProcessesTest.class);
+    private static final long MIB = 1 << 20;
+    private static final Duration TIMEOUT = Duration.ofSeconds(90);
+    private static final Pattern STARTED = Pattern.compile("cluster node (\\S+) started; API (http://\\S+) ");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @TempDir
+    Path dir;
+    private final List<Node> nodes = new ArrayList<>();
+
+    /** One node process. */
+    final class Node {
+        final int index;
+        final Process process;
+        final List<String> output = new ArrayList<>();
+        String address;
+        ApiClient api;
+
+        Node(int index, Process process) {
+            this.index = index;
+            this.process = process;
+        }
+
+        JsonNode get(String path) throws Exception {
+            ApiClient.Reply reply = api.send("GET", path, null);
+            assertEquals(200, reply.status(), "node " + index + " " + path + ": " + reply.body());
+            return JSON.readTree(reply.body());
+        }
+
+        /** The VM actors alive in this JVM. */
+        Set<String> live() throws Exception {
+            Set<String> out = new TreeSet<>();
+            get("/cluster/local").get("live").forEach(n -> out.add(n.asText()));
+            return out;
+        }
+    }
+
+    @AfterEach
+    void stopAll() throws Exception {
+        for (Node n : nodes) {
+            n.process.destroyForcibly();
+            n.process.waitFor(30, TimeUnit.SECONDS);
+        }
+    }
+
+    private static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        }
+    }
+
+    private Node launch(int index, int[] ports, String guests, double threshold) throws Exception {
+        StringBuilder seeds = new StringBuilder();
+        for (int p : ports) {
+            seeds.append(seeds.length() == 0 ? "" : ", ").append("\"pekko://actovisor@127.0.0.1:").append(p)
+                    .append('"');
+        }
+        Path file = dir.resolve("node" + index + ".conf");
+        Files.writeString(file, """
+                pekko.remote.artery.canonical.port = %d
+                pekko.cluster.seed-nodes = [%s]
+                actovisor.cluster {
+                  data-dir = "%s"
+                  guests = %s
+                  node.capacity = 64 MiB
+                  controller { threshold = %s, balloon-floor = 0.5, interval = 1s }
+                  placement.balloonable-overcommit = 1.5
+                }
+                """.formatted(ports[index], seeds, dir.resolve("data-" + index), guests, threshold));
+        List<String> command = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                "--add-opens", "java.base/java.nio=ALL-UNNAMED", "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+                "-cp", System.getProperty("java.class.path"), "io.actovisor.cluster.ClusterMain", "node",
+                file.toString());
+        Process p = new ProcessBuilder(command).redirectError(dir.resolve("node" + index + ".log").toFile()).start();
+        Node node = new Node(index, p);
+        Thread reader = new Thread(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(),
+                    StandardCharsets.UTF_8))) {
+                for (String line; (line = r.readLine()) != null; ) {
+                    synchronized (node.output) {
+                        node.output.add(line);
+                        node.output.notifyAll();
+                    }
+                }
+            } catch (IOException ignored) {
+                // The process ended.
+            }
+        }, "node-" + index + "-stdout");
+        reader.setDaemon(true);
+        reader.start();
+        nodes.add(node);
+        return node;
+    }
+
+    private void awaitStarted(Node node) throws Exception {
+        long deadline = System.nanoTime() + TIMEOUT.toNanos();
+        synchronized (node.output) {
+            while (System.nanoTime() < deadline) {
+                for (String line : node.output) {
+                    Matcher m = STARTED.matcher(line);
+                    if (m.find()) {
+                        node.address = m.group(1);
+                        String token = Files.readString(dir.resolve("data-" + node.index).resolve("api-token"))
+                                .trim();
+                        node.api = new ApiClient(m.group(2), Optional.of(token));
+                        return;
+                    }
+                }
+                if (!node.process.isAlive()) {
+                    fail("node " + node.index + " exited with " + node.process.exitValue() + ": " + node.output
+                            + "\n" + log(node));
+                }
+                node.output.wait(500);
+            }
+        }
+        fail("node " + node.index + " did not start: " + node.output + "\n" + log(node));
+    }
+
+    private String log(Node node) {
+        try {
+            List<String> all = Files.readAllLines(dir.resolve("node" + node.index + ".log")).stream()
+                    .filter(l -> !l.startsWith("\tat ")).toList();
+            return String.join("\n", all.subList(Math.max(0, all.size() - 40), all.size()));
+        } catch (IOException e) {
+            return "(no log: " + e.getMessage() + ")";
+        }
+    }
+
+    static String vm(String name, boolean pinned) {
+        return """
+                actovisor.vm {
+                  name = %s
+                  memory = [
+                    { name = ram, base = 0, size = 8 MiB }
+                    { name = balloon-mmio, kind = mmio, base = "0xd0001000", size = 4 KiB, device = balloon }
+                  ]
+                  guest { program = workload, workload-mib = 2 }
+                  devices.serial = false
+                  balloon { enabled = true, stats-polling-interval = 5s }
+                  api.enabled = false
+                  %s
+                }
+                """.formatted(name, pinned
+                ? "vfio.containers = [ { name = pt, backend = model, groups = [ { id = g0 } ] } ]" : "");
+    }
+
+    /**
+     * The VM actors alive in each of {@code alive}, checked for a VM in two places at once; returns VM id -> node
+     * index.
+     */
+    private Map<String, Integer> census(List<Node> alive) throws Exception {
+        Map<String, Integer> where = new TreeMap<>();
+        for (Node n : alive) {
+            for (String id : n.live()) {
+                Integer before = where.put(id, n.index);
+                if (before != null) {
+                    fail("VM " + id + " runs on node " + before + " and on node " + n.index);
+                }
+            }
+        }
+        return where;
+    }
+
+    @Test
+    void placementControllerFailoverAndRefusal() throws Exception {
+        String guests = Kvm.unavailabilityCause().isEmpty() ? "firmware" : "none";
+        NativeRequirement.optional("KVM (firmware guests in the cluster test)", Kvm.unavailabilityCause());
+        int[] ports = {freePort(), freePort(), freePort()};
+        // Node 2's threshold (0.4 x 64 MiB = 25.6 MiB) is below the 32 MiB its four VMs commit; the others' is not.
+        for (int i = 0; i < 3; i++) {
+            launch(i, ports, guests, i == 2 ? 0.4 : 0.9);
+        }
+        long phase0 = System.nanoTime();
+        for (Node n : nodes) {
+            awaitStarted(n);
+        }
+        Node first = nodes.get(0);
+        await("three nodes Up and reporting", () -> {
+            JsonNode reports = first.get("/cluster/nodes");
+            int up = 0;
+            for (JsonNode r : reports) {
+                up += r.get("member_status").asText().equals("Up") ? 1 : 0;
+            }
+            return up == 3;
+        });
+        report("three node JVMs started and Up", phase0);
+
+        // Twelve VMs: first the three pinned by a VFIO group (vm-p*), one after another, so that each node gets
+        // one; then the nine balloonable ones at once through the three nodes. Admission is one at a time in the
+        // controller, so placement still sees every VM admitted before.
+        long phase = System.nanoTime();
+        Map<String, Boolean> pinned = new TreeMap<>();
+        for (int i = 0; i < 3; i++) {
+            String id = "vm-p" + i;
+            pinned.put(id, true);
+            ApiClient.Reply reply = nodes.get(i).api.send("POST", "/cluster/vms", vm(id, true));
+            assertEquals(201, reply.status(), id + ": " + reply.body());
+            census(nodes);
+        }
+        List<Future<ApiClient.Reply>> created = new ArrayList<>();
+        ExecutorService clients = Executors.newFixedThreadPool(6);
+        try {
+            for (int i = 0; i < 9; i++) {
+                String id = "vm-b" + i;
+                pinned.put(id, false);
+                ApiClient api = nodes.get(i % 3).api;
+                created.add(clients.submit(() -> api.send("POST", "/cluster/vms", vm(id, false))));
+            }
+            for (Future<ApiClient.Reply> f : created) {
+                ApiClient.Reply reply = f.get(TIMEOUT.toSeconds(), TimeUnit.SECONDS);
+                assertEquals(201, reply.status(), reply.body());
+                census(nodes);
+            }
+        } finally {
+            clients.shutdownNow();
+        }
+        phase = report("twelve VMs created", phase);
+        Map<String, Integer> where = await("twelve VMs running", () -> census(nodes).size() == 12 ? census(nodes)
+                : null);
+        Map<Integer, Integer> perNode = new HashMap<>();
+        where.values().forEach(n -> perNode.merge(n, 1, Integer::sum));
+        assertEquals(Map.of(0, 4, 1, 4, 2, 4), perNode, "placement spreads the VMs by free room: " + where);
+        Set<Integer> pinnedNodes = new TreeSet<>();
+        pinned.forEach((id, p) -> {
+            if (p) {
+                pinnedNodes.add(where.get(id));
+            }
+        });
+        assertEquals(Set.of(0, 1, 2), pinnedNodes, "one pinned VM per node: " + where);
+        JsonNode vms = first.get("/cluster/vms");
+        assertEquals(12, vms.size());
+        for (JsonNode v : vms) {
+            assertEquals(8 * MIB, v.get("ram_bytes").asLong());
+            assertEquals(pinned.get(v.get("id").asText()), v.get("pinned").asBoolean(), v.toString());
+        }
+
+        // Node 2 is over its threshold: only its balloonable VMs inflate, and their guests give pages back.
+        phase = report("placement checked", phase);
+        Node pressured = nodes.get(2);
+        boolean realGuests = guests.equals("firmware");
+        JsonNode report = await("node 2's balloonable VMs inflate", () -> {
+            JsonNode r = reportOf(first, pressured.address);
+            int inflated = 0;
+            for (JsonNode vm : r.get("vms")) {
+                if (vm.get("targetBytes").asLong() > 0) {
+                    if (realGuests && vm.get("actualBytes").asLong() == 0) {
+                        return null;
+                    }
+                    inflated++;
+                }
+            }
+            return inflated > 0 ? r : null;
+        });
+        for (JsonNode vm : report.get("vms")) {
+            if (pinned.get(vm.get("id").asText())) {
+                assertEquals(0, vm.get("targetBytes").asLong(), "a pinned VM gets no target: " + vm);
+                assertEquals(8 * MIB, vm.get("pinnedBytes").asLong(), vm.toString());
+            } else if (vm.get("targetBytes").asLong() > 0) {
+                // The controller keeps each VM at or above its floor (half its RAM).
+                assertTrue(vm.get("targetBytes").asLong() <= 4 * MIB, vm.toString());
+            }
+        }
+        for (Node n : List.of(nodes.get(0), nodes.get(1))) {
+            for (JsonNode vm : reportOf(first, n.address).get("vms")) {
+                assertEquals(0, vm.get("targetBytes").asLong(), "no pressure on node " + n.index + ": " + vm);
+            }
+        }
+        JsonNode events = first.get("/cluster/events");
+        assertTrue(events.toString().contains("skip-pinned"), events.toString());
+        assertTrue(events.toString().contains("inflate"), events.toString());
+        census(nodes);
+        phase = report("controller inflated node 2's balloonable VMs", phase);
+
+        // kill -9 node 1 (not the oldest, which holds the singleton and the shard coordinator).
+        Node victim = nodes.get(1);
+        Set<String> victims = victim.live();
+        long killed = System.nanoTime();
+        victim.process.destroyForcibly();
+        List<Node> survivors = List.of(nodes.get(0), nodes.get(2));
+        long[] downAt = {0};
+        Map<String, Integer> after = await("the killed node's VMs run again on the survivors", () -> {
+            if (downAt[0] == 0 && !memberStatus(first, victim.address).equals("Up")) {
+                downAt[0] = System.nanoTime();
+            }
+            Map<String, Integer> now = census(survivors);
+            return now.keySet().equals(pinned.keySet()) ? now : null;
+        });
+        double seconds = (System.nanoTime() - killed) / 1e9;
+        LOG.info("cluster failover: {} VMs of the killed node ran again on the survivors {} s after kill -9: {}",
+                victims.size(), String.format("%.1f", seconds), after);
+        System.out.printf("cluster failover: %d VMs running again %.1f s after kill -9 (node seen %s %.1f s after "
+                + "the kill)%n", victims.size(), seconds, downAt[0] == 0 ? "(not seen)" : "Down/Removed",
+                downAt[0] == 0 ? 0.0 : (downAt[0] - killed) / 1e9);
+        phase = System.nanoTime();
+        JsonNode definitions = first.get("/cluster/vms");
+        assertEquals(12, definitions.size());
+        for (JsonNode v : definitions) {
+            assertTrue(!v.get("node").asText().equals(victim.address), "definition moved: " + v);
+            assertEquals(8 * MIB, v.get("ram_bytes").asLong());
+        }
+
+        // A pinned VM needs its whole RAM free on one node; no survivor has 48 MiB.
+        ApiClient.Reply refused = first.api.send("POST", "/cluster/vms", vm("vm-big", true)
+                .replace("size = 8 MiB", "size = 48 MiB"));
+        assertEquals(507, refused.status(), refused.body());
+        assertTrue(refused.body().contains("largest free amount"), refused.body());
+        assertEquals(12, census(survivors).size());
+        phase = report("refusal checked", phase);
+
+        // SIGTERM node 2: it leaves gracefully, hands its VMs over (each stops there before it starts on node 0)
+        // and exits 0. Node 0 is now over its capacity; the allocation strategy says so and starts them anyway.
+        Node leaving = nodes.get(2);
+        leaving.process.destroy();
+        Map<String, Integer> handedOver = await("node 2's VMs run on node 0", () -> {
+            Map<String, Integer> now = census(List.of(first));
+            Set<String> stillThere = Set.of();
+            try {
+                stillThere = leaving.live();
+            } catch (IOException | AssertionError stopping) {
+                // The node is shutting down or has stopped; its VMs are counted once it answers or not at all.
+            }
+            for (String id : stillThere) {
+                assertTrue(!now.containsKey(id), "VM " + id + " runs on node 2 and on node 0");
+            }
+            return !leaving.process.isAlive() && now.keySet().equals(pinned.keySet()) ? now : null;
+        });
+        assertEquals(0, leaving.process.exitValue(), "a node that leaves gracefully exits 0: " + leaving.output);
+        assertEquals(Set.of(0), Set.copyOf(handedOver.values()));
+        report("graceful leave and hand-off", phase);
+    }
+
+    private static long report(String what, long since) {
+        System.out.printf("cluster test: %s in %.1f s%n", what, (System.nanoTime() - since) / 1e9);
+        return System.nanoTime();
+    }
+
+    private static String memberStatus(Node from, String address) throws Exception {
+        for (JsonNode r : from.get("/cluster/nodes")) {
+            if (r.get("node").asText().equals(address)) {
+                return r.get("member_status").asText();
+            }
+        }
+        return "Removed";
+    }
+
+    private static JsonNode reportOf(Node from, String address) throws Exception {
+        for (JsonNode r : from.get("/cluster/nodes")) {
+            if (r.get("node").asText().equals(address)) {
+                return r;
+            }
+        }
+        fail("no report of " + address);
+        return null;
+    }
+
+    interface Probe<T> {
+        /** The value once the condition holds, null (or false) until then. */
+        T read() throws Exception;
+    }
+
+    private static <T> T await(String what, Probe<T> probe) throws Exception {
+        long deadline = System.nanoTime() + TIMEOUT.toNanos();
+        while (System.nanoTime() < deadline) {
+            T value = probe.read();
+            if (value != null && !Boolean.FALSE.equals(value)) {
+                return value;
+            }
+            Thread.sleep(500);
+        }
+        throw new AssertionError("timed out after " + TIMEOUT.toSeconds() + " s waiting until " + what);
+    }
+}

@@ -1,0 +1,323 @@
+package io.actovisor.testkit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.actors.vfio.IommuBackend;
+import io.actovisor.actors.vfio.VfioContainerActor;
+import io.actovisor.actors.vfio.VfioGroupActor;
+import io.actovisor.devices.iommu.DmaMapping;
+import io.actovisor.devices.iommu.DmaPermissions;
+import io.actovisor.devices.iommu.model.ModelIommu;
+import io.actovisor.memory.AddressRange;
+import io.actovisor.memory.GuestAddress;
+import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.MemoryRegion;
+import io.actovisor.memory.Section;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.Props;
+
+/**
+ * A VM's actor tree for tests, without a guest: one address space over real host memory (through a
+ * {@link PinWatch} Posix), a balloon, containers on the model IOMMU (watched) and groups; with synchronous helpers,
+ * the invariant checks, and fault injection by actor name: {@link #crashAt} crashes a named actor at a chosen
+ * message, {@link #link} drops or delays what a group sends its container, a {@code posix} wrapper (such as
+ * {@link io.actovisor.testkit.fault.DiscardFault}) fails discards, and {@link #container(String, IommuBackend)}
+ * takes a {@link io.actovisor.testkit.fault.FaultyIommu}.
+ */
+public final class ActorTree implements AutoCloseable {
+    public static final long PAGE = 4096;
+    private static final Duration TIMEOUT = Duration.ofSeconds(10);
+
+    public final ActorTestKit kit;
+    public final Map<String, Boolean> compatible = new java.util.concurrent.ConcurrentHashMap<>();
+    /** Group names ever declared compatible: the pin watch judges by name, also after the group is gone. */
+    private final java.util.Set<String> everCompatible = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    public final PinWatch pins = new PinWatch(everCompatible::contains);
+    public final HostMemory memory;
+    public final ActorRef<AddressSpaceActor.Command> space;
+    public final ActorRef<BalloonActor.Command> balloon;
+    public final Map<String, ActorRef<VfioContainerActor.Command>> containers = new LinkedHashMap<>();
+    public final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
+    private static long sequence;
+    private final String id;
+
+    /** Crashes scheduled by actor name: how many more messages the actor handles before it throws. */
+    private final Map<String, java.util.concurrent.atomic.AtomicInteger> crashes =
+            new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<String, io.actovisor.testkit.fault.Link> links = new java.util.concurrent.ConcurrentHashMap<>();
+
+    public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings) {
+        this(kit, memoryPages, settings, java.util.function.UnaryOperator.identity());
+    }
+
+    /**
+     * A tree whose host memory makes its system calls through {@code posix} applied to the pin watch's Posix (for
+     * example {@code p -> new DiscardFault(p, 1, Errno.EIO)}).
+     */
+    public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings,
+            java.util.function.UnaryOperator<io.actovisor.memory.sys.Posix> posix) {
+        this.kit = kit;
+        this.id = "t" + (sequence++);
+        this.memory = HostMemory.anonymous(posix.apply(pins.posix()), id + "-ram", memoryPages * PAGE);
+        this.space = kit.spawn(faultPoint("memory", AddressSpaceActor.Command.class,
+                AddressSpaceActor.create(id + "-memory", Duration.ofSeconds(5))), id + "-memory");
+        this.balloon = kit.spawn(faultPoint("balloon", BalloonActor.Command.class,
+                BalloonActor.create(id + "-balloon", space, settings)), id + "-balloon", BalloonActor.DISPATCHER);
+    }
+
+    /** The names {@link #crashAt} and {@link #link} accept: memory, balloon, the containers and the groups. */
+    public java.util.Set<String> actorNames() {
+        java.util.Set<String> names = new java.util.LinkedHashSet<>(List.of("memory", "balloon"));
+        names.addAll(containers.keySet());
+        names.addAll(groups.keySet());
+        return names;
+    }
+
+    /**
+     * Crash the actor called {@code name} when it receives its {@code nth} message from now on (from 1).
+     *
+     * @throws IllegalArgumentException if the tree has no actor of that name (the message lists those it has)
+     */
+    public void crashAt(String name, int nth) {
+        if (!actorNames().contains(name)) {
+            throw new IllegalArgumentException("cannot crash '" + name + "': this tree has no actor of that name; "
+                    + "its actors are " + actorNames());
+        }
+        if (nth < 1) {
+            throw new IllegalArgumentException("messages are counted from 1, not " + nth);
+        }
+        crashes.put(name, new java.util.concurrent.atomic.AtomicInteger(nth));
+    }
+
+    /**
+     * Put {@code link} between a group and its container: from the next {@link #attach} of group {@code link.from()}
+     * to container {@code link.to()} on, the group talks to the container through it.
+     *
+     * @throws IllegalArgumentException unless {@code from} is a group and {@code to} a container of this tree
+     */
+    public void link(io.actovisor.testkit.fault.Link link) {
+        if (!groups.containsKey(link.from()) || !containers.containsKey(link.to())) {
+            throw new IllegalArgumentException("cannot intercept messages from '" + link.from() + "' to '" + link.to()
+                    + "': the testkit intercepts what a group sends its container; groups " + groups.keySet()
+                    + ", containers " + containers.keySet());
+        }
+        links.put(link.from() + "->" + link.to(), link);
+    }
+
+    /** {@code behavior} with the crash point of actor {@code name} in front of it. */
+    private <T> Behavior<T> faultPoint(String name, Class<T> protocol, Behavior<T> behavior) {
+        return org.apache.pekko.actor.typed.javadsl.Behaviors.intercept(
+                () -> new org.apache.pekko.actor.typed.BehaviorInterceptor<T, T>(protocol) {
+                    @Override
+                    public Behavior<T> aroundReceive(org.apache.pekko.actor.typed.TypedActorContext<T> ctx, T msg,
+                            ReceiveTarget<T> target) {
+                        java.util.concurrent.atomic.AtomicInteger left = crashes.get(name);
+                        if (left != null && left.decrementAndGet() == 0) {
+                            crashes.remove(name);
+                            crashed(name);
+                            throw new Faults.InjectedFault("injected crash of " + name + " at "
+                                    + msg.getClass().getSimpleName());
+                        }
+                        return target.apply(ctx, msg);
+                    }
+                }, behavior);
+    }
+
+    /** A crashed actor stops (the default supervision): the tree forgets it, so the checks ask only live actors. */
+    private void crashed(String name) {
+        groups.remove(name);
+        compatible.remove(name);
+        containers.remove(name);
+    }
+
+    /** A container on a watched model IOMMU accepting {@code maxMappings} mappings. */
+    public ActorRef<VfioContainerActor.Command> container(String name, int maxMappings) {
+        IommuBackend backend = pins.backend(ModelIommu.BACKEND, () -> ModelIommu.create(maxMappings));
+        return container(name, backend);
+    }
+
+    public ActorRef<VfioContainerActor.Command> container(String name, IommuBackend backend) {
+        ActorRef<VfioContainerActor.Command> ref = kit.spawn(faultPoint(name, VfioContainerActor.Command.class,
+                VfioContainerActor.create(id + "-" + name, space, backend)), id + "-" + name,
+                VfioContainerActor.DISPATCHER);
+        containers.put(name, ref);
+        return ref;
+    }
+
+    public ActorRef<VfioGroupActor.Command> group(String name, boolean balloonCompatible) {
+        return group(name, balloonCompatible, VfioGroupActor.create(name, balloonCompatible, balloon));
+    }
+
+    /** A group whose behavior is {@code behavior} (e.g. wrapped with a fault-injecting interceptor). */
+    public ActorRef<VfioGroupActor.Command> group(String name, boolean balloonCompatible,
+            Behavior<VfioGroupActor.Command> behavior) {
+        ActorRef<VfioGroupActor.Command> ref = kit.spawn(faultPoint(name, VfioGroupActor.Command.class, behavior),
+                id + "-" + name + "-" + (sequence++), Props.empty());
+        groups.put(name, ref);
+        compatible.put(name, balloonCompatible);
+        if (balloonCompatible) {
+            everCompatible.add(name);
+        }
+        return ref;
+    }
+
+    /** A RAM region over pages [firstPage, firstPage + pages) of the host memory, at guest page {@code gpaPage}. */
+    public MemoryRegion ram(String name, long gpaPage, long firstPage, long pages) {
+        return MemoryRegion.ram(name, AddressRange.of(gpaPage * PAGE, pages * PAGE), memory, firstPage * PAGE);
+    }
+
+    public <R> R ask(Class<R> type, Function<ActorRef<R>, Object> message, ActorRef<?> to) {
+        TestProbe<R> probe = kit.createTestProbe(type);
+        @SuppressWarnings("unchecked")
+        ActorRef<Object> target = (ActorRef<Object>) to;
+        target.tell(message.apply(probe.ref()));
+        return probe.expectMessageClass(type, TIMEOUT);
+    }
+
+    public AddressSpaceActor.CommitResult commit(AddressSpaceActor.RegionChange... changes) {
+        return ask(AddressSpaceActor.CommitResult.class, r -> new AddressSpaceActor.Commit(List.of(changes), r),
+                space);
+    }
+
+    public VfioGroupActor.AttachResult attach(String group, String container) {
+        return ask(VfioGroupActor.AttachResult.class, r -> attachMessage(group, container, r), groups.get(group));
+    }
+
+    /** Ask group {@code group} to attach to {@code container}, through its {@link #link} if it has one. */
+    public void attach(String group, String container, ActorRef<VfioGroupActor.AttachResult> replyTo) {
+        groups.get(group).tell(attachMessage(group, container, replyTo));
+    }
+
+    private VfioGroupActor.Attach attachMessage(String group, String container,
+            ActorRef<VfioGroupActor.AttachResult> replyTo) {
+        io.actovisor.testkit.fault.Link link = links.get(group + "->" + container);
+        ActorRef<VfioContainerActor.Command> target = link == null ? containers.get(container)
+                : kit.spawn(link.behavior(containers.get(container)), id + "-link-" + group + "-" + container + "-"
+                        + (sequence++));
+        return new VfioGroupActor.Attach(target, container, replyTo);
+    }
+
+    public VfioGroupActor.DetachResult detach(String group) {
+        return ask(VfioGroupActor.DetachResult.class, VfioGroupActor.Detach::new, groups.get(group));
+    }
+
+    public BalloonActor.InflateResult inflate(long... frames) {
+        return ask(BalloonActor.InflateResult.class, r -> new BalloonActor.Inflate(frames, r), balloon);
+    }
+
+    public BalloonActor.DeflateResult deflate(long... frames) {
+        return ask(BalloonActor.DeflateResult.class, r -> new BalloonActor.Deflate(frames, r), balloon);
+    }
+
+    public BalloonActor.BalloonStatus balloonStatus() {
+        return ask(BalloonActor.BalloonStatus.class, BalloonActor.GetStatus::new, balloon);
+    }
+
+    public AddressSpaceActor.View view() {
+        return ask(AddressSpaceActor.View.class, AddressSpaceActor.GetView::new, space);
+    }
+
+    public VfioContainerActor.State containerState(String name) {
+        return ask(VfioContainerActor.State.class, VfioContainerActor.GetState::new, containers.get(name));
+    }
+
+    public VfioGroupActor.State groupState(String name) {
+        return ask(VfioGroupActor.State.class, VfioGroupActor.GetState::new, groups.get(name));
+    }
+
+    /** Write a byte that identifies guest page {@code gpaPage} (and a generation) at every 512th byte of it. */
+    public static byte pattern(long gpaPage, int generation) {
+        return (byte) (1 + ((gpaPage * 31 + generation * 7) % 250));
+    }
+
+    /** Stop a group and wait until it is gone. */
+    public void stopGroup(String name) {
+        ActorRef<VfioGroupActor.Command> ref = groups.remove(name);
+        compatible.remove(name);
+        kit.stop(ref, TIMEOUT);
+    }
+
+    /** Stop a container and wait until it is gone. */
+    public void stopContainer(String name) {
+        kit.stop(containers.remove(name), TIMEOUT);
+    }
+
+    /**
+     * Invariants 1, 2 and 3 (and 6 for pins) at a quiescent point: no discard touched pinned memory; the inhibitor
+     * count equals the live attached non-compatible groups; every container with groups maps exactly the RAM and
+     * ROM sections of the view, and one without groups maps and pins nothing.
+     */
+    public void assertInvariants(String when) {
+        assertEquals(List.of(), pins.violations(), "invariant 1 (no discard under pin) " + when);
+        int expectedInhibitors = 0;
+        Map<String, List<String>> attachedByContainer = new LinkedHashMap<>();
+        for (String group : groups.keySet()) {
+            VfioGroupActor.State state = groupState(group);
+            if (state.container().isPresent()) {
+                attachedByContainer.computeIfAbsent(state.container().get(), c -> new ArrayList<>()).add(group);
+                if (!compatible.get(group)) {
+                    expectedInhibitors++;
+                }
+            }
+            assertEquals(state.container().isPresent() && !compatible.get(group), state.inhibiting(),
+                    "group " + group + " inhibits exactly while attached and not compatible " + when);
+        }
+        BalloonActor.BalloonStatus status = balloonStatus();
+        assertEquals(expectedInhibitors, status.inhibitors(), "invariant 2 (exact inhibitor count) " + when
+                + ", holders " + status.holders());
+        List<DmaMapping> expected = expectedMappings(view().flatView().sections());
+        for (Map.Entry<String, ActorRef<VfioContainerActor.Command>> c : containers.entrySet()) {
+            VfioContainerActor.State state = containerState(c.getKey());
+            List<String> attached = attachedByContainer.getOrDefault(c.getKey(), List.of());
+            assertEquals(attached.stream().sorted().toList(), state.groups().stream().sorted().toList(),
+                    "container " + c.getKey() + " knows exactly its attached groups " + when);
+            if (attached.isEmpty()) {
+                assertEquals(List.of(), state.mappings(), "container " + c.getKey() + " without groups " + when);
+                assertEquals(0, state.pinnedBytes());
+            } else {
+                assertEquals(expected, state.mappings(), "invariant 3 (IOMMU mirrors the flat view) in "
+                        + c.getKey() + " " + when);
+            }
+        }
+        long expectedPins = attachedByContainer.keySet().stream().filter(containers::containsKey).count()
+                * expected.stream().mapToLong(m -> m.iova().size()).sum();
+        // Pins of containers holding only compatible groups are mappings too; the watch counts them all.
+        assertEquals(expectedPins, pins.pinnedBytes(), "pinned bytes " + when);
+    }
+
+    /** What a container must map for {@code sections}: RAM and ROM, page-aligned, read-only where read-only. */
+    public static List<DmaMapping> expectedMappings(List<Section> sections) {
+        List<DmaMapping> out = new ArrayList<>();
+        for (Section s : sections) {
+            if (!s.kind().isMemory()) {
+                continue;
+            }
+            s.range().alignInward(PAGE).ifPresent(r -> out.add(new DmaMapping(r,
+                    s.hostAddress(new GuestAddress(r.base())),
+                    s.region().readOnly() ? DmaPermissions.READ : DmaPermissions.READ_WRITE)));
+        }
+        return out;
+    }
+
+    @Override
+    public void close() {
+        new ArrayList<>(groups.keySet()).forEach(this::stopGroup);
+        new ArrayList<>(containers.keySet()).forEach(this::stopContainer);
+        kit.stop(balloon, TIMEOUT);
+        kit.stop(space, TIMEOUT);
+        memory.close();
+    }
+}
