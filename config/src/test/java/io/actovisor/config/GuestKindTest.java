@@ -32,8 +32,10 @@ class GuestKindTest {
     void anUnknownKindNamesTheFieldAndTheValidOnes() {
         List<ConfigError> errors = assertThrows(ConfigValidationException.class,
                 () -> parse("actovisor.vm { name = k, guest.kind = qemu }")).errors();
-        assertEquals(List.of(new ConfigError("actovisor.vm.guest.kind", "\"qemu\"",
-                "must be one of [auto, firmware, scripted, linux]")), errors);
+        assertEquals(1, errors.size(), errors.toString());
+        ConfigError error = errors.get(0);
+        assertEquals(List.of("actovisor.vm.guest.kind", "qemu", "must be one of [auto, firmware, scripted, linux]", 1),
+                List.of(error.path(), error.value(), error.message(), error.line()));
     }
 
     @Test
