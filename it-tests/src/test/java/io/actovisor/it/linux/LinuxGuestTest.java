@@ -15,6 +15,7 @@ import io.actovisor.devices.boot.linux.Initramfs;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.sys.ProcessResources;
+import io.actovisor.memory.testing.TestTimeouts;
 import io.actovisor.vmm.runtime.VmBuilder;
 import java.time.Duration;
 import java.util.regex.Matcher;
@@ -38,8 +39,8 @@ import org.junit.jupiter.api.TestMethodOrder;
 @Tag("kvm")
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class LinuxGuestTest {
-    static final Duration BOOT = Duration.ofMinutes(20);
-    static final Duration COMMAND = Duration.ofMinutes(3);
+    static final Duration BOOT = TestTimeouts.scaled(Duration.ofMinutes(20));
+    static final Duration COMMAND = TestTimeouts.scaled(Duration.ofMinutes(3));
     private static final long MIB = 1 << 20;
     private static final long RAM = 192 * MIB;
     private static final long INFLATE = 32 * MIB;
