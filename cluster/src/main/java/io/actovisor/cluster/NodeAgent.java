@@ -133,6 +133,7 @@ public final class NodeAgent extends AbstractBehavior<NodeAgent.Command> {
             for (NodeReport.VmReport vm : list) {
                 committed += vm.ramBytes();
                 pinned += vm.pinnedBytes();
+                coordinated += vm.coordinatedReclaimableBytes();
                 balloonable += vm.balloonableBytes();
                 actual += vm.actualBytes();
             }
@@ -160,7 +161,8 @@ public final class NodeAgent extends AbstractBehavior<NodeAgent.Command> {
             String source = targetSources.getOrDefault(id, "none");
             readings.add(VmMemoryState.read(e.getValue(), settings.askTimeout(), getContext().getSystem().scheduler())
                     .thenApply(r -> new NodeReport.VmReport(id, r.state(), r.ramBytes(), r.pinnedBytes(),
-                            r.balloonableBytes(), r.actualBytes(), r.targetBytes(), source))
+                            r.coordinatedReclaimableBytes(), r.balloonableBytes(), r.actualBytes(), r.targetBytes(),
+                            source))
                     .toCompletableFuture()
                     .exceptionally(failure -> null));
         }

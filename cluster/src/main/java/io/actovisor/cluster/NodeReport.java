@@ -10,10 +10,11 @@ import java.util.List;
  * @param capacityBytes                host memory the node offers to guests
  * @param thresholdBytes               committed memory above which the memory controller inflates balloons
  * @param committedBytes               the sum of its VMs' RAM
- * @param pinnedBytes                  RAM of VMs whose discards are disabled by an attached group
- * @param coordinatedReclaimableBytes  RAM reclaimable in coordinated blocks; always 0 until the discard manager
- *                                     (coordinated discards) lands
- * @param balloonableBytes             RAM of VMs with a balloon and no inhibitor
+ * @param pinnedBytes                  RAM of VMs whose discards are disabled by an attached group (discard = inhibit,
+ *                                     or a coordinated group fallen back to uncoordinated)
+ * @param coordinatedReclaimableBytes  RAM of VMs with a balloon whose discard holders are all coordinated (none
+ *                                     fallen back): reclaimable in blocks their containers unmap first
+ * @param balloonableBytes             RAM of VMs with a balloon that are not pinned
  * @param actualBytes                  the balloons' actual sizes: memory the guests have given back
  * @param vms                          one line per VM running here
  */
@@ -30,7 +31,8 @@ public record NodeReport(String node, long capacityBytes, long thresholdBytes, l
      *
      * @param targetSource who set the balloon target: {@code none}, {@code controller} or {@code api}
      */
-    public record VmReport(String id, String state, long ramBytes, long pinnedBytes, long balloonableBytes,
+    public record VmReport(String id, String state, long ramBytes, long pinnedBytes,
+            long coordinatedReclaimableBytes, long balloonableBytes,
             long actualBytes, long targetBytes, String targetSource) implements ClusterSerializable {
     }
 }

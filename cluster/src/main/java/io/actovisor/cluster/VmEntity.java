@@ -84,7 +84,7 @@ public final class VmEntity {
 
     /** A VM as its entity sees it, read from its own actors. */
     public record VmStatus(String id, String node, String state, long ramBytes, long pinnedBytes,
-            long balloonableBytes, long actualBytes, long targetBytes, String targetSource)
+            long coordinatedReclaimableBytes, long balloonableBytes, long actualBytes, long targetBytes, String targetSource)
             implements ClusterSerializable {
     }
 
@@ -301,8 +301,8 @@ public final class VmEntity {
                 replyTo.tell(failure != null ? new Reply(id, 503, "VM " + id + " did not answer: "
                         + failure.getMessage(), null)
                         : new Reply(id, 200, "VM " + id + " is " + r.state() + " on " + self, new VmStatus(id, self,
-                                r.state(), r.ramBytes(), r.pinnedBytes(), r.balloonableBytes(), r.actualBytes(),
-                                r.targetBytes(), source))));
+                                r.state(), r.ramBytes(), r.pinnedBytes(), r.coordinatedReclaimableBytes(),
+                                r.balloonableBytes(), r.actualBytes(), r.targetBytes(), source))));
     }
 
     private Behavior<Command> onSetBalloon(VmActor.Components components, SetBalloon set) {

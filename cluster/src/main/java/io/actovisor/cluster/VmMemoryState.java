@@ -1,8 +1,11 @@
 package io.actovisor.cluster;
 
 import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.actors.vm.VmActor;
 import java.time.Duration;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -10,14 +13,16 @@ import org.apache.pekko.actor.typed.Scheduler;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 
 /**
- * Reads one VM's memory state from its own actors (the {@link VmActor} and its {@link BalloonActor}): the one place
- * where the cluster decides what is pinned, balloonable and given back. When the discard manager lands, this class
- * reads its {@code DiscardState} instead of the balloon's inhibitor count, and fills in the coordinated-reclaimable
- * figure; nothing else in the cluster module needs to change.
+ * Reads one VM's memory state from its own actors (the {@link VmActor}, its {@link DiscardManager} and its
+ * {@link BalloonActor}): the one place where the cluster decides what is pinned, coordinated-reclaimable,
+ * balloonable and given back.
  *
- * <p>Today: a VM whose balloon holds inhibitors (a VFIO group that disables discards is attached) is pinned, all of
- * its RAM; a VM with a balloon and no inhibitor is balloonable; a VM without a balloon is neither (its RAM is
- * committed and not reclaimable).
+ * <p>A VM whose discard manager has a holder that disables discards (a VFIO group in {@code discard = inhibit}, or a
+ * {@code coordinated} one counted as uncoordinated because the guest driver did not negotiate
+ * {@code VIRTIO_BALLOON_F_MUST_TELL_HOST}) is pinned, all of its RAM, unless its balloon runs with
+ * {@code unsafe-ignore-inhibitor}. A VM with a balloon that is not pinned is balloonable; if its holders are all
+ * coordinated (none fallen back), its RAM is also coordinated-reclaimable: the balloon reclaims it in blocks that its
+ * containers unmap first. A VM without a balloon is neither balloonable nor reclaimable.
  */
 public final class VmMemoryState {
     private VmMemoryState() {
@@ -27,7 +32,9 @@ public final class VmMemoryState {
      * One VM's reading.
      *
      * @param state                       the VM's lifecycle state
-     * @param coordinatedReclaimableBytes 0: coordinated discards do not exist yet
+     * @param pinnedBytes                 its RAM if a holder disables discards, else 0
+     * @param coordinatedReclaimableBytes its RAM if it has a balloon and holders that are all coordinated, else 0
+     * @param balloonableBytes            its RAM if it has a balloon and is not pinned, else 0
      * @param actualBytes                 the balloon's actual size (pages the guest gave back)
      * @param targetBytes                 the balloon's target
      */
@@ -35,22 +42,34 @@ public final class VmMemoryState {
             long balloonableBytes, long actualBytes, long targetBytes) {
     }
 
-    /** Ask {@code vm} (and its balloon) for its state. */
+    /** Ask {@code vm} (its discard manager and its balloon) for its state. */
     public static CompletionStage<Reading> read(ActorRef<VmActor.Command> vm, Duration timeout, Scheduler scheduler) {
         return AskPattern.<VmActor.Command, VmActor.VmInfo>ask(vm, VmActor.GetInfo::new, timeout, scheduler)
                 .thenCompose(info -> {
-                    var balloon = info.components().flatMap(VmActor.Components::balloon);
-                    if (balloon.isEmpty()) {
+                    if (info.components().isEmpty()) {
                         return CompletableFuture.completedFuture(new Reading(info.state().name(), info.ramBytes(),
                                 0, 0, 0, 0, 0));
                     }
-                    return AskPattern.<BalloonActor.Command, BalloonActor.BalloonStatus>ask(balloon.get(),
-                            BalloonActor.GetStatus::new, timeout, scheduler).thenApply(status -> {
-                                boolean pinned = status.inhibitors() > 0 && !status.unsafeIgnoreInhibitor();
-                                return new Reading(info.state().name(), info.ramBytes(),
-                                        pinned ? info.ramBytes() : 0, 0, pinned ? 0 : info.ramBytes(),
-                                        status.actualBytes(), status.targetBytes());
-                            });
+                    VmActor.Components components = info.components().get();
+                    CompletionStage<DiscardState> discard = AskPattern.<DiscardManager.Command, DiscardState>ask(
+                            components.discardManager(), DiscardManager.GetState::new, timeout, scheduler);
+                    CompletionStage<Optional<BalloonActor.BalloonStatus>> balloon = components.balloon()
+                            .map(b -> AskPattern.<BalloonActor.Command, BalloonActor.BalloonStatus>ask(b,
+                                    BalloonActor.GetStatus::new, timeout, scheduler).thenApply(Optional::of))
+                            .orElseGet(() -> CompletableFuture.completedFuture(Optional.empty()));
+                    return discard.thenCombine(balloon, (d, b) -> of(info.state().name(), info.ramBytes(), d, b));
                 });
+    }
+
+    /** The reading of a VM in {@code state} with {@code ramBytes} of RAM, its discard state and balloon status. */
+    public static Reading of(String state, long ramBytes, DiscardState discard,
+            Optional<BalloonActor.BalloonStatus> balloon) {
+        boolean disabled = !discard.disablingHolders().isEmpty();
+        boolean pinned = disabled && !balloon.map(BalloonActor.BalloonStatus::unsafeIgnoreInhibitor).orElse(false);
+        boolean coordinated = balloon.isPresent() && !disabled && discard.coordinatedHolders() > 0;
+        boolean balloonable = balloon.isPresent() && !pinned;
+        return new Reading(state, ramBytes, pinned ? ramBytes : 0, coordinated ? ramBytes : 0,
+                balloonable ? ramBytes : 0, balloon.map(BalloonActor.BalloonStatus::actualBytes).orElse(0L),
+                balloon.map(BalloonActor.BalloonStatus::targetBytes).orElse(0L));
     }
 }

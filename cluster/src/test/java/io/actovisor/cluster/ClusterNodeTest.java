@@ -65,6 +65,11 @@ class ClusterNodeTest {
     }
 
     static String vm(String name, int mib, boolean pinned) {
+        return vm(name, mib, pinned
+                ? "vfio.containers = [ { name = pt, backend = model, groups = [ { id = g0 } ] } ]" : "");
+    }
+
+    static String vm(String name, int mib, String vfio) {
         return """
                 actovisor.vm {
                   name = %s
@@ -76,8 +81,7 @@ class ClusterNodeTest {
                   api.enabled = false
                   %s
                 }
-                """.formatted(name, mib, pinned
-                ? "vfio.containers = [ { name = pt, backend = model, groups = [ { id = g0 } ] } ]" : "");
+                """.formatted(name, mib, vfio);
     }
 
     @Test
@@ -117,6 +121,25 @@ class ClusterNodeTest {
         assertEquals(200, api.send("DELETE", "/cluster/vms/p1", null).status());
         await("no VM actor alive here", () -> get("/cluster/local"), l -> l.get("live").size() == 0);
         assertEquals(0, get("/cluster/vms").size());
+    }
+
+    /**
+     * A coordinated container's group registers as coordinated with the VM's discard manager; without a guest driver
+     * that negotiated MUST_TELL_HOST it counts as uncoordinated, so the live reading says pinned, not reclaimable.
+     */
+    @Test
+    void aCoordinatedGroupWithoutTheGuestContractReadsAsPinned() throws Exception {
+        ApiClient.Reply created = api.send("POST", "/cluster/vms", vm("c1", 8, "vfio.containers = [ { name = pt, "
+                + "backend = model, discard = coordinated, groups = [ { id = g0 } ] } ]"));
+        assertEquals(201, created.status(), created.body());
+        JsonNode status = JSON.readTree(created.body());
+        assertEquals(8 * MIB, status.get("pinnedBytes").asLong(), created.body());
+        assertEquals(0, status.get("coordinatedReclaimableBytes").asLong(), created.body());
+        assertEquals(0, status.get("balloonableBytes").asLong(), created.body());
+        JsonNode vms = get("/cluster/vms");
+        assertTrue(vms.toString().contains("\"pinned\":true"), "admission counts a coordinated group as pinned: "
+                + vms);
+        assertEquals(200, api.send("DELETE", "/cluster/vms/c1", null).status());
     }
 
     @Test

@@ -5,6 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vfio.VfioContainerActor;
@@ -31,7 +34,8 @@ import org.apache.pekko.actor.typed.Props;
 
 /**
  * A VM's actor tree for tests, without a guest: one address space over real host memory (through a
- * {@link PinWatch} Posix), a balloon, containers on the model IOMMU (watched) and groups; with synchronous helpers,
+ * {@link PinWatch} Posix), a discard manager, a balloon asking it, containers on the model IOMMU (watched) in a
+ * discard mode, and groups; with synchronous helpers,
  * the invariant checks, and fault injection by actor name: {@link #crashAt} crashes a named actor at a chosen
  * message, {@link #link} drops or delays what a group sends its container, a {@code posix} wrapper (such as
  * {@link io.actovisor.testkit.fault.DiscardFault}) fails discards, and {@link #container(String, IommuBackend)}
@@ -43,15 +47,20 @@ public final class ActorTree implements AutoCloseable {
 
     public final ActorTestKit kit;
     public final Map<String, Boolean> compatible = new java.util.concurrent.ConcurrentHashMap<>();
+    /** The discard mode each live group declares. */
+    public final Map<String, DiscardMode> modes = new java.util.concurrent.ConcurrentHashMap<>();
     /** Group names ever declared compatible: the pin watch judges by name, also after the group is gone. */
     private final java.util.Set<String> everCompatible = java.util.concurrent.ConcurrentHashMap.newKeySet();
     public final PinWatch pins = new PinWatch(everCompatible::contains);
     public final HostMemory memory;
     public final ActorRef<AddressSpaceActor.Command> space;
+    public final ActorRef<DiscardManager.Command> discard;
     public final ActorRef<BalloonActor.Command> balloon;
     public final Map<String, ActorRef<VfioContainerActor.Command>> containers = new LinkedHashMap<>();
     public final Map<String, ActorRef<VfioGroupActor.Command>> groups = new LinkedHashMap<>();
     private static long sequence;
+    /** The size of the blocks the discard manager and coordinated containers work in. */
+    public final long blockSize;
     private final String id;
 
     /** Crashes scheduled by actor name: how many more messages the actor handles before it throws. */
@@ -60,7 +69,8 @@ public final class ActorTree implements AutoCloseable {
     private final Map<String, io.actovisor.testkit.fault.Link> links = new java.util.concurrent.ConcurrentHashMap<>();
 
     public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings) {
-        this(kit, memoryPages, settings, java.util.function.UnaryOperator.identity());
+        this(kit, memoryPages, settings, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE,
+                java.util.function.UnaryOperator.identity());
     }
 
     /**
@@ -69,13 +79,29 @@ public final class ActorTree implements AutoCloseable {
      */
     public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings,
             java.util.function.UnaryOperator<io.actovisor.memory.sys.Posix> posix) {
+        this(kit, memoryPages, settings, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE, posix);
+    }
+
+    /** A tree whose discard manager and coordinated containers use blocks of {@code blockSize} bytes. */
+    public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings, long blockSize) {
+        this(kit, memoryPages, settings, blockSize, java.util.function.UnaryOperator.identity());
+    }
+
+    /** A tree with blocks of {@code blockSize} bytes whose host memory calls {@code posix} of the pin watch's. */
+    public ActorTree(ActorTestKit kit, long memoryPages, BalloonSettings settings, long blockSize,
+            java.util.function.UnaryOperator<io.actovisor.memory.sys.Posix> posix) {
         this.kit = kit;
+        this.blockSize = blockSize;
         this.id = "t" + (sequence++);
         this.memory = HostMemory.anonymous(posix.apply(pins.posix()), id + "-ram", memoryPages * PAGE);
         this.space = kit.spawn(faultPoint("memory", AddressSpaceActor.Command.class,
                 AddressSpaceActor.create(id + "-memory", Duration.ofSeconds(5))), id + "-memory");
+        this.discard = kit.spawn(DiscardManager.create(id + "-discard", DiscardManager.Settings
+                .withDrainTimeout(settings.drainTimeout()).withBlockSize(blockSize)
+                .withReleaseTimeout(Duration.ofSeconds(3)), java.util.Optional.empty()), id + "-discard");
         this.balloon = kit.spawn(faultPoint("balloon", BalloonActor.Command.class,
-                BalloonActor.create(id + "-balloon", space, settings)), id + "-balloon", BalloonActor.DISPATCHER);
+                BalloonActor.create(id + "-balloon", space, settings, discard)), id + "-balloon",
+                BalloonActor.DISPATCHER);
     }
 
     /** The names {@link #crashAt} and {@link #link} accept: memory, balloon, the containers and the groups. */
@@ -140,33 +166,59 @@ public final class ActorTree implements AutoCloseable {
     private void crashed(String name) {
         groups.remove(name);
         compatible.remove(name);
+        modes.remove(name);
         containers.remove(name);
     }
 
-    /** A container on a watched model IOMMU accepting {@code maxMappings} mappings. */
+    /** A container in discard mode {@code inhibit} on a watched model IOMMU accepting {@code maxMappings} mappings. */
     public ActorRef<VfioContainerActor.Command> container(String name, int maxMappings) {
-        IommuBackend backend = pins.backend(ModelIommu.BACKEND, () -> ModelIommu.create(maxMappings));
-        return container(name, backend);
+        return container(name, maxMappings, DiscardMode.INHIBIT);
     }
 
+    /** A container in discard mode {@code mode} on a watched model IOMMU accepting {@code maxMappings} mappings. */
+    public ActorRef<VfioContainerActor.Command> container(String name, int maxMappings, DiscardMode mode) {
+        IommuBackend backend = pins.backend(ModelIommu.BACKEND, () -> ModelIommu.create(maxMappings));
+        return container(name, backend, mode);
+    }
+
+    /** A container in discard mode {@code inhibit} on {@code backend}. */
     public ActorRef<VfioContainerActor.Command> container(String name, IommuBackend backend) {
+        return container(name, backend, DiscardMode.INHIBIT);
+    }
+
+    /** A container in discard mode {@code mode} on {@code backend}. */
+    public ActorRef<VfioContainerActor.Command> container(String name, IommuBackend backend, DiscardMode mode) {
         ActorRef<VfioContainerActor.Command> ref = kit.spawn(faultPoint(name, VfioContainerActor.Command.class,
-                VfioContainerActor.create(id + "-" + name, space, backend)), id + "-" + name,
+                VfioContainerActor.create(id + "-" + name, space, backend, mode, blockSize)), id + "-" + name,
                 VfioContainerActor.DISPATCHER);
         containers.put(name, ref);
         return ref;
     }
 
+    /** A group in discard mode {@code on-demand} if balloon-compatible, else {@code inhibit}. */
     public ActorRef<VfioGroupActor.Command> group(String name, boolean balloonCompatible) {
-        return group(name, balloonCompatible, VfioGroupActor.create(name, balloonCompatible, balloon));
+        return group(name, balloonCompatible ? DiscardMode.ON_DEMAND : DiscardMode.INHIBIT);
+    }
+
+    /** A group declaring {@code mode}; it attaches only to containers of that mode. */
+    public ActorRef<VfioGroupActor.Command> group(String name, DiscardMode mode) {
+        return group(name, mode, VfioGroupActor.create(name, mode, discard));
     }
 
     /** A group whose behavior is {@code behavior} (e.g. wrapped with a fault-injecting interceptor). */
     public ActorRef<VfioGroupActor.Command> group(String name, boolean balloonCompatible,
             Behavior<VfioGroupActor.Command> behavior) {
+        return group(name, balloonCompatible ? DiscardMode.ON_DEMAND : DiscardMode.INHIBIT, behavior);
+    }
+
+    /** A group declaring {@code mode} whose behavior is {@code behavior}. */
+    public ActorRef<VfioGroupActor.Command> group(String name, DiscardMode mode,
+            Behavior<VfioGroupActor.Command> behavior) {
+        boolean balloonCompatible = mode == DiscardMode.ON_DEMAND;
         ActorRef<VfioGroupActor.Command> ref = kit.spawn(faultPoint(name, VfioGroupActor.Command.class, behavior),
                 id + "-" + name + "-" + (sequence++), Props.empty());
         groups.put(name, ref);
+        modes.put(name, mode);
         compatible.put(name, balloonCompatible);
         if (balloonCompatible) {
             everCompatible.add(name);
@@ -226,6 +278,11 @@ public final class ActorTree implements AutoCloseable {
         return ask(BalloonActor.BalloonStatus.class, BalloonActor.GetStatus::new, balloon);
     }
 
+    /** The discard manager's state: its holders by kind, held frames, released blocks. */
+    public DiscardState discardState() {
+        return ask(DiscardState.class, DiscardManager.GetState::new, discard);
+    }
+
     public AddressSpaceActor.View view() {
         return ask(AddressSpaceActor.View.class, AddressSpaceActor.GetView::new, space);
     }
@@ -247,6 +304,7 @@ public final class ActorTree implements AutoCloseable {
     public void stopGroup(String name) {
         ActorRef<VfioGroupActor.Command> ref = groups.remove(name);
         compatible.remove(name);
+        modes.remove(name);
         kit.stop(ref, TIMEOUT);
     }
 
@@ -256,46 +314,41 @@ public final class ActorTree implements AutoCloseable {
     }
 
     /**
-     * Invariants 1, 2 and 3 (and 6 for pins) at a quiescent point: no discard touched pinned memory; the inhibitor
-     * count equals the live attached non-compatible groups; every container with groups maps exactly the RAM and
-     * ROM sections of the view, and one without groups maps and pins nothing.
+     * Invariants 1, 2 and 3 (and 6 for pins) at a quiescent point, as {@link Invariants#check(ActorTree)} finds them
+     * (no discard touched pinned memory; the discard manager counts exactly the attached groups of each holder kind;
+     * every container with groups maps exactly the RAM and ROM sections of the view, in blocks if coordinated, and
+     * one without groups maps and pins nothing), and each container knows exactly the groups attached to it.
      */
     public void assertInvariants(String when) {
-        assertEquals(List.of(), pins.violations(), "invariant 1 (no discard under pin) " + when);
-        int expectedInhibitors = 0;
+        assertEquals(List.of(), Invariants.check(this), "invariants " + when);
         Map<String, List<String>> attachedByContainer = new LinkedHashMap<>();
         for (String group : groups.keySet()) {
-            VfioGroupActor.State state = groupState(group);
-            if (state.container().isPresent()) {
-                attachedByContainer.computeIfAbsent(state.container().get(), c -> new ArrayList<>()).add(group);
-                if (!compatible.get(group)) {
-                    expectedInhibitors++;
+            groupState(group).container().ifPresent(c -> attachedByContainer.computeIfAbsent(c,
+                    k -> new ArrayList<>()).add(group));
+        }
+        for (String container : containers.keySet()) {
+            assertEquals(attachedByContainer.getOrDefault(container, List.of()).stream().sorted().toList(),
+                    containerState(container).groups().stream().sorted().toList(),
+                    "container " + container + " knows exactly its attached groups " + when);
+        }
+    }
+
+    /** {@code mappings} split at block boundaries, without the blocks in {@code released}. */
+    public static List<DmaMapping> inBlocks(List<DmaMapping> mappings, long blockSize, List<AddressRange> released) {
+        List<DmaMapping> out = new ArrayList<>();
+        for (DmaMapping m : mappings) {
+            long end = m.iova().base() + m.iova().size();
+            for (long at = m.iova().base(); at < end; ) {
+                long next = Math.min(end, (at / blockSize + 1) * blockSize);
+                long block = at / blockSize * blockSize;
+                if (released.stream().noneMatch(r -> r.base() == block)) {
+                    out.add(new DmaMapping(AddressRange.of(at, next - at), m.host().checkedAdd(at - m.iova().base()),
+                            m.permissions()));
                 }
-            }
-            assertEquals(state.container().isPresent() && !compatible.get(group), state.inhibiting(),
-                    "group " + group + " inhibits exactly while attached and not compatible " + when);
-        }
-        BalloonActor.BalloonStatus status = balloonStatus();
-        assertEquals(expectedInhibitors, status.inhibitors(), "invariant 2 (exact inhibitor count) " + when
-                + ", holders " + status.holders());
-        List<DmaMapping> expected = expectedMappings(view().flatView().sections());
-        for (Map.Entry<String, ActorRef<VfioContainerActor.Command>> c : containers.entrySet()) {
-            VfioContainerActor.State state = containerState(c.getKey());
-            List<String> attached = attachedByContainer.getOrDefault(c.getKey(), List.of());
-            assertEquals(attached.stream().sorted().toList(), state.groups().stream().sorted().toList(),
-                    "container " + c.getKey() + " knows exactly its attached groups " + when);
-            if (attached.isEmpty()) {
-                assertEquals(List.of(), state.mappings(), "container " + c.getKey() + " without groups " + when);
-                assertEquals(0, state.pinnedBytes());
-            } else {
-                assertEquals(expected, state.mappings(), "invariant 3 (IOMMU mirrors the flat view) in "
-                        + c.getKey() + " " + when);
+                at = next;
             }
         }
-        long expectedPins = attachedByContainer.keySet().stream().filter(containers::containsKey).count()
-                * expected.stream().mapToLong(m -> m.iova().size()).sum();
-        // Pins of containers holding only compatible groups are mappings too; the watch counts them all.
-        assertEquals(expectedPins, pins.pinnedBytes(), "pinned bytes " + when);
+        return out;
     }
 
     /** What a container must map for {@code sections}: RAM and ROM, page-aligned, read-only where read-only. */
@@ -317,6 +370,7 @@ public final class ActorTree implements AutoCloseable {
         new ArrayList<>(groups.keySet()).forEach(this::stopGroup);
         new ArrayList<>(containers.keySet()).forEach(this::stopContainer);
         kit.stop(balloon, TIMEOUT);
+        kit.stop(discard, TIMEOUT);
         kit.stop(space, TIMEOUT);
         memory.close();
     }

@@ -1,6 +1,8 @@
 package io.actovisor.testkit;
 
-import io.actovisor.actors.balloon.BalloonActor;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
+import io.actovisor.actors.discard.DiscardState;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
@@ -9,6 +11,7 @@ import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.Section;
 import java.util.ArrayList;
+import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -21,10 +24,13 @@ import java.util.function.Function;
  * <ol>
  *   <li>No discard under pin: each discard of host memory that an IOMMU held pinned, as the guest pages it hit
  *       (with {@code unsafe-ignore-inhibitor}, exactly the ballooned pages that were pinned).</li>
- *   <li>Inhibitor counts are exact: the balloon's count equals the attached groups that are not
- *       balloon-compatible, and each group inhibits exactly while it is.</li>
+ *   <li>Discard-disable counts are exact: the discard manager's {@link DiscardState} counts, for each holder kind,
+ *       exactly the attached groups whose discard mode registers that kind ({@code inhibit}: uncoordinated
+ *       discards disabled; {@code coordinated}: coordinated discards required; {@code on-demand}: none), and each
+ *       group holds a registration exactly while it is attached in a mode that registers.</li>
  *   <li>The IOMMU mirrors the flat view: a container with groups maps exactly the RAM and ROM sections,
- *       page-aligned; one without groups maps nothing.</li>
+ *       page-aligned (a {@code coordinated} one in blocks of the manager's block size, without the blocks it
+ *       released for a discard); one without groups maps nothing.</li>
  * </ol>
  * and, for the tree, invariant 6 for pins: the watched IOMMUs pin exactly what the live containers with groups map
  * (a stopped or crashed container has unpinned everything).
@@ -48,7 +54,7 @@ public final class Invariants {
         }
     }
 
-    /** Every violation of invariants 1 to 3 in {@code tree} now. */
+    /** Every violation of invariants 1, 2, 3 and 6 (pins) in {@code tree} now. */
     public static List<Violation> check(ActorTree tree) {
         List<Violation> out = new ArrayList<>();
         List<Section> sections = tree.view().flatView().sections();
@@ -59,30 +65,28 @@ public final class Invariants {
                     + pages.stream().map(p -> "0x" + Long.toHexString(p)).toList(), pages, List.of()));
         }
         Map<String, List<String>> attachedByContainer = new LinkedHashMap<>();
-        int expectedInhibitors = 0;
+        Map<DiscardManager.HolderKind, Integer> expected = new EnumMap<>(DiscardManager.HolderKind.class);
         for (String group : List.copyOf(tree.groups.keySet())) {
             VfioGroupActor.State state = tree.groupState(group);
-            boolean pins = state.container().isPresent() && !tree.compatible.getOrDefault(group, false);
-            state.container().ifPresent(c -> attachedByContainer.computeIfAbsent(c, k -> new ArrayList<>())
-                    .add(group));
-            if (pins) {
-                expectedInhibitors++;
-            }
-            if (state.inhibiting() != pins) {
-                out.add(new Violation(2, "group " + group + (state.inhibiting() ? " inhibits the balloon although "
-                        : " does not inhibit the balloon although ") + (pins ? "it is attached and pins"
-                        : "it pins nothing"), List.of(), List.of()));
+            DiscardMode mode = tree.modes.getOrDefault(group, state.mode());
+            registration(group, mode, state, attachedByContainer, expected).ifPresent(out::add);
+        }
+        DiscardState discard = tree.discardState();
+        out.addAll(counts(discard, expected));
+        List<String> containers = List.copyOf(tree.containers.keySet());
+        Map<String, VfioContainerActor.State> states = new LinkedHashMap<>();
+        for (String container : containers) {
+            states.put(container, tree.containerState(container));
+        }
+        out.addAll(mirrors(sections, containers, states::get, attachedByContainer, discard.blockSize()));
+        List<DmaMapping> all = ActorTree.expectedMappings(sections);
+        long expectedPins = 0;
+        for (String container : containers) {
+            if (attachedByContainer.containsKey(container)) {
+                expectedPins += required(all, states.get(container), discard.blockSize()).stream()
+                        .mapToLong(m -> m.iova().size()).sum();
             }
         }
-        BalloonActor.BalloonStatus balloon = tree.balloonStatus();
-        if (balloon.inhibitors() != expectedInhibitors) {
-            out.add(new Violation(2, "the balloon counts " + balloon.inhibitors() + " inhibitors " + balloon.holders()
-                    + " but " + expectedInhibitors + " attached groups pin", List.of(), List.of()));
-        }
-        out.addAll(mirrors(sections, List.copyOf(tree.containers.keySet()), tree::containerState,
-                attachedByContainer));
-        long mapped = ActorTree.expectedMappings(sections).stream().mapToLong(m -> m.iova().size()).sum();
-        long expectedPins = attachedByContainer.keySet().stream().filter(tree.containers::containsKey).count() * mapped;
         if (tree.pins.pinnedBytes() != expectedPins) {
             out.add(new Violation(6, "the watched IOMMUs pin " + tree.pins.pinnedBytes() + " bytes, but the live "
                     + "containers with groups should pin " + expectedPins + ": pinned " + tree.pins.pinned(),
@@ -91,16 +95,65 @@ public final class Invariants {
         return out;
     }
 
+    /**
+     * Record group {@code group}'s attachment and the holder kind it should register; the violation of invariant 2
+     * if its registration does not match (registered exactly while attached in a mode that registers).
+     */
+    private static java.util.Optional<Violation> registration(String group, DiscardMode mode,
+            VfioGroupActor.State state, Map<String, List<String>> attachedByContainer,
+            Map<DiscardManager.HolderKind, Integer> expected) {
+        state.container().ifPresent(c -> attachedByContainer.computeIfAbsent(c, k -> new ArrayList<>()).add(group));
+        boolean holds = state.container().isPresent() && mode.holderKind().isPresent();
+        if (holds) {
+            expected.merge(mode.holderKind().get(), 1, Integer::sum);
+        }
+        if (state.inhibiting() == holds) {
+            return java.util.Optional.empty();
+        }
+        return java.util.Optional.of(new Violation(2, "group " + group + " (discard = " + mode.configName() + ") "
+                + (state.inhibiting() ? "holds a discard registration although it is "
+                        + (state.container().isPresent() ? "in a mode that registers none" : "not attached")
+                        : "holds no discard registration although it is attached"), List.of(), List.of()));
+    }
+
+    /** Invariant 2 on the manager's counts: each kind's count against the attached groups of that kind. */
+    private static List<Violation> counts(DiscardState discard, Map<DiscardManager.HolderKind, Integer> expected) {
+        List<Violation> out = new ArrayList<>();
+        int uncoordinated = expected.getOrDefault(DiscardManager.HolderKind.UNCOORDINATED_DISABLED, 0);
+        if (discard.uncoordinatedHolders() != uncoordinated) {
+            out.add(new Violation(2, "the discard manager counts " + discard.uncoordinatedHolders() + " holders "
+                    + "disabling uncoordinated discards but " + uncoordinated + " attached groups in discard = inhibit "
+                    + "pin; holders " + discard.holderNames(), List.of(), List.of()));
+        }
+        int coordinated = expected.getOrDefault(DiscardManager.HolderKind.COORDINATED_REQUIRED, 0);
+        if (discard.coordinatedHolders() != coordinated) {
+            out.add(new Violation(2, "the discard manager counts " + discard.coordinatedHolders() + " holders "
+                    + "requiring coordinated discards but " + coordinated + " attached groups in discard = "
+                    + "coordinated pin; holders " + discard.holderNames(), List.of(), List.of()));
+        }
+        return out;
+    }
+
+    /**
+     * What container state {@code s} must map of {@code expected}: all of it, or for a {@code coordinated}
+     * container, split into blocks of {@code blockSize} without the blocks it released.
+     */
+    static List<DmaMapping> required(List<DmaMapping> expected, VfioContainerActor.State s, long blockSize) {
+        return s.discard() == DiscardMode.COORDINATED ? ActorTree.inBlocks(expected, blockSize, s.releasedBlocks())
+                : expected;
+    }
+
     /** Invariant 3 for each container: its mappings against what the flat view's sections require. */
     static List<Violation> mirrors(List<Section> sections, List<String> containers,
-            Function<String, VfioContainerActor.State> state, Map<String, List<String>> attachedByContainer) {
+            Function<String, VfioContainerActor.State> state, Map<String, List<String>> attachedByContainer,
+            long blockSize) {
         List<Violation> out = new ArrayList<>();
         List<DmaMapping> expected = ActorTree.expectedMappings(sections);
         for (String container : containers) {
             VfioContainerActor.State s = state.apply(container);
             boolean attached = !attachedByContainer.getOrDefault(container, List.of()).isEmpty()
                     || !s.groups().isEmpty();
-            List<DmaMapping> want = attached ? expected : List.of();
+            List<DmaMapping> want = attached ? required(expected, s, blockSize) : List.of();
             List<DmaMapping> extra = new ArrayList<>(s.mappings());
             extra.removeAll(want);
             List<DmaMapping> missing = new ArrayList<>(want);
@@ -144,33 +197,17 @@ public final class Invariants {
         List<Section> sections = vm.ask(AddressSpaceActor.View.class, AddressSpaceActor.GetView::new,
                 components.memory()).flatView().sections();
         Map<String, List<String>> attachedByContainer = new LinkedHashMap<>();
-        int expectedInhibitors = 0;
+        Map<DiscardManager.HolderKind, Integer> expected = new EnumMap<>(DiscardManager.HolderKind.class);
         for (var group : components.groups().entrySet()) {
             VfioGroupActor.State state = vm.ask(VfioGroupActor.State.class, VfioGroupActor.GetState::new,
                     group.getValue());
-            boolean pins = state.container().isPresent() && !state.balloonCompatible();
-            state.container().ifPresent(c -> attachedByContainer.computeIfAbsent(c, k -> new ArrayList<>())
-                    .add(group.getKey()));
-            if (pins) {
-                expectedInhibitors++;
-            }
-            if (state.inhibiting() != pins) {
-                out.add(new Violation(2, "group " + group.getKey() + (state.inhibiting() ? " inhibits" : " does not "
-                        + "inhibit") + " the balloon although it " + (pins ? "is attached and pins" : "pins nothing"),
-                        List.of(), List.of()));
-            }
+            registration(group.getKey(), state.mode(), state, attachedByContainer, expected).ifPresent(out::add);
         }
-        if (components.balloon().isPresent()) {
-            BalloonActor.BalloonStatus balloon = vm.balloonStatus();
-            if (balloon.inhibitors() != expectedInhibitors) {
-                out.add(new Violation(2, "the balloon counts " + balloon.inhibitors() + " inhibitors "
-                        + balloon.holders() + " but " + expectedInhibitors + " attached groups pin", List.of(),
-                        List.of()));
-            }
-        }
+        DiscardState discard = vm.ask(DiscardState.class, DiscardManager.GetState::new, components.discardManager());
+        out.addAll(counts(discard, expected));
         out.addAll(mirrors(sections, List.copyOf(components.containers().keySet()), name -> vm.ask(
                 VfioContainerActor.State.class, VfioContainerActor.GetState::new, components.containers().get(name)),
-                attachedByContainer));
+                attachedByContainer, discard.blockSize()));
         return out;
     }
 }

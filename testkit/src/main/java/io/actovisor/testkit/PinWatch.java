@@ -90,20 +90,25 @@ public final class PinWatch {
             }
 
             @Override
-            public Iommu open(String groupId) {
+            public Context open(String groupId) {
                 Watched watched = new Watched(open.get());
                 groupsByIommu.get(watched).add(groupId);
-                return watched;
-            }
+                return new Context() {
+                    @Override
+                    public Iommu iommu() {
+                        return watched;
+                    }
 
-            @Override
-            public void attach(Iommu iommu, String groupId) {
-                groupsByIommu.get(iommu).add(groupId);
-            }
+                    @Override
+                    public void attach(String group) {
+                        groupsByIommu.get(watched).add(group);
+                    }
 
-            @Override
-            public void detach(Iommu iommu, String groupId) {
-                groupsByIommu.get(iommu).remove(groupId);
+                    @Override
+                    public void detach(String group) {
+                        groupsByIommu.get(watched).remove(group);
+                    }
+                };
             }
         };
     }
@@ -168,6 +173,11 @@ public final class PinWatch {
         @Override
         public long pinnedBytes() {
             return inner.pinnedBytes();
+        }
+
+        @Override
+        public java.util.Optional<io.actovisor.devices.iommu.DmaPort> dmaPort() {
+            return inner.dmaPort();
         }
 
         @Override

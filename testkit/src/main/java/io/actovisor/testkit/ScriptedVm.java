@@ -3,7 +3,9 @@ package io.actovisor.testkit;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.balloon.VirtioBalloonActor;
 import io.actovisor.actors.dma.DmaEngineActor;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.vfio.IommuBackend;
+import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.devices.guest.scripted.GuestLayout;
 import io.actovisor.devices.guest.scripted.GuestProgram;
@@ -131,8 +133,10 @@ public final class ScriptedVm {
             }
             return new VmTopology(name, List.of(ram), regions,
                     balloon ? Optional.of(balloonSettings) : Optional.empty(),
-                    List.of(new VmTopology.Container("c0", backend)),
-                    List.of(new VmTopology.Group("g0", "c0", !groupInhibits, true)), Optional.empty(), devices,
+                    // A group shares its container's discard mode: on-demand (balloon-compatible) or inhibit.
+                    List.of(new VmTopology.Container("c0", backend, groupInhibits ? DiscardMode.INHIBIT
+                            : DiscardMode.ON_DEMAND, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE)),
+                    List.of(new VmTopology.Group("g0", "c0", Optional.empty(), true)), Optional.empty(), devices,
                     Optional.of(new VmTopology.ScriptedGuest(program, GuestLayout.of(workBytes))));
         } catch (RuntimeException e) {
             ram.close();

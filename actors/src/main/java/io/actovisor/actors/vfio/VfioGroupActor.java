@@ -20,8 +20,9 @@ import org.apache.pekko.actor.typed.javadsl.StashBuffer;
  * demand, such as a mediated device) does not register.
  *
  * <p>One behavior per state: idle, describing, inhibiting (registering), joining, attached, leaving and releasing,
- * each carrying the request it serves. While attached the group watches its container: if the container stops, its
- * PostStop has unpinned everything, and the group releases its registration and counts itself detached. If the group
+ * each carrying the request it serves. From the attach until the container answers the detach the group watches
+ * its container: if the container stops, its PostStop has unpinned everything, and the group releases its
+ * registration and counts itself detached (a detach in progress is answered {@link Detached}). If the group
  * itself stops or crashes, the discard manager and the container (both watching it) clean up after it. Attach and
  * detach requests that arrive during an attach or detach wait until it completes.
  */
@@ -263,9 +264,9 @@ public final class VfioGroupActor {
                     return Behaviors.same();
                 })
                 .onMessage(Detach.class, detach -> {
-                    context.unwatch(container);
+                    // Still watched: a container that stops before it answers must not leave the detach unanswered.
                     container.tell(new VfioContainerActor.DetachGroup(groupId, detachAdapter));
-                    return leaving(detach, containerName, registered);
+                    return leaving(detach, container, containerName, registered);
                 })
                 .onMessage(ContainerStopped.class, stopped -> {
                     if (!stopped.container().equals(container)) {
@@ -280,22 +281,38 @@ public final class VfioGroupActor {
                 .build();
     }
 
-    /** Leaving the container (unmap, unpin). */
-    private Behavior<Command> leaving(Detach detach, String containerName, boolean registered) {
+    /** Leaving the container (unmap, unpin); done when it answers or stops. */
+    private Behavior<Command> leaving(Detach detach, ActorRef<VfioContainerActor.Command> container,
+            String containerName, boolean registered) {
         return busy(Optional.of(containerName), registered)
                 .onMessage(ContainerDetachReplied.class, replied -> {
+                    context.unwatch(container);
                     if (replied.result() instanceof VfioContainerActor.GroupDetachFailed failed) {
                         context.getLog().warn("Container {} did not know group {}: {}", containerName, groupId,
                                 failed.reason());
                     }
-                    Detached detached = new Detached(groupId, containerName);
-                    if (registered) {
-                        return release(new AnswerDetach(detach, detached));
+                    return left(detach, containerName, registered);
+                })
+                .onMessage(ContainerStopped.class, stopped -> {
+                    if (!stopped.container().equals(container)) {
+                        return Behaviors.same();
                     }
-                    detach.replyTo().tell(detached);
-                    return stash.unstashAll(idle());
+                    // Its PostStop closed its IOMMU: nothing of ours is pinned any more, so the detach is done.
+                    context.getLog().warn("Container {} of group {} stopped during the detach; the group is detached",
+                            containerName, groupId);
+                    return left(detach, containerName, registered);
                 })
                 .build();
+    }
+
+    /** The group is out of its container: release the registration if taken, then answer the detach. */
+    private Behavior<Command> left(Detach detach, String containerName, boolean registered) {
+        Detached detached = new Detached(groupId, containerName);
+        if (registered) {
+            return release(new AnswerDetach(detach, detached));
+        }
+        detach.replyTo().tell(detached);
+        return stash.unstashAll(idle());
     }
 
     private Behavior<Command> release(Completion completion) {

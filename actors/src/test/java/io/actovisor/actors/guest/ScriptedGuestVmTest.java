@@ -6,12 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.balloon.VirtioBalloonActor;
-import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.dma.DmaEngineActor;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.testing.NativeTestKit;
 import io.actovisor.actors.vfio.IommuBackend;
-import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vm.VmActor;
 import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.devices.guest.scripted.GuestLayout;
@@ -69,17 +67,16 @@ class ScriptedGuestVmTest {
                 MemoryRegion.mmio("balloon-mmio", AddressRange.of(BALLOON_BASE, 4096), "balloon")));
         GuestMemory memory = GuestMemory.of(FlatView.of(regions));
         List<VmTopology.Device> devices = new ArrayList<>(List.of(new VmTopology.Device("balloon",
-                c -> VirtioBalloonActor.create(memory, c.balloon().orElseThrow(), Optional.of(c.discardManager()),
-                        true, Duration.ofMillis(100)))));
+                c -> VirtioBalloonActor.create(memory, c.balloon().orElseThrow(), true, Duration.ofMillis(100)))));
         if (dma) {
             regions.add(MemoryRegion.mmio("dma-mmio", AddressRange.of(DMA_BASE, 4096), "dma"));
             devices.add(new VmTopology.Device("dma", c -> DmaEngineActor.create(c.containers().get("c0"))));
         }
         return new VmTopology(name, List.of(ram), regions, Optional.of(BalloonSettings.DEFAULT),
-                // the group pins on demand, so its container must too (a container's groups share its discard mode)
-                List.of(new VmTopology.Container("c0", backend, DiscardMode.ON_DEMAND,
-                        VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE)),
-                List.of(new VmTopology.Group("g0", "c0", true, true)),
+                // The group is balloon-compatible: its container is on-demand, and the group takes its mode.
+                List.of(new VmTopology.Container("c0", backend, io.actovisor.actors.discard.DiscardMode.ON_DEMAND,
+                        io.actovisor.actors.vfio.VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE)),
+                List.of(new VmTopology.Group("g0", "c0", Optional.empty(), true)),
                 Optional.empty(), devices, Optional.of(new VmTopology.ScriptedGuest(program,
                         GuestLayout.of(1 << 20))));
     }

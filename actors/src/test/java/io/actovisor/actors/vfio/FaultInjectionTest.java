@@ -102,6 +102,38 @@ class FaultInjectionTest {
         }
     }
 
+    /**
+     * The container crashes on the group's DetachGroup (testkit seed attach-detach/groups=2#4): the detach is still
+     * answered, the registration released, and nothing stays pinned (the container's PostStop closed its IOMMU).
+     */
+    @Test
+    void aContainerCrashingOnDetachGroupStillAnswersTheDetach() {
+        try (ActorTree tree = new ActorTree(kit, 32, BalloonSettings.DEFAULT)) {
+            ActorRef<VfioContainerActor.Command> container = kit.spawn(Faults.crashOn(
+                    VfioContainerActor.Command.class, "DetachGroup", VfioContainerActor.create("crashing", tree.space,
+                            tree.pins.backend("model", () -> io.actovisor.devices.iommu.model.ModelIommu.create(
+                                    65535)))), "crashing-on-detach", VfioContainerActor.DISPATCHER);
+            tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 32)));
+            ActorRef<VfioGroupActor.Command> group = tree.group("g0", false);
+            TestProbe<VfioGroupActor.AttachResult> attached = kit.createTestProbe();
+            group.tell(new VfioGroupActor.Attach(container, "crashing", attached.ref()));
+            attached.expectMessageClass(VfioGroupActor.Attached.class, Duration.ofSeconds(10));
+            assertEquals(1, tree.discardState().uncoordinatedHolders());
+            assertEquals(32 * PAGE, tree.pins.pinnedBytes());
+
+            TestProbe<VfioGroupActor.DetachResult> detached = kit.createTestProbe();
+            group.tell(new VfioGroupActor.Detach(detached.ref()));
+            assertEquals(new VfioGroupActor.Detached("g0", "crashing"), detached.expectMessageClass(
+                    VfioGroupActor.Detached.class, Duration.ofSeconds(10)));
+            kit.createTestProbe().expectTerminated(container, Duration.ofSeconds(5));
+            assertEquals(0, tree.discardState().uncoordinatedHolders(), "the registration was released");
+            assertEquals(0, tree.pins.pinnedBytes(), "the crashed container's PostStop closed its IOMMU");
+            assertTrue(tree.groupState("g0").container().isEmpty());
+            assertInstanceOf(VfioGroupActor.DetachFailed.class, tree.detach("g0"), "the group is idle again");
+            tree.assertInvariants("after the container crashed during a detach");
+        }
+    }
+
     @Test
     void anIommuRefusingAMapMidCommitFailsTheCommitEverywhere() {
         try (ActorTree tree = new ActorTree(kit, 32, BalloonSettings.DEFAULT)) {

@@ -52,18 +52,25 @@ public final class FaultyIommu implements IommuBackend {
     }
 
     @Override
-    public Iommu open(String groupId) {
-        return new Faulty(inner.open(groupId));
-    }
+    public Context open(String groupId) {
+        Context context = inner.open(groupId);
+        Faulty faulty = new Faulty(context.iommu());
+        return new Context() {
+            @Override
+            public Iommu iommu() {
+                return faulty;
+            }
 
-    @Override
-    public void attach(Iommu iommu, String groupId) {
-        inner.attach(((Faulty) iommu).delegate, groupId);
-    }
+            @Override
+            public void attach(String group) {
+                context.attach(group);
+            }
 
-    @Override
-    public void detach(Iommu iommu, String groupId) {
-        inner.detach(((Faulty) iommu).delegate, groupId);
+            @Override
+            public void detach(String group) {
+                context.detach(group);
+            }
+        };
     }
 
     /** Count {@code operations}' calls and apply the fault scheduled at this count, if any. */

@@ -60,7 +60,7 @@ class ScenarioPropertiesTest {
     @Example
     void theExampleScenarioKeepsTheInvariants() {
         Scenario scenario = new Scenario(List.of(new Step.Attach("g0", "c0"), new Step.Inflate(new long[] {3, 4}),
-                new Step.AddRegion("high", 64, 16, 8), new Step.Attach("g2", "c1"), new Step.Detach("g0"),
+                new Step.AddRegion("high", 64, 16, 8), new Step.Attach("g2", "c2"), new Step.Detach("g0"),
                 new Step.Inflate(new long[] {5}), new Step.RemoveRegion("high")));
         assertEquals(Optional.empty(), scenario.run(kit));
     }
