@@ -168,7 +168,8 @@ class VmSpecFieldRulesTest {
                 "actovisor.vm.vfio.containers[0].groups[0].id", "g1", "a vfio-type1 group id is the number of "
                         + "/dev/vfio/<id>");
         VmSpec spec = parse("actovisor.vm.vfio.containers = [ { name = a, backend = vfio-type1, groups = [ { id = \"7\" } ] } ]");
-        assertEquals(new VmSpec.Group("7", false, true), spec.containers().get(0).groups().get(0));
+        assertEquals(new VmSpec.Group("7", java.util.Optional.empty(), true),
+                spec.containers().get(0).groups().get(0));
         assertEquals(65535, spec.containers().get(0).maxMappings());
     }
 

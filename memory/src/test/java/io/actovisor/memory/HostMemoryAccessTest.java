@@ -127,13 +127,13 @@ class HostMemoryAccessTest {
     void populate_touches_every_page_itself_when_the_kernel_lacks_populate_write_and_keeps_the_data() {
         try (HostMemory mem = HostMemory.anonymous(new OldKernel(Errno.EINVAL), "old-kernel", 4 * PAGE)) {
             mem.writeLong(mem.base().checkedAdd(PAGE + 8), 77);
-            mem.populate(AddressRange.of(mem.base().value() + PAGE, 3 * PAGE));
+            mem.populate(PAGE, 3 * PAGE);
             assertEquals(3 * PAGE, mem.residentBytes(mem.hostRange()));
             assertEquals(0, mem.residentBytes(AddressRange.of(mem.base().value(), PAGE)));
             assertEquals(77, mem.readLong(mem.base().checkedAdd(PAGE + 8)));
         }
         try (HostMemory mem = HostMemory.anonymous(new OldKernel(Errno.EPERM), "denied", PAGE)) {
-            NativeException e = assertThrows(NativeException.class, () -> mem.populate(mem.hostRange()));
+            NativeException e = assertThrows(NativeException.class, () -> mem.populate(0, mem.size()));
             assertEquals(Errno.EPERM, e.errno());
             assertEquals(0, mem.residentBytes(mem.hostRange()));
         }
@@ -143,7 +143,7 @@ class HostMemoryAccessTest {
     void the_populate_fallback_gives_each_page_its_own_frame_not_the_shared_zero_page() {
         NativeRequirement.require("CAP_SYS_ADMIN for page frame numbers", noSysAdmin());
         try (HostMemory mem = HostMemory.anonymous(new OldKernel(Errno.EINVAL), "populated", 2 * PAGE)) {
-            mem.populate(mem.hostRange());
+            mem.populate(0, mem.size());
             long first = mem.pfn(mem.base()).orElseThrow();
             long second = mem.pfn(mem.base().checkedAdd(PAGE)).orElseThrow();
             assertTrue(first != second, "a read-only touch would map both pages to the zero page");
