@@ -28,8 +28,10 @@ class VmSpecFieldRulesTest {
         return VmSpecParser.parse(ConfigFactory.parseString(hocon), OptionalLong.of(1L << 30));
     }
 
+    /** The errors of {@code hocon}, without their place (ValidateErrorsTest checks every error has one). */
     private static List<ConfigError> errors(String hocon) {
-        return assertThrows(ConfigValidationException.class, () -> parse(hocon)).errors();
+        return assertThrows(ConfigValidationException.class, () -> parse(hocon)).errors().stream()
+                .map(e -> new ConfigError(e.path(), e.value(), e.message())).toList();
     }
 
     private static void refused(String hocon, String path, String value, String message) {
@@ -92,7 +94,7 @@ class VmSpecFieldRulesTest {
         refused("actovisor.vm.memory = [ " + RAM + ", { name = x, kind = reserved, base = \"0x10000000\" } ]",
                 "actovisor.vm.memory[1].size", null, "missing");
         refused("actovisor.vm.memory = [ " + RAM + ", { name = x, kind = reserved, base = \"0x10000000\", size = lots } ]",
-                "actovisor.vm.memory[1].size", "\"lots\"", "must be a size such as 64 MiB or 4096");
+                "actovisor.vm.memory[1].size", "lots", "must be a size such as 64 MiB or 4096");
         assertEquals(List.of(new ConfigError("actovisor.vm.memory", "5", "must be a list of objects"),
                 new ConfigError("actovisor.vm.memory", null, "the VM needs at least one ram region")),
                 errors("actovisor.vm.memory = 5"));
@@ -101,11 +103,11 @@ class VmSpecFieldRulesTest {
     @Test
     void only_memory_has_backing_and_only_mmio_names_a_device() {
         refused("actovisor.vm.memory = [ { name = ram, base = 0, size = 64 MiB, device = d } ]",
-                "actovisor.vm.memory[0].device", "\"d\"", "only mmio regions name a device");
+                "actovisor.vm.memory[0].device", "d", "only mmio regions name a device");
         refused("actovisor.vm.memory = [ " + RAM + ", { name = x, kind = mmio, base = \"0x10000000\", size = 4 KiB,"
-                + " device = d, backing = memfd } ]", "actovisor.vm.memory[1].backing", "\"memfd\"", "mmio regions have no host backing");
+                + " device = d, backing = memfd } ]", "actovisor.vm.memory[1].backing", "memfd", "mmio regions have no host backing");
         refused("actovisor.vm.memory = [ " + RAM + ", { name = x, kind = reserved, base = \"0x10000000\", size = 4 KiB,"
-                + " backing = anonymous } ]", "actovisor.vm.memory[1].backing", "\"anonymous\"",
+                + " backing = anonymous } ]", "actovisor.vm.memory[1].backing", "anonymous",
                 "reserved regions have no host backing");
     }
 
@@ -168,8 +170,7 @@ class VmSpecFieldRulesTest {
                 "actovisor.vm.vfio.containers[0].groups[0].id", "g1", "a vfio-type1 group id is the number of "
                         + "/dev/vfio/<id>");
         VmSpec spec = parse("actovisor.vm.vfio.containers = [ { name = a, backend = vfio-type1, groups = [ { id = \"7\" } ] } ]");
-        assertEquals(new VmSpec.Group("7", java.util.Optional.empty(), true),
-                spec.containers().get(0).groups().get(0));
+        assertEquals(new VmSpec.Group("7", java.util.Optional.empty(), true), spec.containers().get(0).groups().get(0));
         assertEquals(65535, spec.containers().get(0).maxMappings());
     }
 
@@ -186,10 +187,10 @@ class VmSpecFieldRulesTest {
         refused("actovisor.vm.balloon.stats-polling-interval = 0s", "actovisor.vm.balloon.stats-polling-interval",
                 "\"0s\"", "must be positive");
         refused("actovisor.vm.balloon.stats-polling-interval = soon", "actovisor.vm.balloon.stats-polling-interval",
-                "\"soon\"", "must be a duration such as 5s or 500ms");
+                "soon", "must be a duration such as 5s or 500ms");
         assertEquals(Duration.ofMillis(1), parse("actovisor.vm.balloon.stats-polling-interval = 1ms").balloon()
                 .statsPollingInterval());
-        refused("actovisor.vm.balloon.enabled = maybe", "actovisor.vm.balloon.enabled", "\"maybe\"",
+        refused("actovisor.vm.balloon.enabled = maybe", "actovisor.vm.balloon.enabled", "maybe",
                 "must be true or false");
         VmSpec.Balloon b = parse("actovisor.vm { memory = [ " + RAM + ", { name = bal, kind = mmio, base = \"0xd0001000\","
                 + " size = 4 KiB, device = balloon } ], balloon { enabled = true, deflate-on-oom = false } }").balloon();
@@ -241,10 +242,10 @@ class VmSpecFieldRulesTest {
                         + "'attach-at-start'?");
         refused("actovisor.vm.devices.dma.enabeld = true", "actovisor.vm.devices.dma.enabeld", "true",
                 "unknown key; did you mean 'enabled'?");
-        refused("actovisor.vm.api.hort = x", "actovisor.vm.api.hort", "\"x\"", "unknown key; did you mean 'host'?");
-        refused("actovisor.vm.api.q = x", "actovisor.vm.api.q", "\"x\"",
+        refused("actovisor.vm.api.hort = x", "actovisor.vm.api.hort", "x", "unknown key; did you mean 'host'?");
+        refused("actovisor.vm.api.q = x", "actovisor.vm.api.q", "x",
                 "unknown key; valid keys are [allow-remote, enabled, host, port, token]");
-        refused("actovisor.vm.api.completely-unrelated = x", "actovisor.vm.api.completely-unrelated", "\"x\"",
+        refused("actovisor.vm.api.completely-unrelated = x", "actovisor.vm.api.completely-unrelated", "x",
                 "unknown key; valid keys are [allow-remote, enabled, host, port, token]");
         refused("actovisor.vm.\"odd key\" = 1", "actovisor.vm.\"odd key\"", "1", "unknown key; valid keys are "
                 + "[api, balloon, devices, firmware, guest, memory, name, vcpus, vfio]");
@@ -259,7 +260,8 @@ class VmSpecFieldRulesTest {
         assertEquals(List.of(new ConfigError(dir.resolve("absent.conf").toString(), null, "no such file")), e.errors());
         ConfigValidationException bad = assertThrows(ConfigValidationException.class,
                 () -> VmSpecParser.parseString("actovisor.vm {\n  name = \n}"));
-        assertTrue(bad.errors().get(0).path().startsWith("the VM definition, line "), bad.errors().toString());
+        assertEquals(3, bad.errors().get(0).line(), bad.errors().toString());
+        assertTrue(bad.errors().get(0).message().startsWith("not valid HOCON"), bad.errors().toString());
     }
 
     @Test
@@ -283,6 +285,7 @@ class VmSpecFieldRulesTest {
                 + ", { name = bios, kind = rom, base = \"0xfff00000\", size = 1 MiB } ], vfio.containers = [ { name = c } ] }"));
         assertTrue(rendered.contains("{ name = \"bios\", kind = rom, base = \"0xfff00000\", size = 1 MiB, backing = anonymous }"),
                 rendered);
-        assertTrue(rendered.contains("max-mappings = 65535, groups = [] }"), rendered);
+        assertTrue(rendered.contains("max-mappings = 65535, discard = inhibit, discard-block-size = 2097152, groups = [] }"),
+                rendered);
     }
 }
