@@ -53,9 +53,24 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
      *
      * @param program     the firmware program vCPU 0 runs
      * @param workloadMib how much guest memory the workload writes and checksums in each round
-     * @param kind        which guest runs it: the firmware on KVM, the scripted guest, or {@code auto}
+     * @param kind        which guest runs it: the firmware on KVM, the scripted guest, a Linux kernel on KVM, or
+     *                    {@code auto}
+     * @param kernel      for {@code linux}: a bzImage file, or {@code auto} (the newest /boot/vmlinuz-*)
+     * @param initrd      for {@code linux}: an initramfs file, {@code auto} (built on first use) or {@code none}
+     * @param cmdline     for {@code linux}: the kernel command line
      */
-    public record Guest(String program, int workloadMib, GuestKind kind) {
+    public record Guest(String program, int workloadMib, GuestKind kind, String kernel, String initrd,
+            String cmdline) {
+        /** The keyword that picks the kernel or builds the initramfs. */
+        public static final String AUTO = "auto";
+        /** The initrd keyword for "no initrd". */
+        public static final String NONE = "none";
+
+        /** A guest of {@code kind} with the Linux keys at their defaults. */
+        public Guest(String program, int workloadMib, GuestKind kind) {
+            this(program, workloadMib, kind, AUTO, AUTO, "");
+        }
+
         /** A guest of kind {@code auto}. */
         public Guest(String program, int workloadMib) {
             this(program, workloadMib, GuestKind.AUTO);

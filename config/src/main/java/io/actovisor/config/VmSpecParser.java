@@ -43,7 +43,7 @@ public final class VmSpecParser {
     private static final Map<String, Set<String>> SCHEMA = Map.of(
             "vm", Set.of("name", "vcpus", "memory", "firmware", "guest", "vfio", "balloon", "devices", "api"),
             "region", Set.of("name", "kind", "base", "size", "backing", "read-only", "device"),
-            "guest", Set.of("kind", "program", "workload-mib"),
+            "guest", Set.of("kind", "program", "workload-mib", "kernel", "initrd", "cmdline"),
             "vfio", Set.of("containers"),
             "container", Set.of("name", "backend", "max-mappings", "groups", "discard", "discard-block-size"),
             // balloon-compatible is known only to be refused with the key that replaced it
@@ -175,6 +175,7 @@ public final class VmSpecParser {
             error(ROOT + ".guest.workload-mib", Integer.toString(workload), "the work area (from 1 MiB) must fit in "
                     + "the RAM region at guest address 0 (" + (ramFromZero >> 20) + " MiB)");
         }
+        VmSpec.Guest guest = linuxGuest(program, workload, kind);
         List<VmSpec.Container> containers = containers();
         VmSpec.Balloon balloon = balloon(memory);
         VmSpec.Devices devices = devices(containers, memory);
@@ -182,7 +183,7 @@ public final class VmSpecParser {
         if (!errors.isEmpty()) {
             throw failure(user);
         }
-        return new VmSpec(name, vcpus, memory, firmware, new VmSpec.Guest(program, workload, kind), containers, balloon,
+        return new VmSpec(name, vcpus, memory, firmware, guest, containers, balloon,
                 devices, api);
     }
 
@@ -337,6 +338,36 @@ public final class VmSpecParser {
                     .getAsLong() >> 20) + " MiB in /proc/meminfo MemTotal)");
         }
         return regions;
+    }
+
+    /** The guest of {@code kind} and, for a Linux guest, its kernel, initrd and command line. */
+    private VmSpec.Guest linuxGuest(String program, int workload, GuestKind kind) {
+        String at = ROOT + ".guest";
+        String kernel = string(at + ".kernel");
+        String initrd = string(at + ".initrd");
+        String cmdline = string(at + ".cmdline");
+        if (kind == GuestKind.LINUX) {
+            if (kernel != null && !kernel.equals(VmSpec.Guest.AUTO)) {
+                readableFile(at + ".kernel", kernel, "the kernel image");
+            }
+            if (initrd != null && !initrd.equals(VmSpec.Guest.AUTO) && !initrd.equals(VmSpec.Guest.NONE)) {
+                readableFile(at + ".initrd", initrd, "the initrd");
+            }
+            if (cmdline != null && !cmdline.chars().allMatch(c -> c >= 0x20 && c < 0x7f)) {
+                error(at + ".cmdline", cmdline, "the kernel command line must be printable ASCII");
+            }
+        }
+        return new VmSpec.Guest(program, workload, kind, kernel == null ? VmSpec.Guest.AUTO : kernel,
+                initrd == null ? VmSpec.Guest.AUTO : initrd, cmdline == null ? "" : cmdline);
+    }
+
+    private void readableFile(String path, String value, String what) {
+        Path file = Path.of(value);
+        if (!Files.isRegularFile(file)) {
+            error(path, value, "no such file (" + what + "; or \"auto\")");
+        } else if (!Files.isReadable(file)) {
+            error(path, value, what + " is not readable");
+        }
     }
 
     private VmSpec.Firmware firmware() {

@@ -33,9 +33,11 @@ public final class VmSpecRenderer {
         out.append("  ]\n");
         out.append("  firmware = ").append(quote(spec.firmware().file().map(Object::toString).orElse("bundled")))
                 .append('\n');
-        out.append("  guest { kind = ").append(spec.guest().kind().configName())
-                .append(", program = ").append(quote(spec.guest().program())).append(", workload-mib = ")
-                .append(spec.guest().workloadMib()).append(" }\n");
+        out.append("  guest { kind = ").append(spec.guest().kind().configName()).append(", program = ")
+                .append(quote(spec.guest().program())).append(", workload-mib = ")
+                .append(spec.guest().workloadMib()).append(", kernel = ").append(quote(spec.guest().kernel()))
+                .append(", initrd = ").append(quote(spec.guest().initrd())).append(", cmdline = ")
+                .append(quote(spec.guest().cmdline())).append(" }\n");
         out.append("  vfio {\n    containers = [\n");
         for (VmSpec.Container c : spec.containers()) {
             out.append("      { name = ").append(quote(c.name())).append(", backend = ")

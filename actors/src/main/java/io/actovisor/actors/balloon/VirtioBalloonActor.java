@@ -79,12 +79,15 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private long inflateCount;
     private long deflateCount;
     private long statsUpdates;
+    private final Optional<io.actovisor.devices.kvm.IrqLine> irq;
 
     private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemory memory,
             ActorRef<BalloonActor.Command> balloon, Optional<ActorRef<DiscardManager.Command>> discardManager,
-            boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash, TimerScheduler<DeviceIo.Command> timers) {
+            boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash, TimerScheduler<DeviceIo.Command> timers,
+            Optional<io.actovisor.devices.kvm.IrqLine> irq) {
         super(context);
         this.timers = timers;
+        this.irq = irq;
         this.balloon = balloon;
         this.discardManager = discardManager;
         this.device = new VirtioBalloon(deflateOnOom);
@@ -99,7 +102,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
      */
     public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
             boolean deflateOnOom, Duration statsInterval) {
-        return create(memory, balloon, Optional.empty(), deflateOnOom, statsInterval);
+        return create(memory, balloon, Optional.empty(), deflateOnOom, statsInterval, Optional.empty());
     }
 
     /**
@@ -110,11 +113,37 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
      */
     public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
             Optional<ActorRef<DiscardManager.Command>> discardManager, boolean deflateOnOom, Duration statsInterval) {
+        return create(memory, balloon, discardManager, deflateOnOom, statsInterval, Optional.empty());
+    }
+
+    /**
+     * As {@link #create(GuestMemory, ActorRef, boolean, Duration)}, with an interrupt line that is high while
+     * {@code InterruptStatus} is not zero (level-triggered, as the DSDT describes it to a Linux guest).
+     */
+    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+            boolean deflateOnOom, Duration statsInterval, Optional<io.actovisor.devices.kvm.IrqLine> irq) {
+        return create(memory, balloon, Optional.empty(), deflateOnOom, statsInterval, irq);
+    }
+
+    /**
+     * The device with all its parts: the {@code discardManager} as in
+     * {@link #create(GuestMemory, ActorRef, Optional, boolean, Duration)}, the interrupt line as in
+     * {@link #create(GuestMemory, ActorRef, boolean, Duration, Optional)}.
+     */
+    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+            Optional<ActorRef<DiscardManager.Command>> discardManager, boolean deflateOnOom, Duration statsInterval,
+            Optional<io.actovisor.devices.kvm.IrqLine> irq) {
         return Behaviors.withStash(1000, stash -> Behaviors.withTimers(timers -> {
             startStatsTimer(timers, statsInterval);
             return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, discardManager,
-                    deflateOnOom, stash, timers));
+                    deflateOnOom, stash, timers, irq));
         }));
+    }
+
+    /** Drive the interrupt line from InterruptStatus (after anything that may have changed it). */
+    private Behavior<DeviceIo.Command> interrupt(Behavior<DeviceIo.Command> next) {
+        irq.ifPresent(line -> line.set(mmio.read(VirtioMmio.INTERRUPT_STATUS, 4) != 0));
+        return next;
     }
 
     private static void startStatsTimer(TimerScheduler<DeviceIo.Command> timers, Duration interval) {
@@ -125,11 +154,11 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     public Receive<DeviceIo.Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(DeviceIo.Read.class, this::onRead)
-                .onMessage(DeviceIo.Write.class, this::onWrite)
-                .onMessage(BalloonDone.class, this::onBalloonDone)
-                .onMessage(BlocksRestored.class, this::onBlocksRestored)
-                .onMessage(TargetChanged.class, this::onTargetChanged)
-                .onMessageEquals(RequestStatistics.INSTANCE, this::onRequestStatistics)
+                .onMessage(DeviceIo.Write.class, w -> interrupt(onWrite(w)))
+                .onMessage(BalloonDone.class, d -> interrupt(onBalloonDone(d)))
+                .onMessage(BlocksRestored.class, r -> interrupt(onBlocksRestored(r)))
+                .onMessage(TargetChanged.class, t -> interrupt(onTargetChanged(t)))
+                .onMessageEquals(RequestStatistics.INSTANCE, () -> interrupt(onRequestStatistics()))
                 .onMessage(GetStatistics.class, this::onGetStatistics)
                 .onMessage(SetStatsInterval.class, this::onSetStatsInterval)
                 .build();

@@ -120,8 +120,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     /**
      * The VM's guest.
      *
-     * @param kind    {@code firmware}, {@code scripted} or {@code none}
-     * @param program the firmware program or the scripted program
+     * @param kind    {@code firmware}, {@code scripted}, {@code linux} or {@code none}
+     * @param program the firmware program, the scripted program, or the Linux kernel's source (its file)
      * @param failure why the guest stopped, when it failed
      */
     public record GuestInfo(String kind, String program, GuestState state, Optional<String> failure) {
@@ -175,6 +175,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private record VcpuReported(VcpuActor.Event event) implements Command {
     }
 
+    private record LinuxReported(io.actovisor.actors.linux.LinuxGuestEvent event) implements Command {
+    }
+
     private record ScriptedGuestReported(ScriptedGuestActor.Event event) implements Command {
     }
 
@@ -195,6 +198,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private KvmVm kvmVm;
     private final List<VcpuActor.Control> vcpus = new ArrayList<>();
     private final Map<String, ActorRef<DeviceIo.Command>> devices = new LinkedHashMap<>();
+    private io.actovisor.devices.boot.linux.LinuxBoot.Loaded linuxLoaded;
     private GuestInfo guestInfo = new GuestInfo("none", "", GuestState.NONE, Optional.empty());
 
     private VmActor(ActorContext<Command> context, VmTopology topology) {
@@ -217,6 +221,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(StepTimedOut.class, this::onStepTimedOut)
                 .onMessage(SlotsSubscribed.class, this::onSlotsSubscribed)
                 .onMessage(VcpuReported.class, this::onVcpuReported)
+                .onMessage(LinuxReported.class, this::onLinuxReported)
                 .onMessage(ScriptedGuestReported.class, this::onScriptedGuestReported)
                 .onMessage(GetGuest.class, this::onGetGuest)
                 .onMessage(Pause.class, this::onPause)
@@ -241,6 +246,9 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             try {
                 kvm = Kvm.open();
                 kvmVm = kvm.createVm();
+                if (topology.guest().get().linux().isPresent()) {
+                    kvmVm.createInterruptControllers();
+                }
             } catch (RuntimeException e) {
                 return failStart("cannot create the KVM VM: " + e.getMessage());
             }
@@ -274,7 +282,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         }
         if (topology.guest().isPresent()) {
             VmTopology.Guest guest = topology.guest().get();
-            try {
+            if (guest.linux().isPresent()) {
+                try {
+                    linuxLoaded = LinuxGuestStart.load(topology, guest);
+                } catch (RuntimeException e) {
+                    return failStart("cannot load the Linux guest: " + e.getMessage());
+                }
+            } else try {
                 BootLayout.write(GuestMemory.of(FlatView.of(topology.regions())), guest.firmware(),
                         new BootLayout.BootInfo(guest.program(), ramBelow4g(), guest.workBytes(), guest.args()));
             } catch (RuntimeException e) {
@@ -353,6 +367,17 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
     /** Spawn the port and MMIO devices, create the vCPUs in long mode and start vCPU 0. */
     private void startGuest(VmTopology.Guest guest) {
+        if (guest.linux().isPresent()) {
+            ActorRef<io.actovisor.actors.linux.LinuxGuestEvent> linuxObserver = getContext().messageAdapter(
+                    io.actovisor.actors.linux.LinuxGuestEvent.class, LinuxReported::new);
+            ActorRef<VcpuActor.Event> observer = getContext().messageAdapter(VcpuActor.Event.class,
+                    VcpuReported::new);
+            vcpus.addAll(LinuxGuestStart.start(getContext(), topology, guest, kvm, kvmVm, linuxLoaded, components(), devices,
+                    linuxObserver, observer));
+            guestInfo = new GuestInfo("linux", guest.linux().get().kernel().source(), GuestState.RUNNING,
+                    Optional.empty());
+            return;
+        }
         List<IoMap.Entry> io = new ArrayList<>();
         if (guest.serial()) {
             io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(Uart16550.COM1, Uart16550.PORTS), "com1",
@@ -443,6 +468,20 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         } else if (reported.event() instanceof VcpuActor.Failed failed) {
             getContext().getLog().error("VM {}: vCPU {} failed: {}; shutting down", topology.name(), failed.vcpu(),
                     failed.reason());
+        }
+        return stopAll();
+    }
+
+    private Behavior<Command> onLinuxReported(LinuxReported reported) {
+        getContext().getSystem().eventStream().tell(new org.apache.pekko.actor.typed.eventstream.EventStream.Publish<>(
+                reported.event()));
+        if (reported.event() instanceof io.actovisor.actors.linux.LinuxGuestEvent.Panicked panicked) {
+            getContext().getLog().error("VM {}: the guest kernel panicked; shutting down. Last console lines:\n{}",
+                    topology.name(), String.join("\n", panicked.lastLines()));
+        } else if (reported.event() instanceof io.actovisor.actors.linux.LinuxGuestEvent.ResetRequested) {
+            getContext().getLog().info("VM {}: the guest rebooted (reset line); shutting down", topology.name());
+        } else {
+            return this;
         }
         return stopAll();
     }

@@ -100,13 +100,28 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
      * program it runs with its work area and arguments, the number of vCPUs (vCPU 0 runs the firmware; the others
      * are created and stay parked, as the bundled firmware is single-processor), and whether COM1 is present.
      */
-    public record Guest(byte[] firmware, String program, long workBytes, long[] args, int vcpus, boolean serial) {
+    public record Guest(byte[] firmware, String program, long workBytes, long[] args, int vcpus, boolean serial,
+            Optional<io.actovisor.actors.linux.LinuxGuest> linux) {
         public Guest {
             firmware = firmware.clone();
             args = args.clone();
             if (vcpus < 1) {
                 throw new IllegalArgumentException("a guest needs at least one vCPU, got " + vcpus);
             }
+            Objects.requireNonNull(linux, "linux");
+        }
+
+        /** A firmware guest. */
+        public Guest(byte[] firmware, String program, long workBytes, long[] args, int vcpus, boolean serial) {
+            this(firmware, program, workBytes, args, vcpus, serial, Optional.empty());
+        }
+
+        /**
+         * A Linux guest ({@code io.actovisor.devices.boot.linux.LinuxBoot}): every vCPU runs, the in-kernel
+         * interrupt controllers and PIT exist, COM1 interrupts on IRQ 4 and takes input, an i8042 resets.
+         */
+        public static Guest linux(io.actovisor.actors.linux.LinuxGuest linux, int vcpus) {
+            return new Guest(new byte[0], "linux", 0, new long[0], vcpus, true, Optional.of(linux));
         }
     }
 

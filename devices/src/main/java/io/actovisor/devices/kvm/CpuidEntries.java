@@ -26,6 +26,29 @@ public final class CpuidEntries {
         return entries.clone();
     }
 
+    /**
+     * These leaves as vCPU {@code apicId} must see them: its initial APIC id in leaf 1 (EBX bits 31-24) and its
+     * x2APIC id in leaves 0xb and 0x1f (EDX), which {@code KVM_GET_SUPPORTED_CPUID} leaves at zero.
+     */
+    public CpuidEntries forApicId(int apicId) {
+        if (apicId < 0 || apicId > 255) {
+            throw new IllegalArgumentException("an xAPIC id is 0-255, not " + apicId);
+        }
+        byte[] out = entries.clone();
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(out).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < count(); i++) {
+            int at = i * KvmAbi.KVM_CPUID_ENTRY2_SIZE;
+            int function = function(i);
+            if (function == 1) {
+                b.putInt(at + KvmAbi.CPUID_ENTRY_EBX, (b.getInt(at + KvmAbi.CPUID_ENTRY_EBX) & 0x00ffffff)
+                        | apicId << 24);
+            } else if (function == 0xb || function == 0x1f) {
+                b.putInt(at + KvmAbi.CPUID_ENTRY_EDX, apicId);
+            }
+        }
+        return new CpuidEntries(out);
+    }
+
     /** The CPUID function (leaf number) of entry {@code i}. */
     public int function(int i) {
         int at = i * KvmAbi.KVM_CPUID_ENTRY2_SIZE;

@@ -80,6 +80,15 @@ public final class Kvm implements AutoCloseable {
         return fd;
     }
 
+    /**
+     * Whether this host's KVM is KVM-PVM ({@code /sys/module/kvm_pvm}), which runs guest kernels that are not
+     * built for PVM through shadow paging and KVM's instruction emulator: slowly, and instructions the emulator
+     * lacks (CMPXCHG16B, XRSTOR, ...) stop the vCPU with KVM_INTERNAL_ERROR_EMULATION.
+     */
+    public static boolean emulatesGuestKernels() {
+        return java.nio.file.Files.isDirectory(java.nio.file.Path.of("/sys/module/kvm_pvm"));
+    }
+
     /** KVM_GET_API_VERSION. */
     public int apiVersion() {
         return (int) posix.ioctl(fd(), KvmAbi.KVM_GET_API_VERSION, 0);

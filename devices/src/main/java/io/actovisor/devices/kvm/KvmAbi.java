@@ -125,6 +125,34 @@ public final class KvmAbi {
     // struct kvm_cpuid2 and kvm_cpuid_entry2.
     public static final int CPUID2_NENT = c("offsetof(struct kvm_cpuid2, nent)", 0);
     public static final int CPUID2_ENTRIES = c("offsetof(struct kvm_cpuid2, entries)", 8);
+    public static final int CPUID_ENTRY_EAX = c("offsetof(struct kvm_cpuid_entry2, eax)", 12);
+    public static final int CPUID_ENTRY_EBX = c("offsetof(struct kvm_cpuid_entry2, ebx)", 16);
+    public static final int CPUID_ENTRY_INDEX = c("offsetof(struct kvm_cpuid_entry2, index)", 4);
+    public static final int CPUID_ENTRY_ECX = c("offsetof(struct kvm_cpuid_entry2, ecx)", 20);
+    public static final int CPUID_ENTRY_EDX = c("offsetof(struct kvm_cpuid_entry2, edx)", 24);
+
+    // Model-specific registers.
+    public static final int KVM_MSRS_SIZE = c("sizeof(struct kvm_msrs)", 8);
+    public static final int KVM_MSR_ENTRY_SIZE = c("sizeof(struct kvm_msr_entry)", 16);
+    public static final Ioctl KVM_SET_MSRS = ioctl(Ioctl.iow("KVM_SET_MSRS", KVMIO, 0x89, KVM_MSRS_SIZE));
+    public static final int MSRS_NMSRS = c("offsetof(struct kvm_msrs, nmsrs)", 0);
+    public static final int MSRS_ENTRIES = c("offsetof(struct kvm_msrs, entries)", 8);
+    public static final int MSR_ENTRY_INDEX = c("offsetof(struct kvm_msr_entry, index)", 0);
+    public static final int MSR_ENTRY_DATA = c("offsetof(struct kvm_msr_entry, data)", 8);
+
+    // The in-kernel interrupt controllers (PIC, I/O APIC, local APICs) and PIT.
+    public static final int KVM_IRQ_LEVEL_SIZE = c("sizeof(struct kvm_irq_level)", 8);
+    public static final int KVM_PIT_CONFIG_SIZE = c("sizeof(struct kvm_pit_config)", 64);
+    public static final Ioctl KVM_CREATE_IRQCHIP = ioctl(Ioctl.io("KVM_CREATE_IRQCHIP", KVMIO, 0x60));
+    public static final Ioctl KVM_IRQ_LINE = ioctl(Ioctl.iow("KVM_IRQ_LINE", KVMIO, 0x61, KVM_IRQ_LEVEL_SIZE));
+    public static final Ioctl KVM_CREATE_PIT2 = ioctl(Ioctl.iow("KVM_CREATE_PIT2", KVMIO, 0x77,
+            KVM_PIT_CONFIG_SIZE));
+    public static final int KVM_CAP_IRQCHIP = c("KVM_CAP_IRQCHIP", 0);
+    public static final int KVM_CAP_PIT2 = c("KVM_CAP_PIT2", 33);
+    public static final int KVM_PIT_SPEAKER_DUMMY = c("KVM_PIT_SPEAKER_DUMMY", 1);
+    public static final int IRQ_LEVEL_IRQ = c("offsetof(struct kvm_irq_level, irq)", 0);
+    public static final int IRQ_LEVEL_LEVEL = c("offsetof(struct kvm_irq_level, level)", 4);
+    public static final int PIT_CONFIG_FLAGS = c("offsetof(struct kvm_pit_config, flags)", 0);
 
     // struct kvm_regs: 18 consecutive u64 in this order.
     public static final int REGS_RAX = c("offsetof(struct kvm_regs, rax)", 0);

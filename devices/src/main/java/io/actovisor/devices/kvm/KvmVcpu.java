@@ -57,6 +57,26 @@ public final class KvmVcpu implements AutoCloseable {
         }
     }
 
+    /**
+     * KVM_SET_MSRS: set each model-specific register {@code index -> value}; all or an error naming how many the
+     * kernel took.
+     */
+    public void setMsrs(java.util.Map<Integer, Long> msrs) {
+        try (NativeBuffer buf = NativeBuffer.allocate(KvmAbi.KVM_MSRS_SIZE
+                + msrs.size() * KvmAbi.KVM_MSR_ENTRY_SIZE)) {
+            buf.putInt(KvmAbi.MSRS_NMSRS, msrs.size());
+            int i = 0;
+            for (var e : msrs.entrySet()) {
+                long at = KvmAbi.MSRS_ENTRIES + (long) i++ * KvmAbi.KVM_MSR_ENTRY_SIZE;
+                buf.putInt(at + KvmAbi.MSR_ENTRY_INDEX, e.getKey()).putLong(at + KvmAbi.MSR_ENTRY_DATA, e.getValue());
+            }
+            long set = posix.ioctl(fd, KvmAbi.KVM_SET_MSRS, buf.address());
+            if (set != msrs.size()) {
+                throw new KvmException("KVM_SET_MSRS set " + set + " of " + msrs.size() + " MSRs " + msrs.keySet());
+            }
+        }
+    }
+
     /** KVM_GET_REGS. */
     public Registers registers() {
         try (NativeBuffer buf = NativeBuffer.allocate(KvmAbi.KVM_REGS_SIZE)) {

@@ -25,6 +25,7 @@ public final class KvmVm implements AutoCloseable {
     private final int maxMemorySlots;
     private final Map<Integer, MemorySlot> slots = new ConcurrentSkipListMap<>();
     private volatile boolean closed;
+    private volatile boolean irqchip;
 
     KvmVm(Posix posix, int fd, long vcpuMmapSize, int maxMemorySlots) {
         this.posix = posix;
@@ -109,6 +110,38 @@ public final class KvmVm implements AutoCloseable {
                     .putLong(KvmAbi.MEMREG_MEMORY_SIZE, size)
                     .putLong(KvmAbi.MEMREG_USERSPACE_ADDR, hva);
             posix.ioctl(fd(), KvmAbi.KVM_SET_USER_MEMORY_REGION, region.address());
+        }
+    }
+
+    /**
+     * KVM_CREATE_IRQCHIP then KVM_CREATE_PIT2: the in-kernel PIC pair, I/O APIC (24 pins, GSI n = pin n) and local
+     * APICs, and the in-kernel PIT (IRQ 0). Call before creating vCPUs, at most once.
+     */
+    public void createInterruptControllers() {
+        posix.ioctl(fd(), KvmAbi.KVM_CREATE_IRQCHIP, 0);
+        try (NativeBuffer config = NativeBuffer.allocate(KvmAbi.KVM_PIT_CONFIG_SIZE)) {
+            config.putInt(KvmAbi.PIT_CONFIG_FLAGS, KvmAbi.KVM_PIT_SPEAKER_DUMMY);
+            posix.ioctl(fd(), KvmAbi.KVM_CREATE_PIT2, config.address());
+        }
+        irqchip = true;
+    }
+
+    /** Whether {@link #createInterruptControllers()} ran. */
+    public boolean hasIrqchip() {
+        return irqchip;
+    }
+
+    /**
+     * KVM_IRQ_LINE: drive interrupt line {@code gsi} high or low. Edge-triggered inputs fire on the rising edge;
+     * level-triggered ones stay asserted while high. Callable from any thread.
+     */
+    public void setIrqLine(int gsi, boolean high) {
+        if (!irqchip) {
+            throw new IllegalStateException("KVM VM (fd " + fd + ") has no in-kernel interrupt controller");
+        }
+        try (NativeBuffer level = NativeBuffer.allocate(KvmAbi.KVM_IRQ_LEVEL_SIZE)) {
+            level.putInt(KvmAbi.IRQ_LEVEL_IRQ, gsi).putInt(KvmAbi.IRQ_LEVEL_LEVEL, high ? 1 : 0);
+            posix.ioctl(fd(), KvmAbi.KVM_IRQ_LINE, level.address());
         }
     }
 

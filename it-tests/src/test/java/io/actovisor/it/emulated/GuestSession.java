@@ -35,6 +35,8 @@ import org.slf4j.LoggerFactory;
  * dies in a test, is killed; every test it did not finish is reported failed with the stage and the console.
  */
 final class GuestSession {
+    /** Set ({@code true}) in the emulated host's test JVM: its KVM guests run under QEMU TCG. */
+    static final String EMULATED_HOST_PROPERTY = "actovisor.kvm.emulated-host";
     private static final Logger LOG = LoggerFactory.getLogger(GuestSession.class);
     /** The timeout factor inside the emulated host (TCG is roughly ten times slower than the host). */
     static final double EMULATED_FACTOR = 10;
@@ -106,7 +108,7 @@ final class GuestSession {
         double factor = EMULATED_FACTOR * TestTimeouts.factor();
         List<String> jvm = new ArrayList<>(List.of("-Djna.tmpdir=/dev/shm", "-Djava.io.tmpdir=/dev/shm",
                 "-XX:-UsePerfData", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                "-D" + TestTimeouts.PROPERTY + "=" + factor));
+                "-D" + TestTimeouts.PROPERTY + "=" + factor, "-D" + EMULATED_HOST_PROPERTY + "=true"));
         jvm.addAll(NestedGuest.logbackOption());
         String options = String.join(" ", jvm);
         StringBuilder command = new StringBuilder();
@@ -114,6 +116,8 @@ final class GuestSession {
         command.append("export HOME=/dev/shm\n");
         Optional.ofNullable(System.getenv("ACTOVISOR_PROJECT_ROOT"))
                 .ifPresent(root -> command.append("export ACTOVISOR_PROJECT_ROOT=").append(quote(root)).append('\n'));
+        Optional.ofNullable(System.getenv("ACTOVISOR_LINUX_ON_EMULATED_KVM")).ifPresent(value -> command.append(
+                "export ACTOVISOR_LINUX_ON_EMULATED_KVM=").append(quote(value)).append('\n'));
         if (NativeRequirement.required()) {
             command.append("export ").append(NativeRequirement.VARIABLE).append("=1\n");
         }

@@ -6,10 +6,10 @@ import java.util.Optional;
 
 /**
  * Which guest a VM definition's {@code guest.kind} runs on this host: {@code auto} is the firmware guest where KVM
- * works, else the scripted guest; {@code firmware} without KVM is refused with the reason. The environment variable
+ * works, else the scripted guest; {@code firmware} and {@code linux} without KVM are refused with the reason. The environment variable
  * {@code ACTOVISOR_KVM=none} makes actovisor treat the host as one without {@code /dev/kvm}.
  *
- * @param kind         {@link GuestKind#FIRMWARE} or {@link GuestKind#SCRIPTED}
+ * @param kind         {@link GuestKind#FIRMWARE}, {@link GuestKind#SCRIPTED} or {@link GuestKind#LINUX}
  * @param announcement one line saying which guest runs and why
  */
 public record GuestChoice(GuestKind kind, String announcement) {
@@ -45,8 +45,13 @@ public record GuestChoice(GuestKind kind, String announcement) {
             }
             case SCRIPTED -> new GuestChoice(GuestKind.SCRIPTED,
                     "guest.kind = scripted: running the scripted guest (no KVM)");
-            case LINUX -> throw new GuestUnavailableException("guest.kind = linux is not supported by this build of "
-                    + "actovisor; use firmware, scripted or auto");
+            case LINUX -> {
+                if (kvmUnavailable.isPresent()) {
+                    throw new GuestUnavailableException("guest.kind = linux needs KVM, which is unavailable: "
+                            + kvmUnavailable.get() + "; set guest.kind = scripted (or auto) to run without KVM");
+                }
+                yield new GuestChoice(GuestKind.LINUX, "guest.kind = linux: running a Linux kernel on KVM");
+            }
         };
     }
 

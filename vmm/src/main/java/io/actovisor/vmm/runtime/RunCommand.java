@@ -69,6 +69,9 @@ public final class RunCommand {
         VmTopology topology;
         try {
             topology = VmBuilder.topology(spec, BalloonSettings.create(config));
+        } catch (io.actovisor.devices.boot.linux.LinuxBootException e) {
+            err.println("actovisor run: VM " + spec.name() + " cannot boot its Linux guest: " + e.getMessage());
+            return ExitCode.FAILED;
         } catch (RuntimeException e) {
             err.println("actovisor run: cannot allocate VM " + spec.name() + ": " + e.getMessage());
             return ExitCode.FAILED;

@@ -46,8 +46,8 @@ public final class VmBuilder {
 
     /**
      * As {@link #topology(VmSpec, BalloonSettings, long)} on a host where KVM is unavailable for
-     * {@code kvmUnavailable} (empty: KVM works): {@code guest.kind} picks the firmware or the scripted guest, and the
-     * choice is logged in one line.
+     * {@code kvmUnavailable} (empty: KVM works): {@code guest.kind} picks the firmware, the scripted or the Linux
+     * guest, and the choice is logged in one line.
      *
      * @throws GuestChoice.GuestUnavailableException if the definition asks for a guest this host cannot run
      */
@@ -95,9 +95,13 @@ public final class VmBuilder {
             Optional<BalloonSettings> balloon = spec.balloon().enabled()
                     ? Optional.of(balloonDefaults.withUnsafeIgnoreInhibitor(spec.balloon().unsafeIgnoreInhibitor()))
                     : Optional.empty();
+            Map<String, io.actovisor.devices.kvm.DeferredIrqLine> lines = choice.kind() == GuestKind.LINUX
+                    ? LinuxGuestBuilder.interruptLines(spec) : Map.of();
             Optional<VmTopology.Guest> guest = Optional.empty();
             Optional<VmTopology.ScriptedGuest> scripted = Optional.empty();
-            if (choice.kind() == GuestKind.FIRMWARE) {
+            if (choice.kind() == GuestKind.LINUX) {
+                guest = Optional.of(LinuxGuestBuilder.guest(spec, lines));
+            } else if (choice.kind() == GuestKind.FIRMWARE) {
                 byte[] firmware = spec.firmware().file().map(GuestFirmware::load).orElseGet(GuestFirmware::bundled);
                 long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
                 long balloonBase = spec.balloon().enabled() ? spec.balloon().mmioBase() : 0;
@@ -112,10 +116,10 @@ public final class VmBuilder {
             List<VmTopology.Device> devices = new ArrayList<>();
             if (spec.balloon().enabled()) {
                 GuestMemory guestMemory = GuestMemory.of(FlatView.of(regions));
+                Optional<io.actovisor.devices.kvm.IrqLine> irq = Optional.ofNullable(lines.get("balloon"));
                 devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(guestMemory,
                         components.balloon().orElseThrow(), Optional.of(components.discardManager()),
-                        spec.balloon().deflateOnOom(),
-                        spec.balloon().statsPollingInterval())));
+                        spec.balloon().deflateOnOom(), spec.balloon().statsPollingInterval(), irq)));
             }
             spec.devices().dma().ifPresent(dma -> {
                 String container = groupContainers(spec).get(dma.group());

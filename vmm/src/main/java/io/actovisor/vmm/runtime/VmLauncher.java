@@ -95,7 +95,11 @@ public final class VmLauncher {
             }
             VmActor.Components components = ((VmActor.Started) start).components();
             out.println("VM " + topology.name() + " started");
-            streamConsole(system, out);
+            if (topology.guest().flatMap(VmTopology.Guest::linux).isPresent()) {
+                LinuxConsole.attach(system, components.devices().get("console"), System.in, out);
+            } else {
+                streamConsole(system, out);
+            }
             if (initialTargetBytes > 0 && components.balloon().isPresent()) {
                 components.balloon().get().tell(new io.actovisor.actors.balloon.BalloonActor.SetTarget(
                         initialTargetBytes, system.ignoreRef()));

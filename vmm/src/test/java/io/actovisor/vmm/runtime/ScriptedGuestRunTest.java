@@ -51,6 +51,16 @@ class ScriptedGuestRunTest {
     }
 
     @Test
+    void linuxRunsOnKvmAndIsRefusedWithoutIt() {
+        assertEquals(new GuestChoice(GuestKind.LINUX, "guest.kind = linux: running a Linux kernel on KVM"),
+                GuestChoice.choose(GuestKind.LINUX, Optional.empty()));
+        GuestChoice.GuestUnavailableException e = assertThrows(GuestChoice.GuestUnavailableException.class,
+                () -> GuestChoice.choose(GuestKind.LINUX, NO_KVM));
+        assertEquals("guest.kind = linux needs KVM, which is unavailable: test: no /dev/kvm; set guest.kind = "
+                + "scripted (or auto) to run without KVM", e.getMessage());
+    }
+
+    @Test
     void theEnvironmentCanHideKvm() {
         assertEquals(Optional.of("/dev/kvm treated as missing because ACTOVISOR_KVM=none (ENOENT)"),
                 GuestChoice.kvmUnavailability(Map.of("ACTOVISOR_KVM", "none")));

@@ -1,0 +1,222 @@
+package io.actovisor.it.linux;
+
+import io.actovisor.actors.linux.ConsoleActor;
+import io.actovisor.actors.linux.LinuxGuest;
+import io.actovisor.actors.linux.LinuxGuestEvent;
+import io.actovisor.actors.vm.VmActor;
+import io.actovisor.actors.vm.VmTopology;
+import io.actovisor.devices.boot.linux.Initramfs;
+import io.actovisor.devices.kvm.Kvm;
+import io.actovisor.memory.testing.NativeRequirement;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Optional;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.eventstream.EventStream;
+
+/** A Linux guest on actovisor for the tests: its VM actor, its console as text, and typing into it. */
+final class LinuxVm implements AutoCloseable {
+    /**
+     * The tests' kernel command line: the example's, plus what shortens a boot on a slow virtual CPU (no crypto
+     * self-tests, one UART to probe, no speculation mitigations to patch in).
+     */
+    static final String CMDLINE = "console=ttyS0 reboot=k pci=off quiet mitigations=off cryptomgr.notests "
+            + "8250.nr_uarts=1 random.trust_cpu=on";
+
+    /** The shell prompt busybox prints for root. */
+    static final String PROMPT = "# ";
+
+    final ActorTestKit kit;
+    final VmTopology topology;
+    final ActorRef<VmActor.Command> vm;
+    final VmActor.Components components;
+    final TestProbe<LinuxGuestEvent> events;
+    private final TestProbe<LinuxGuestEvent.ConsoleOutput> console;
+    private final StringBuilder output = new StringBuilder();
+    final TestProbe<io.actovisor.actors.events.ActovisorEvent.GuestConsoleLine> lines;
+    private int consumed;
+    final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
+
+    LinuxVm(ActorTestKit kit, VmTopology topology, String name) {
+        this.kit = kit;
+        this.topology = topology;
+        this.console = kit.createTestProbe();
+        this.events = kit.createTestProbe();
+        this.lines = kit.createTestProbe();
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(LinuxGuestEvent.ConsoleOutput.class,
+                console.ref()));
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(LinuxGuestEvent.Panicked.class, events.ref().narrow()));
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(LinuxGuestEvent.ResetRequested.class,
+                events.ref().narrow()));
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(
+                io.actovisor.actors.events.ActovisorEvent.GuestConsoleLine.class, lines.ref()));
+        vm = kit.spawn(VmActor.create(topology), name);
+        kit.spawn(org.apache.pekko.actor.typed.javadsl.Behaviors.<Void>setup(context -> {
+            context.watch(vm);
+            return org.apache.pekko.actor.typed.javadsl.Behaviors.receive(Void.class)
+                    .onSignal(org.apache.pekko.actor.typed.Terminated.class, t -> {
+                        stopped.set(true);
+                        return org.apache.pekko.actor.typed.javadsl.Behaviors.stopped();
+                    }).build();
+        }), name + "-watcher");
+        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        vm.tell(new VmActor.Start(started.ref()));
+        VmActor.StartResult result = started.receiveMessage(Duration.ofSeconds(60));
+        if (result instanceof VmActor.StartFailed failed) {
+            throw new AssertionError("the VM did not start: " + failed.reason());
+        }
+        components = ((VmActor.Started) result).components();
+    }
+
+    /** Skip (or fail under ACTOVISOR_REQUIRE_NATIVE=1) unless KVM, a kernel and a static busybox are here. */
+    static void requireFacilities() {
+        NativeRequirement.requireKvm(Kvm.unavailabilityCause());
+        NativeRequirement.require("a Linux kernel in /boot (Debian package linux-image-amd64)",
+                newestKernel().isPresent() ? Optional.empty()
+                        : Optional.of("no readable /boot/vmlinuz-* with /lib/modules/<release>/modules.dep"));
+        NativeRequirement.require("a static busybox (Debian package busybox-static)",
+                Initramfs.findBusybox().isPresent() ? Optional.empty()
+                        : Optional.of("no statically linked /bin/busybox or /usr/bin/busybox"));
+    }
+
+    /**
+     * Skip a test that boots Linux where KVM emulates the guest kernel (KVM-PVM): there a stock kernel's boot takes
+     * tens of minutes of emulation and can stop on an instruction KVM's emulator lacks; and in it-tests' emulated
+     * KVM host (QEMU TCG). Set {@code ACTOVISOR_LINUX_ON_EMULATED_KVM=1} to run it anyway.
+     */
+    static void requireHardwareKvm() {
+        boolean forced = "1".equals(System.getenv("ACTOVISOR_LINUX_ON_EMULATED_KVM"));
+        NativeRequirement.optional("hardware-assisted KVM for a Linux boot",
+                Boolean.getBoolean("actovisor.kvm.emulated-host") && !forced
+                ? Optional.of("this is the emulated KVM host (QEMU TCG), where a Linux guest's boot runs through "
+                        + "emulated SVM; set ACTOVISOR_LINUX_ON_EMULATED_KVM=1 to boot anyway")
+                : Optional.empty());
+        NativeRequirement.optional("hardware-assisted KVM for a Linux boot", Kvm.emulatesGuestKernels() && !forced
+                ? Optional.of("/dev/kvm here is KVM-PVM (/sys/module/kvm_pvm), which runs a stock kernel through "
+                        + "shadow paging and instruction emulation (a boot takes tens of minutes); set "
+                        + "ACTOVISOR_LINUX_ON_EMULATED_KVM=1 to boot anyway") : Optional.empty());
+    }
+
+    static Optional<Path> newestKernel() {
+        try (Stream<Path> files = Files.list(Path.of("/boot"))) {
+            return files.filter(p -> p.getFileName().toString().startsWith("vmlinuz-"))
+                    .filter(Files::isReadable)
+                    .filter(p -> Files.exists(Initramfs.moduleTreeOf(p).resolve("modules.dep")))
+                    .max(Comparator.comparing(p -> p.getFileName().toString()));
+        } catch (Exception e) {
+            return Optional.empty();
+        }
+    }
+
+    /** Everything the console printed so far. */
+    String output() {
+        drain(Duration.ZERO);
+        return output.toString();
+    }
+
+    private void drain(Duration wait) {
+        Optional<LinuxGuestEvent.ConsoleOutput> chunk;
+        do {
+            try {
+                chunk = Optional.of(wait.isZero() ? console.receiveMessage(Duration.ofMillis(1))
+                        : console.receiveMessage(wait));
+            } catch (AssertionError none) {
+                chunk = Optional.empty();
+            }
+            chunk.ifPresent(c -> output.append(c.text()));
+            wait = Duration.ZERO;
+        } while (chunk.isPresent());
+    }
+
+    /**
+     * Wait until the console prints something matching {@code regex} after what earlier awaits consumed; returns the
+     * match.
+     */
+    Matcher await(String regex, Duration timeout) {
+        Pattern pattern = Pattern.compile(regex);
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            Matcher m = pattern.matcher(output);
+            if (m.find(consumed)) {
+                consumed = m.end();
+                return m;
+            }
+            long left = deadline - System.nanoTime();
+            if (stopped.get()) {
+                drain(Duration.ofMillis(300));
+                throw new AssertionError("the VM stopped before its console printed anything matching " + regex
+                        + "; it printed:\n" + tail(output.toString(), 3000));
+            }
+            if (left <= 0) {
+                throw new AssertionError("the console printed nothing matching " + regex + " within " + timeout
+                        + "; vCPU exits " + components.vcpus().stream().map(v -> v.counters().snapshot()
+                                + " unclaimed " + v.counters().unclaimed()).toList()
+                        + "; " + registers() + "; lines " + lines.receiveSeveralMessages(1, Duration.ofSeconds(1))
+                        + "; it printed:\n" + tail(output.toString(), 3000));
+            }
+            drain(Duration.ofNanos(Math.min(left, Duration.ofSeconds(1).toNanos())));
+        }
+    }
+
+    /** The vCPUs' registers, read after pausing them (for failure reports). */
+    String registers() {
+        StringBuilder out = new StringBuilder();
+        for (var v : components.vcpus()) {
+            TestProbe<io.actovisor.actors.kvm.VcpuActor.State> paused = kit.createTestProbe();
+            v.pause(paused.ref());
+            paused.receiveMessage(Duration.ofSeconds(10));
+            out.append("vCPU ").append(v.vcpu().id()).append(": ").append(v.vcpu().registers());
+            try (var sregs = v.vcpu().specialRegisters()) {
+                out.append(" cr0=0x").append(Long.toHexString(sregs.getLong(io.actovisor.devices.kvm.KvmAbi.SREGS_CR0)))
+                        .append(" cr3=0x").append(Long.toHexString(sregs.getLong(io.actovisor.devices.kvm.KvmAbi.SREGS_CR3)))
+                        .append(" cr4=0x").append(Long.toHexString(sregs.getLong(io.actovisor.devices.kvm.KvmAbi.SREGS_CR4)));
+            }
+            out.append('\n');
+        }
+        return out.toString();
+    }
+
+    /** Type {@code line} and Enter on the console. */
+    void type(String line) {
+        components.devices().get("console").tell(new ConsoleActor.Input(line + "\n"));
+    }
+
+    /** Run {@code command} in the guest's shell and return what it printed (between two markers). */
+    String run(String command, Duration timeout) {
+        String marker = "END" + System.nanoTime();
+        type(command + "; echo " + marker.substring(0, 3) + "''" + marker.substring(3));
+        Matcher m = await("(?s)\\n(.*?)" + marker + "\\r?\\n", timeout);
+        return m.group(1).replace("\r", "");
+    }
+
+    static String tail(String text, int chars) {
+        return text.length() <= chars ? text : "..." + text.substring(text.length() - chars);
+    }
+
+    /** Stop the VM (if it still runs) and wait until it has released everything. */
+    @Override
+    public void close() {
+        TestProbe<VmActor.ActionResult> done = kit.createTestProbe();
+        vm.tell(new VmActor.Shutdown(done.ref()));
+        done.expectTerminated(vm, Duration.ofSeconds(30));
+    }
+
+    static List<String> lines(String text) {
+        return new ArrayList<>(List.of(text.split("\\r?\\n")));
+    }
+
+    static LinuxGuest guest(io.actovisor.devices.boot.linux.BzImage kernel, byte[] initrd, String cmdline,
+            List<LinuxGuest.VirtioSlot> virtio) {
+        return new LinuxGuest(kernel, Optional.of(new io.actovisor.devices.boot.linux.LinuxBoot.Initrd("initramfs",
+                initrd)), cmdline, virtio);
+    }
+}
