@@ -27,7 +27,9 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class ValidateErrorsTest {
     private static final Pattern CLASS_NAME = Pattern.compile(
-            "\\b(?:java|javax|com|org|io|scala)\\.[\\w.$]+|\\w+(?:Exception|Error)\\b(?!\\s+in\\b)");
+            // A qualified class name (packages, then a capitalized class: "io.actovisor.config.Foo"), not a key
+            // that happens to start with a package word ("io.containers" after a mutation cut "vfio").
+            "\\b(?:java|javax|com|org|io|scala)\\.(?:[a-z0-9_]+\\.)+[A-Z][\\w$]*|\\w+(?:Exception|Error)\\b(?!\\s+in\\b)");
     private static final String VALID = """
             actovisor.vm {
               name = "demo"
