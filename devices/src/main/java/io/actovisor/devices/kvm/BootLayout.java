@@ -127,7 +127,11 @@ public final class BootLayout {
         vcpu.setRegisters(new Registers(regs));
     }
 
-    private static void segment(NativeBuffer sregs, int at, int selector, int type, boolean code) {
+    /**
+     * Writes a flat 64-bit segment (base 0, 4 GiB limit, ring 0) into {@code sregs} at {@code at}: a long-mode code
+     * segment when {@code code}, else a data segment; the firmware boot and the Linux boot share it.
+     */
+    public static void segment(NativeBuffer sregs, int at, int selector, int type, boolean code) {
         sregs.putLong(at + KvmAbi.SEG_BASE, 0)
                 .putInt(at + KvmAbi.SEG_LIMIT, 0xffffffff)
                 .putShort(at + KvmAbi.SEG_SELECTOR, (short) selector)

@@ -1,6 +1,7 @@
 package io.actovisor.devices.boot.linux;
 
 import io.actovisor.devices.acpi.AcpiTables;
+import io.actovisor.devices.kvm.BootLayout;
 import io.actovisor.devices.kvm.CpuidEntries;
 import io.actovisor.devices.kvm.KvmAbi;
 import io.actovisor.devices.kvm.KvmVcpu;
@@ -223,10 +224,10 @@ public final class LinuxBoot {
         vcpu.setCpuid(cpuid);
         setMsrs(vcpu);
         try (NativeBuffer sregs = vcpu.specialRegisters()) {
-            segment(sregs, KvmAbi.SREGS_CS, BOOT_CS, 11, true);
+            BootLayout.segment(sregs, KvmAbi.SREGS_CS, BOOT_CS, 11, true);
             for (int data : new int[] {KvmAbi.SREGS_DS, KvmAbi.SREGS_ES, KvmAbi.SREGS_FS, KvmAbi.SREGS_GS,
                 KvmAbi.SREGS_SS}) {
-                segment(sregs, data, BOOT_DS, 3, false);
+                BootLayout.segment(sregs, data, BOOT_DS, 3, false);
             }
             sregs.putLong(KvmAbi.SREGS_GDT + KvmAbi.DTABLE_BASE, GDT)
                     .putShort(KvmAbi.SREGS_GDT + KvmAbi.DTABLE_LIMIT, (short) (BOOT_DS + 7));
@@ -267,21 +268,6 @@ public final class LinuxBoot {
      * POPCNT = 4*32+23, RDRAND = 4*32+30) and RDFSBASE/WRFSBASE ({@code nofsgsbase}).
      */
     public static final String EMULATED_KVM_PARAMETERS = "noxsave clearcpuid=141,151,158 nofsgsbase";
-
-    private static void segment(NativeBuffer sregs, int at, int selector, int type, boolean code) {
-        sregs.putLong(at + KvmAbi.SEG_BASE, 0)
-                .putInt(at + KvmAbi.SEG_LIMIT, 0xffffffff)
-                .putShort(at + KvmAbi.SEG_SELECTOR, (short) selector)
-                .putByte(at + KvmAbi.SEG_TYPE, (byte) type)
-                .putByte(at + KvmAbi.SEG_PRESENT, (byte) 1)
-                .putByte(at + KvmAbi.SEG_DPL, (byte) 0)
-                .putByte(at + KvmAbi.SEG_DB, (byte) (code ? 0 : 1))
-                .putByte(at + KvmAbi.SEG_S, (byte) 1)
-                .putByte(at + KvmAbi.SEG_L, (byte) (code ? 1 : 0))
-                .putByte(at + KvmAbi.SEG_G, (byte) 1)
-                .putByte(at + KvmAbi.SEG_AVL, (byte) 0)
-                .putByte(at + KvmAbi.SEG_UNUSABLE, (byte) 0);
-    }
 
     private static long contiguousFromZero(List<AddressRange> ram) {
         long end = 0;
