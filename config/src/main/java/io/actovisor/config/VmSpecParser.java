@@ -36,6 +36,10 @@ public final class VmSpecParser {
     private static final long PAGE = 4096;
     private static final long DEFAULT_DISCARD_BLOCK = 2L << 20;
     private static final Pattern NAME = Pattern.compile("[a-z0-9][a-z0-9-]*");
+    /** Container names and group ids become actor names and log keys: letters, digits, '.', '_' and '-'. */
+    private static final String PART_NAME_RULE = "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+            + "letter or digit";
+    private static final Pattern PART_NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
     /** The programs of the bundled firmware (devices/src/main/firmware, {@code PROGRAM("name", ...)}). */
     static final Set<String> BUNDLED_PROGRAMS = Set.of("workload", "spin", "memtest", "mmio");
 
@@ -395,6 +399,10 @@ public final class VmSpecParser {
             Config c = list.get(i);
             String at = path + "[" + i + "]";
             String name = string(c, at, "name", null);
+            if (name != null && !PART_NAME.matcher(name).matches()) {
+                error(at + ".name", name, PART_NAME_RULE);
+                name = null;
+            }
             if (name != null && containerNames.putIfAbsent(name, at) != null) {
                 error(at + ".name", name, "another container is already called '" + name + "' ("
                         + containerNames.get(name) + ")");
@@ -412,6 +420,10 @@ public final class VmSpecParser {
                 String gat = at + ".groups[" + g + "]";
                 String id = string(gc, gat, "id", null);
                 if (id == null) {
+                    continue;
+                }
+                if (!PART_NAME.matcher(id).matches()) {
+                    error(gat + ".id", id, PART_NAME_RULE);
                     continue;
                 }
                 String owner = groupOwners.putIfAbsent(id, gat);

@@ -175,6 +175,19 @@ class VmSpecFieldRulesTest {
     }
 
     @Test
+    void container_names_and_group_ids_are_names_an_actor_can_carry() {
+        String rule = "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit";
+        refused("actovisor.vm.vfio.containers = [ { name = \"pass\\\"through\" } ]",
+                "actovisor.vm.vfio.containers[0].name", "pass\"through", rule);
+        refused("actovisor.vm.vfio.containers = [ { name = a, groups = [ { id = \"g 1\" } ] } ]",
+                "actovisor.vm.vfio.containers[0].groups[0].id", "g 1", rule);
+        refused("actovisor.vm.vfio.containers = [ { name = \"-a\" } ]", "actovisor.vm.vfio.containers[0].name", "-a",
+                rule);
+        assertEquals("Pass_through.1", parse("actovisor.vm.vfio.containers = [ { name = Pass_through.1 } ]")
+                .containers().get(0).name());
+    }
+
+    @Test
     void balloon_target_and_polling_are_checked() {
         refused("actovisor.vm.balloon.initial-target = 5000", "actovisor.vm.balloon.initial-target", "5000",
                 "must be a multiple of 4 KiB");
