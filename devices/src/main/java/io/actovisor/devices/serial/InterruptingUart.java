@@ -143,6 +143,11 @@ public final class InterruptingUart {
         return transmitted;
     }
 
+    /** The baud-rate divisor the guest programmed (DLM:DLL). */
+    public int divisor() {
+        return dlm << 8 | dll;
+    }
+
     /** Received bytes dropped because the guest did not read fast enough. */
     public long dropped() {
         return dropped;
