@@ -11,6 +11,7 @@ import io.actovisor.devices.iommu.DmaPort;
 import io.actovisor.devices.uring.IoUring;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.sys.Mman;
 import io.actovisor.memory.sys.Posix;
 import io.actovisor.memory.sys.ProcessResources;
 import io.actovisor.memory.testing.NativeRequirement;
@@ -36,6 +37,14 @@ class PinReleaseTest {
         NativeRequirement.require("io_uring", IoUring.unavailabilityCause());
     }
 
+    /**
+     * io_uring charges a transparent huge page to each ring's buffers that touch it (6.1, one ring per mapping: a
+     * block straddling two huge pages counts 4 MiB): tests that compare {@code VmPin} exactly use small pages.
+     */
+    static void withoutHugePages(HostMemory memory) {
+        Posix.system().madvise(memory.base().value(), memory.size(), Mman.MADV_NOHUGEPAGE);
+    }
+
     private static long vmPinnedKib() {
         return ProcessResources.statusKib("VmPin");
     }
@@ -56,6 +65,7 @@ class PinReleaseTest {
         long before = vmPinnedKib();
         try (HostMemory memory = HostMemory.anonymous("blocks", 4 * BLOCK);
                 PinnedIommu iommu = PinnedIommu.open(Posix.system(), 64, release)) {
+            withoutHugePages(memory);
             memory.populate(0, memory.size());
             for (int b = 0; b < 4; b++) {
                 iommu.map(AddressRange.of(IOVA + b * BLOCK, BLOCK), memory.base().checkedAdd(b * BLOCK),
@@ -83,6 +93,7 @@ class PinReleaseTest {
         ProcessResources fds = ProcessResources.snapshot();
         try (HostMemory memory = HostMemory.anonymous("dma", 2 * BLOCK);
                 PinnedIommu iommu = PinnedIommu.open(Posix.system(), 64, release)) {
+            withoutHugePages(memory);
             memory.populate(0, memory.size());
             assertEquals(release, iommu.release());
             iommu.map(AddressRange.of(IOVA, BLOCK), memory.base(), DmaPermissions.READ_WRITE);
