@@ -611,7 +611,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         int limit = iommu.info().maxMappings();
         if (needed > limit) {
             throw new IommuException(IommuException.Kind.LIMIT, null, "guest memory needs " + needed
-                    + " IOMMU mappings (one per discard-block-size block of " + discardBlockSize + " bytes) but the " + iommu.backend() + " IOMMU accepts at most " + limit
+                    + " IOMMU mappings (one per discard-block-size block of " + discardBlockSize + " bytes) but the "
+                    + iommu.backend() + " IOMMU accepts at most " + limit
                     + (iommu.backend().equals("vfio-type1") ? " (type1's dma_entry_limit, see "
                     + "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit)" : ""));
         }
