@@ -52,7 +52,8 @@ public final class NestedGuest {
     public enum Kind {
         /** Intel IOMMU and the edu device bound to vfio-pci: a real {@code /dev/vfio} (any host CPU). */
         // no_timer_check: under a loaded host, TCG is too slow for the kernel's check of the timer through the
-        // interrupt-remapped IO-APIC, which then panics at boot ("timer doesn't work through Interrupt-remapped IO-APIC")
+        // interrupt-remapped IO-APIC, which then panics at boot ("timer doesn't work through Interrupt-remapped
+        // IO-APIC")
         VFIO_EDU("max", "2G", List.of("-device", "intel-iommu", "-device", "edu"), "intel_iommu=on no_timer_check",
                 MODULES),
         /** AMD SVM with nested paging and kvm-amd loaded: a real {@code /dev/kvm} (any host CPU). */
