@@ -25,9 +25,8 @@ import org.slf4j.LoggerFactory;
  * the real type1 backend ({@link CoordinatedType1InGuest}), the pinned backend's release of its pins on that kernel
  * ({@code PinReleaseTest}, {@code PinnedIommuTest}) and coordinated discard through the actor tree on pinned
  * ({@code CoordinatedPinnedResidencyTest}, {@code CoordinatedDiscardTest}). Every test they hold must pass there; a
- * skip counts as a failure
- * (the guest runs them with {@code ACTOVISOR_REQUIRE_NATIVE=1}). The guest's console, with the tests' log lines and
- * the measured numbers, stays in {@code target/nested-type1/console.log}.
+ * skip counts as a failure (the guest runs them with {@code ACTOVISOR_REQUIRE_NATIVE=1}). The guest's console, with
+ * the tests' log lines and the measured numbers, stays in {@code target/nested-type1/console.log}.
  */
 class NestedCoordinatedType1Test {
     private static final Logger LOG = LoggerFactory.getLogger(NestedCoordinatedType1Test.class);
