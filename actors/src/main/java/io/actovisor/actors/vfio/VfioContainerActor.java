@@ -560,6 +560,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         List<DmaMapping> unmapped = new ArrayList<>();
         List<DmaMapping> mapped = new ArrayList<>();
         try {
+            checkMappingLimit(update);
             for (Section section : update.regionDel()) {
                 for (DmaMapping m : mappingsOf(section)) {
                     unmapped.addAll(iommu.unmap(m.iova()));
@@ -589,6 +590,32 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         }
         update.replyTo().tell(new MemoryListener.Applied(update.commitId(), name));
         return this;
+    }
+
+    /**
+     * A coordinated container needs one mapping per block, so type1's {@code dma_entry_limit} counts blocks: refuse
+     * an update that would need more before anything is pinned, naming both numbers. (Other modes map a section as
+     * one mapping; there the IOMMU's own refusal, mid-update and undone, says it.)
+     */
+    private void checkMappingLimit(MemoryListener.Update update) {
+        if (mode != DiscardMode.COORDINATED) {
+            return;
+        }
+        long needed = iommu.mappings().size();
+        for (Section section : update.regionDel()) {
+            needed -= mappingsOf(section).size();
+        }
+        for (Section section : update.regionAdd()) {
+            needed += mappingsOf(section).size();
+        }
+        int limit = iommu.info().maxMappings();
+        if (needed > limit) {
+            throw new IommuException(IommuException.Kind.LIMIT, null, "guest memory needs " + needed
+                    + " IOMMU mappings (one per discard-block-size block of " + discardBlockSize + " bytes) but the "
+                    + iommu.backend() + " IOMMU accepts at most " + limit
+                    + (iommu.backend().equals("vfio-type1") ? " (type1's dma_entry_limit, see "
+                    + "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit)" : ""));
+        }
     }
 
     /** Undo a partly applied update: unmap what it mapped, map again what it unmapped. */

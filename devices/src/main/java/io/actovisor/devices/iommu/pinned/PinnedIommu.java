@@ -38,6 +38,11 @@ import java.util.Optional;
  * <p>{@link #dmaPort()} is the device: a read is {@code IORING_OP_WRITE_FIXED} from the pinned pages into a scratch
  * memfd, a write is {@code IORING_OP_READ_FIXED} from the memfd into them. The device therefore sees the pinned
  * physical pages, never what the CPU's page tables map at that address now. Single owner, not thread-safe.
+ *
+ * <p>An unmap has released its pins by the time it returns ({@code VmPin} has dropped), as coordinated discard
+ * needs. How depends on the kernel, found by {@link PinRelease#probeOnce() probing} it: {@link PinRelease#SLOT_UPDATE}
+ * (one ring, an unmap empties its slots) or {@link PinRelease#RING_PER_MAPPING} (one ring per mapping piece, an
+ * unmap unregisters its table, which waits for the kernel's puts, and closes it; one fd per piece).
  */
 public final class PinnedIommu implements Iommu {
     /** The backend name in configuration. */
@@ -48,18 +53,25 @@ public final class PinnedIommu implements Iommu {
     private static final int DMA_CHUNK = 1 << 20;
 
     private final Posix posix;
+    private final PinRelease release;
+    /** The shared ring of {@link PinRelease#SLOT_UPDATE}; null with a ring per mapping. */
     private final IoUring ring;
     private final Type1MappingTable table;
     private final BitSet usedSlots = new BitSet();
-    /** Slots of each mapping, by IOVA base. */
-    private final Map<Long, int[]> slotsByIova = new HashMap<>();
+    /** Where each mapping's pieces are pinned, by IOVA base. */
+    private final Map<Long, Pin[]> pinsByIova = new HashMap<>();
     private final int scratchFd;
     private final PinnedDmaPort port = new PinnedDmaPort();
     private long pinnedBytes;
     private boolean closed;
 
-    private PinnedIommu(Posix posix, IoUring ring, int maxMappings, int scratchFd) {
+    /** One pinned piece of a mapping: fixed buffer {@code slot} of {@code ring}. */
+    private record Pin(IoUring ring, int slot) {
+    }
+
+    private PinnedIommu(Posix posix, PinRelease release, IoUring ring, int maxMappings, int scratchFd) {
         this.posix = posix;
+        this.release = release;
         this.ring = ring;
         this.scratchFd = scratchFd;
         this.table = new Type1MappingTable(new IommuInfo(PAGE_SIZES, maxMappings, List.of(IOVA_SPACE)));
@@ -75,20 +87,36 @@ public final class PinnedIommu implements Iommu {
         return open(Posix.system(), maxMappings);
     }
 
+    /** A context on {@code posix} releasing pins the way this kernel confirms synchronously ({@link PinRelease}). */
     public static PinnedIommu open(Posix posix, int maxMappings) {
+        return open(posix, maxMappings, PinRelease.ofThisKernel());
+    }
+
+    /** A context that releases pins by {@code release} (tests run both modes on any kernel). */
+    public static PinnedIommu open(Posix posix, int maxMappings, PinRelease release) {
         if (maxMappings < 1) {
             throw new IllegalArgumentException("max-mappings must be at least 1, was " + maxMappings);
         }
         int limit = Math.min(maxMappings, IoUringAbi.MAX_REGISTERED_BUFFERS);
-        IoUring ring = IoUring.open(posix, 4);
+        IoUring ring = release == PinRelease.SLOT_UPDATE ? IoUring.open(posix, 4) : null;
+        int scratch = -1;
         try {
-            ring.registerSparseBuffers(IoUringAbi.MAX_REGISTERED_BUFFERS);
-            int scratch = posix.memfdCreate("actovisor-dma-scratch", Mman.MFD_CLOEXEC);
-            return new PinnedIommu(posix, ring, limit, scratch);
+            if (ring != null) {
+                ring.registerSparseBuffers(IoUringAbi.MAX_REGISTERED_BUFFERS);
+            }
+            scratch = posix.memfdCreate("actovisor-dma-scratch", Mman.MFD_CLOEXEC);
+            return new PinnedIommu(posix, release, ring, limit, scratch);
         } catch (RuntimeException e) {
-            ring.close();
+            if (ring != null) {
+                ring.close();
+            }
             throw e;
         }
+    }
+
+    /** How this context releases the pins of an unmapped mapping. */
+    public PinRelease release() {
+        return release;
     }
 
     @Override
@@ -111,22 +139,20 @@ public final class PinnedIommu implements Iommu {
                     + pieces + " fixed-buffer slots and only " + (IoUringAbi.MAX_REGISTERED_BUFFERS
                     - usedSlots.cardinality()) + " of " + IoUringAbi.MAX_REGISTERED_BUFFERS + " are free");
         }
-        int[] slots = new int[pieces];
+        Pin[] pins = new Pin[pieces];
         int done = 0;
         try {
             for (int i = 0; i < pieces; i++) {
                 long offset = i * IoUringAbi.MAX_BUFFER_BYTES;
                 long length = Math.min(IoUringAbi.MAX_BUFFER_BYTES, iova.size() - offset);
                 int slot = usedSlots.nextClearBit(0);
-                ring.setBuffer(slot, host.value() + offset, length);
+                pins[i] = pin(slot, host.value() + offset, length);
                 usedSlots.set(slot);
-                slots[i] = slot;
                 done++;
             }
         } catch (NativeException e) {
             for (int i = 0; i < done; i++) {
-                ring.clearBuffer(slots[i]);
-                usedSlots.clear(slots[i]);
+                unpin(pins[i]);
             }
             String why = e.errno() == Errno.ENOMEM ? " (the locked-memory limit RLIMIT_MEMLOCK, `ulimit -l`, is too "
                     + "small for " + iova.size() + " bytes; raise it or grant CAP_IPC_LOCK)" : "";
@@ -134,7 +160,7 @@ public final class PinnedIommu implements Iommu {
                     + iova + ": " + e.getMessage() + why, e);
         }
         table.add(iova, host, permissions);
-        slotsByIova.put(iova.base(), slots);
+        pinsByIova.put(iova.base(), pins);
         pinnedBytes += iova.size();
     }
 
@@ -143,14 +169,45 @@ public final class PinnedIommu implements Iommu {
         ensureOpen(iova);
         List<DmaMapping> removed = table.checkUnmap(iova);
         for (DmaMapping m : removed) {
-            for (int slot : slotsByIova.remove(m.iova().base())) {
-                ring.clearBuffer(slot);
-                usedSlots.clear(slot);
+            for (Pin pin : pinsByIova.remove(m.iova().base())) {
+                unpin(pin);
             }
             pinnedBytes -= m.iova().size();
         }
         table.remove(iova);
         return removed;
+    }
+
+    /** Pin {@code length} bytes at {@code address}: slot {@code slot} of the shared ring, or a ring of its own. */
+    private Pin pin(int slot, long address, long length) {
+        if (ring != null) {
+            ring.setBuffer(slot, address, length);
+            return new Pin(ring, slot);
+        }
+        IoUring own = IoUring.open(posix, 4);
+        try {
+            own.registerSparseBuffers(1);
+            own.setBuffer(0, address, length);
+            return new Pin(own, slot);
+        } catch (RuntimeException e) {
+            own.close();
+            throw e;
+        }
+    }
+
+    /** Release one piece's pins; they are gone from the kernel's accounting when this returns. */
+    private void unpin(Pin pin) {
+        if (pin.ring() == ring) {
+            ring.clearBuffer(pin.slot());
+            usedSlots.clear(pin.slot());
+            return;
+        }
+        try {
+            PinRelease.unregister(pin.ring());
+        } finally {
+            pin.ring().close();
+            usedSlots.clear(pin.slot());
+        }
     }
 
     @Override
@@ -174,13 +231,32 @@ public final class PinnedIommu implements Iommu {
             return;
         }
         closed = true;
+        RuntimeException first = null;
+        for (Pin[] pins : pinsByIova.values()) {
+            for (Pin pin : pins) {
+                if (pin.ring() != ring) {
+                    try {
+                        unpin(pin); // closes the pin's ring even when the unregister fails
+                    } catch (RuntimeException e) {
+                        first = first == null ? e : first;
+                    }
+                }
+            }
+        }
         try {
-            ring.unregisterBuffers();
+            if (ring != null) {
+                ring.unregisterBuffers();
+            }
+            if (first != null) {
+                throw first;
+            }
         } finally {
-            ring.close();
+            if (ring != null) {
+                ring.close();
+            }
             posix.close(scratchFd);
             table.clear();
-            slotsByIova.clear();
+            pinsByIova.clear();
             usedSlots.clear();
             pinnedBytes = 0;
         }
@@ -193,7 +269,7 @@ public final class PinnedIommu implements Iommu {
     }
 
     /** Where an IOVA lands: its mapping, the fixed-buffer slot and the host address inside that buffer. */
-    private record Target(DmaMapping mapping, int slot, long hostAddress, int length) {
+    private record Target(DmaMapping mapping, IoUring ring, int slot, long hostAddress, int length) {
     }
 
     /** The longest piece at {@code iova} (at most {@code wanted} bytes) that stays inside one fixed buffer. */
@@ -213,7 +289,8 @@ public final class PinnedIommu implements Iommu {
         long pieceEnd = Math.min(IoUringAbi.MAX_BUFFER_BYTES, m.iova().size() - (long) piece
                 * IoUringAbi.MAX_BUFFER_BYTES);
         int length = (int) Math.min(Math.min(wanted, pieceEnd - inPiece), DMA_CHUNK);
-        return new Target(m, slotsByIova.get(m.iova().base())[piece], m.host().value() + offset, length);
+        Pin pin = pinsByIova.get(m.iova().base())[piece];
+        return new Target(m, pin.ring(), pin.ring() == ring ? pin.slot() : 0, m.host().value() + offset, length);
     }
 
     /** Device DMA through the pinned pages. */
@@ -225,7 +302,7 @@ public final class PinnedIommu implements Iommu {
             int done = 0;
             while (done < length) {
                 Target t = resolve(iova + done, length - done, false);
-                int n = ring.writeFixed(scratchFd, 0, t.slot(), t.hostAddress(), t.length());
+                int n = t.ring().writeFixed(scratchFd, 0, t.slot(), t.hostAddress(), t.length());
                 try (NativeBuffer buffer = NativeBuffer.allocate(n)) {
                     long got = posix.pread(scratchFd, buffer.address(), n, 0);
                     buffer.getBytes(0, out, done, (int) got);
@@ -245,7 +322,7 @@ public final class PinnedIommu implements Iommu {
                     buffer.putBytes(0, data, done, t.length());
                     posix.pwrite(scratchFd, buffer.address(), t.length(), 0);
                 }
-                int n = ring.readFixed(scratchFd, 0, t.slot(), t.hostAddress(), t.length());
+                int n = t.ring().readFixed(scratchFd, 0, t.slot(), t.hostAddress(), t.length());
                 done += n;
             }
         }

@@ -41,6 +41,7 @@ class PinnedIommuTest {
     void unmappingOneBlockReleasesItsPinsBeforeUnmapReturns() {
         long block = 2L << 20;
         try (HostMemory memory = HostMemory.anonymous("blocks", 4 * block); PinnedIommu iommu = PinnedIommu.open()) {
+            PinReleaseTest.withoutHugePages(memory);
             memory.populate(0, memory.size());
             long before = vmPinnedKib();
             for (int b = 0; b < 4; b++) {

@@ -1,0 +1,26 @@
+package io.actovisor.devices.iommu.pinned;
+
+import io.actovisor.devices.iommu.Iommu;
+import io.actovisor.devices.iommu.IommuContractTest;
+import io.actovisor.devices.uring.IoUring;
+import io.actovisor.memory.sys.Posix;
+import io.actovisor.memory.testing.NativeRequirement;
+import org.junit.jupiter.api.BeforeAll;
+
+/** The type1 contract, held against real io_uring pins with one ring per mapping (the mode of kernels like 6.1). */
+class PinnedRingPerMappingContractTest extends IommuContractTest {
+    @BeforeAll
+    static void requireIoUring() {
+        NativeRequirement.require("io_uring", IoUring.unavailabilityCause());
+    }
+
+    @Override
+    protected Iommu open(int maxMappings) {
+        return PinnedIommu.open(Posix.system(), maxMappings, PinRelease.RING_PER_MAPPING);
+    }
+
+    @Override
+    protected String expectedBackend() {
+        return PinnedIommu.BACKEND;
+    }
+}
