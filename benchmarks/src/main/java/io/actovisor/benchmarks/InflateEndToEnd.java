@@ -133,6 +133,11 @@ public final class InflateEndToEnd {
             for (int i = 0; i < warmup + reps; i++) {
                 ram.populate(LOW, SIZE);
                 List<Long> t = program.submit(true, FIRST_FRAME, FRAMES, batch, 0).get(120, TimeUnit.SECONDS);
+                // The device hands a buffer back after the discard: nothing of the 256 MiB may be resident now.
+                long resident = ram.residentBytes(AddressRange.of(ram.base().value() + LOW, SIZE));
+                if (resident != 0) {
+                    throw new IllegalStateException(resident + " bytes of the inflated 256 MiB are still resident");
+                }
                 // Deflate block by block, one buffer per block: with a coordinated container each is a remap.
                 List<Long> d = program.submit(false, FIRST_FRAME, FRAMES, (int) BLOCK_FRAMES, 1)
                         .get(120, TimeUnit.SECONDS);
