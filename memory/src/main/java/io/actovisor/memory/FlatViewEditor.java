@@ -15,7 +15,8 @@ import java.util.TreeSet;
  * The regions of one address space and their {@link FlatView}, kept up to date incrementally: a commit of k region
  * changes recomputes the view only over the address ranges those regions cover and splices the result into a
  * persistent copy of the old view, so it costs O(k log n) plus the sections and overlapping regions in those
- * ranges, not O(n) as {@link FlatView#of} does (the whole rebuild that QEMU does, and the reference this class is
+ * ranges (and, per power-of-two size class, the regions that start less than one such size before a range: few
+ * unless many regions of similar size overlap there), not O(n) as {@link FlatView#of} does (the whole rebuild that QEMU does, and the reference this class is
  * tested against: the view and the diff equal {@code FlatView.of(regions())} and {@code FlatView.diff}).
  *
  * <p>Two steps, so that a commit can still fail after it was computed: {@link #stage} validates the changes and
