@@ -89,6 +89,13 @@ row("16.7", f"coordinated inflate under a pinned container ({co:.1f} ms) / no VF
 row("16.7", "deflate-and-remap of one 2 MiB block, p50", e2e["deflate-remap-one-block-p50"], "report", unit=" µs")
 row("16.7", "deflate-and-remap of one 2 MiB block, p99", e2e["deflate-remap-one-block-p99"], "report", unit=" µs")
 
+inf = jmh("inflate-actor")
+for batch in ("256", "4096"):
+    seq = score(inf, "inflate256MiB", mode="sequential", batch=batch)
+    direct = score(inf, "inflate256MiB", mode="direct", batch=batch)
+    row("21.1", f"balloon actor alone (no device), batch {batch}: {seq:.1f} ms; speed / C coalesced", c / seq,
+        f"report (no actor, same calls: {c / direct:.2f}x)")
+
 pin = jmh("pinning")
 java_ms = score(pin, "map1GiB")
 pins = []

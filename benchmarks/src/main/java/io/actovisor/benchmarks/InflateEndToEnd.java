@@ -57,7 +57,7 @@ public final class InflateEndToEnd {
         int reps = args.length > 0 ? Integer.parseInt(args[0]) : 10;
         List<Double> c = CBaselines.madviseCoalescedMillis();
         double cCoalesced = median(c);
-        line("c-coalesced-madvise-256MiB", "ms", cCoalesced, "runs " + c);
+        line("c-coalesced-madvise-256MiB", "ms", cCoalesced, "runs " + runs(c));
         double javaCoalesced = javaCoalescedMillis(reps);
         line("java-coalesced-madvise-256MiB", "ms", javaCoalesced, "");
         ActorSystem<Void> system = Trees.system("inflate-e2e");
@@ -72,7 +72,7 @@ public final class InflateEndToEnd {
         for (String mode : List.of("plain", "coordinated")) {
             for (int batch : List.of(256, 4096)) {
                 Result r = run(mode, batch, reps);
-                line("inflate-" + mode + "-batch" + batch, "ms", r.inflateMs, "runs " + r.runs);
+                line("inflate-" + mode + "-batch" + batch, "ms", r.inflateMs, "runs " + runs(r.runs));
                 if (mode.equals("plain") && batch == 256) {
                     plain256 = r.inflateMs;
                     double floor = cCoalesced + (FRAMES / batch) * bareUs / 1000.0;
@@ -198,6 +198,11 @@ public final class InflateEndToEnd {
             return Double.NaN;
         }
         return sorted.get(Math.min(sorted.size() - 1, (int) Math.floor(p * sorted.size())));
+    }
+
+    private static String runs(List<Double> values) {
+        return values.stream().map(v -> String.format(Locale.ROOT, "%.1f", v))
+                .collect(java.util.stream.Collectors.joining(", ", "[", "]"));
     }
 
     private static String fmt(double v) {
