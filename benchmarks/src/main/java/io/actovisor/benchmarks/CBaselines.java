@@ -31,6 +31,33 @@ public final class CBaselines {
         }
     }
 
+    /** Compile and run {@code program} from the resources now; its output. */
+    static String compileAndRun(String program) throws IOException, InterruptedException {
+        Path work = Files.createTempDirectory("actovisor-c-baselines");
+        Path source = work.resolve(program + ".c");
+        try (InputStream in = CBaselines.class.getResourceAsStream("/c/" + program + ".c")) {
+            Files.copy(in, source);
+        }
+        Path binary = work.resolve(program);
+        run(List.of("gcc", "-O2", "-o", binary.toString(), source.toString()));
+        return run(List.of(binary.toString()));
+    }
+
+    /** The milliseconds of each of {@code madvise_bench}'s coalesced runs (one madvise of 256 MiB). */
+    static List<Double> madviseCoalescedMillis() throws IOException, InterruptedException {
+        List<Double> out = new java.util.ArrayList<>();
+        for (String line : compileAndRun("madvise_bench").split("\n")) {
+            String[] f = line.trim().split("\\s+");
+            if (f.length == 3 && f[0].equals("coalesced")) {
+                out.add(Double.parseDouble(f[2]) * 1000);
+            }
+        }
+        if (out.isEmpty()) {
+            throw new IOException("madvise_bench printed no coalesced run");
+        }
+        return out;
+    }
+
     private static String run(List<String> command) throws IOException, InterruptedException {
         Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);

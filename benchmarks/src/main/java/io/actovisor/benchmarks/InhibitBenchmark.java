@@ -32,8 +32,16 @@ import org.openjdk.jmh.annotations.Threads;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * Inhibit round trip: 8 groups (8 threads) attach to and detach from one container concurrently; one operation is
- * an attach (inhibit, then join the container) and a detach (leave, then release), each acknowledged.
+ * Attach/detach round trip through the discard manager: 8 groups (8 threads) attach to and detach from one
+ * container concurrently; one operation is an attach (describe the container, register with the discard manager,
+ * join the container) and a detach (leave the container, unregister), each acknowledged.
+ *
+ * <p>Against {@link BareChain}s with as many hand-offs between the same dispatchers, with no work: one attach plus
+ * one detach makes {@value #HAND_OFFS} hand-offs while another group keeps the container subscribed to its address
+ * space (the container's first group adds four: subscribe, update, applied, subscribed).
+ * Attach: caller → group → container (Describe) → group → discard manager (Register) → group → container
+ * (AttachGroup) → group → caller: 8. Detach: caller → group → container (DetachGroup) → group → discard manager
+ * (Unregister) → group → caller: 6.
  */
 @State(Scope.Benchmark)
 @Fork(1)
@@ -49,6 +57,11 @@ public class InhibitBenchmark {
     private ActorRef<BalloonActor.Command> balloon;
     private ActorRef<VfioContainerActor.Command> container;
     private final AtomicInteger groups = new AtomicInteger();
+    private ActorRef<BareChain.Hop> containerRelay;
+    private ActorRef<BareChain.Hop> discardRelay;
+
+    /** Hand-offs of one attach plus one detach, counted in VfioGroupActor, VfioContainerActor, DiscardManager. */
+    static final int HAND_OFFS = 14;
 
     @Setup(Level.Trial)
     public void setUp() {
@@ -64,6 +77,8 @@ public class InhibitBenchmark {
                 BalloonActor.DISPATCHER);
         container = system.systemActorOf(VfioContainerActor.create("c", space, IommuBackend.model(65535)),
                 "container", VfioContainerActor.DISPATCHER);
+        containerRelay = BareChain.relay(system, "container-relay", VfioContainerActor.DISPATCHER);
+        discardRelay = BareChain.relay(system, "discard-relay", Props.empty());
     }
 
     @TearDown(Level.Trial)
@@ -76,12 +91,23 @@ public class InhibitBenchmark {
     @State(Scope.Thread)
     public static class Group {
         ActorRef<VfioGroupActor.Command> ref;
+        BareChain attach;
+        BareChain detach;
 
         @Setup(Level.Trial)
         public void setUp(InhibitBenchmark bench) {
             int id = bench.groups.incrementAndGet();
             ref = bench.system.systemActorOf(VfioGroupActor.create("g" + id, DiscardMode.INHIBIT, bench.discard), "group-" + id,
                     Props.empty());
+            ActorRef<BareChain.Hop> g = BareChain.relay(bench.system, "group-relay-" + id, Props.empty());
+            ActorRef<BareChain.Hop> c = bench.containerRelay;
+            ActorRef<BareChain.Hop> d = bench.discardRelay;
+            attach = new BareChain(bench.system, List.of(g, c, g, d, g, c, g));
+            detach = new BareChain(bench.system, List.of(g, c, g, d, g));
+            if (attach.handOffs() + detach.handOffs() != HAND_OFFS) {
+                throw new IllegalStateException("the bare chains make " + (attach.handOffs() + detach.handOffs())
+                        + " hand-offs, not " + HAND_OFFS);
+            }
         }
     }
 
@@ -93,5 +119,12 @@ public class InhibitBenchmark {
             throw new IllegalStateException(attached.toString());
         }
         return Trees.ask(system, group.ref, VfioGroupActor.Detach::new);
+    }
+
+    /** The same two asks along bare chains of the same hand-offs between the same dispatchers, no work. */
+    @Benchmark
+    public Object bareAttachAndDetach(Group group) {
+        group.attach.run();
+        return group.detach.run();
     }
 }

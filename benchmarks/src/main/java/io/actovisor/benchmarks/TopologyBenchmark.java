@@ -29,9 +29,14 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * Topology throughput: N one-page RAM regions added and then removed, through AddressSpaceActor and a
- * VfioContainerActor on the model IOMMU, each commit acknowledged; against {@link LockedTopology} doing the same
- * bookkeeping under one lock. One operation = add all N and remove all N.
+ * Topology throughput over N one-page RAM regions (none adjacent: every region is its own section and IOMMU
+ * mapping), through AddressSpaceActor and a VfioContainerActor on the model IOMMU, each commit acknowledged;
+ * against {@link LockedTopology} doing the same bookkeeping under one lock, with the same incremental flat view
+ * ({@code lockedIncremental*}) and with the whole rebuild and diff of QEMU ({@code lockedRebuild*}).
+ *
+ * <p>{@code *OneCommit}: one operation = add all N in one commit, remove all N in another. {@code *SingleCommit}:
+ * the N regions stay mapped; one operation = one commit that adds or removes one more region in a gap between them
+ * (alternately), so ops/s at N = 10,000 against N = 1,000 shows what a commit costs as the space grows.
  */
 @State(Scope.Benchmark)
 @Fork(value = 1, jvmArgsAppend = {"-Xmx2g"})
@@ -45,15 +50,25 @@ public class TopologyBenchmark {
     private ActorRef<AddressSpaceActor.Command> space;
     private HostMemory memory;
     private List<MemoryRegion> all;
-    private LockedTopology locked;
+    private List<MemoryRegion> extra;
+    private LockedTopology incremental;
+    private LockedTopology rebuild;
+    private boolean actorsPopulated;
+    private int actorsNext;
+    private int incrementalNext;
+    private int rebuildNext;
 
     @Setup(Level.Trial)
     public void setUp() {
-        memory = HostMemory.anonymous("bench-topology", (long) regions * 4096);
+        memory = HostMemory.anonymous("bench-topology", (long) regions * 2 * 4096);
         all = new ArrayList<>();
+        extra = new ArrayList<>();
         for (int i = 0; i < regions; i++) {
             // A gap between regions, so no two are neighbours and every region is its own section and mapping.
-            all.add(MemoryRegion.ram("r" + i, AddressRange.of(2L * i * 4096, 4096), memory, (long) i * 4096));
+            all.add(MemoryRegion.ram("r" + i, AddressRange.of(4L * i * 4096, 4096), memory, (long) i * 4096));
+            // A region for the gap, for the single commits.
+            extra.add(MemoryRegion.ram("x" + i, AddressRange.of((4L * i + 2) * 4096, 4096), memory,
+                    (long) (regions + i) * 4096));
         }
         system = Trees.system("topology");
         space = system.systemActorOf(AddressSpaceActor.create("bench"), "memory", Props.empty());
@@ -65,7 +80,10 @@ public class TopologyBenchmark {
         if (!(attached instanceof VfioContainerActor.GroupAttached)) {
             throw new IllegalStateException("container did not attach: " + attached);
         }
-        locked = new LockedTopology(ModelIommu.create(65535));
+        incremental = LockedTopology.incremental(ModelIommu.create(65535));
+        rebuild = LockedTopology.wholeRebuild(ModelIommu.create(65535));
+        incremental.commit(all, List.of());
+        rebuild.commit(all, List.of());
     }
 
     @TearDown(Level.Trial)
@@ -83,54 +101,74 @@ public class TopologyBenchmark {
         return result;
     }
 
+    private List<AddressSpaceActor.RegionChange> addAll() {
+        return all.stream().<AddressSpaceActor.RegionChange>map(AddressSpaceActor.AddRegion::new).toList();
+    }
+
     @Benchmark
     @BenchmarkMode(Mode.Throughput)
     @OutputTimeUnit(TimeUnit.SECONDS)
     public Object actorsOneCommit() {
-        List<AddressSpaceActor.RegionChange> add = new ArrayList<>();
-        List<AddressSpaceActor.RegionChange> remove = new ArrayList<>();
-        for (MemoryRegion r : all) {
-            add.add(new AddressSpaceActor.AddRegion(r));
-            remove.add(new AddressSpaceActor.RemoveRegion(r.name()));
+        if (actorsPopulated) { // the single-commit benchmark of the same trial left the N regions mapped
+            commit(all.stream().<AddressSpaceActor.RegionChange>map(r -> new AddressSpaceActor.RemoveRegion(
+                    r.name())).toList());
+            actorsPopulated = false;
         }
-        commit(add);
-        return commit(remove);
+        commit(addAll());
+        return commit(all.stream().<AddressSpaceActor.RegionChange>map(r -> new AddressSpaceActor.RemoveRegion(
+                r.name())).toList());
     }
 
     @Benchmark
     @BenchmarkMode(Mode.Throughput)
     @OutputTimeUnit(TimeUnit.SECONDS)
-    public Object actorsSingleCommits() {
-        Object last = null;
-        for (MemoryRegion r : all) {
-            last = commit(List.of(new AddressSpaceActor.AddRegion(r)));
-        }
-        for (MemoryRegion r : all) {
-            last = commit(List.of(new AddressSpaceActor.RemoveRegion(r.name())));
-        }
-        return last;
-    }
-
-    @Benchmark
-    @BenchmarkMode(Mode.Throughput)
-    @OutputTimeUnit(TimeUnit.SECONDS)
-    public int lockedOneCommit() {
+    public int lockedIncrementalOneCommit() {
+        LockedTopology fresh = LockedTopology.incremental(ModelIommu.create(65535));
         List<String> names = all.stream().map(MemoryRegion::name).toList();
-        locked.commit(all, List.of());
-        return locked.commit(List.of(), names);
+        fresh.commit(all, List.of());
+        return fresh.commit(List.of(), names);
     }
 
     @Benchmark
     @BenchmarkMode(Mode.Throughput)
     @OutputTimeUnit(TimeUnit.SECONDS)
-    public int lockedSingleCommits() {
-        int n = 0;
-        for (MemoryRegion r : all) {
-            n += locked.commit(List.of(r), List.of());
+    public int lockedRebuildOneCommit() {
+        LockedTopology fresh = LockedTopology.wholeRebuild(ModelIommu.create(65535));
+        List<String> names = all.stream().map(MemoryRegion::name).toList();
+        fresh.commit(all, List.of());
+        return fresh.commit(List.of(), names);
+    }
+
+    @Benchmark
+    @BenchmarkMode(Mode.Throughput)
+    @OutputTimeUnit(TimeUnit.SECONDS)
+    public Object actorsSingleCommit() {
+        if (!actorsPopulated) {
+            commit(addAll());
+            actorsPopulated = true;
         }
-        for (MemoryRegion r : all) {
-            n += locked.commit(List.of(), List.of(r.name()));
-        }
-        return n;
+        int step = actorsNext++;
+        MemoryRegion r = extra.get((step >> 1) % regions);
+        return commit(List.of((step & 1) == 0 ? new AddressSpaceActor.AddRegion(r)
+                : new AddressSpaceActor.RemoveRegion(r.name())));
+    }
+
+    @Benchmark
+    @BenchmarkMode(Mode.Throughput)
+    @OutputTimeUnit(TimeUnit.SECONDS)
+    public int lockedIncrementalSingleCommit() {
+        return single(incremental, incrementalNext++);
+    }
+
+    @Benchmark
+    @BenchmarkMode(Mode.Throughput)
+    @OutputTimeUnit(TimeUnit.SECONDS)
+    public int lockedRebuildSingleCommit() {
+        return single(rebuild, rebuildNext++);
+    }
+
+    private int single(LockedTopology locked, int step) {
+        MemoryRegion r = extra.get((step >> 1) % regions);
+        return (step & 1) == 0 ? locked.commit(List.of(r), List.of()) : locked.commit(List.of(), List.of(r.name()));
     }
 }

@@ -23,17 +23,38 @@ import java.util.TreeSet;
 public final class FlatView {
     private static final FlatView EMPTY = new FlatView(List.of());
 
+    // Sections by base address in a persistent tree: FlatViewEditor derives a new view from an old one in
+    // O(k log n) for k changes, sharing everything else; sections is a read-only list view of the tree.
+    private final FlatViewTree<Section> tree;
     private final List<Section> sections;
 
     private FlatView(List<Section> sections) {
-        this.sections = List.copyOf(sections);
+        FlatViewTree<Section> t = null;
+        for (Section s : sections) {
+            t = FlatViewTree.merge(t, FlatViewTree.leaf(s.range().base(), s));
+        }
+        this.tree = t;
+        this.sections = FlatViewTree.values(t);
+    }
+
+    FlatView(FlatViewTree<Section> tree) {
+        this.tree = tree;
+        this.sections = FlatViewTree.values(tree);
+    }
+
+    FlatViewTree<Section> tree() {
+        return tree;
     }
 
     public static FlatView empty() {
         return EMPTY;
     }
 
-    /** Flatten {@code regions}, in insertion order (which decides ties of priority). O(n log n). */
+    /**
+     * Flatten {@code regions}, in insertion order (which decides ties of priority). O(n log n): the whole view is
+     * rebuilt, as QEMU does on every commit. {@link FlatViewEditor} derives the same view incrementally; this stays
+     * the reference it is tested against.
+     */
     public static FlatView of(List<MemoryRegion> regions) {
         if (regions.isEmpty()) {
             return EMPTY;
@@ -90,27 +111,16 @@ public final class FlatView {
         out.add(piece);
     }
 
-    /** The sections in address order. */
+    /** The sections in address order (a read-only list; {@code get(i)} is O(log n), iteration O(n)). */
     public List<Section> sections() {
         return sections;
     }
 
     /** The section that answers {@code gpa}, if any. O(log n). */
     public Optional<Section> sectionAt(GuestAddress gpa) {
-        int lo = 0;
-        int hi = sections.size() - 1;
-        while (lo <= hi) {
-            int mid = (lo + hi) >>> 1;
-            Section s = sections.get(mid);
-            if (Long.compareUnsigned(gpa.value(), s.range().base()) < 0) {
-                hi = mid - 1;
-            } else if (Long.compareUnsigned(gpa.value(), s.range().last()) > 0) {
-                lo = mid + 1;
-            } else {
-                return Optional.of(s);
-            }
-        }
-        return Optional.empty();
+        FlatViewTree<Section> floor = FlatViewTree.floor(tree, gpa.value());
+        return floor != null && floor.value.range().contains(gpa.value()) ? Optional.of(floor.value)
+                : Optional.empty();
     }
 
     /** The sections of the given kinds. */
@@ -121,7 +131,8 @@ public final class FlatView {
     /**
      * What changed from {@code before} to {@code after}: the sections of {@code before} that are not in
      * {@code after} exactly (same range, region and offset) are removed, those of {@code after} not in
-     * {@code before} are added. A listener applies the removals first, then the additions.
+     * {@code before} are added. A listener applies the removals first, then the additions. O(n): compares the
+     * views whole (the reference for {@link FlatViewEditor}'s incremental diff).
      */
     public static Diff diff(FlatView before, FlatView after) {
         Set<Section> old = new HashSet<>(before.sections);

@@ -2,14 +2,13 @@ package io.actovisor.actors.memory;
 
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.memory.FlatView;
+import io.actovisor.memory.FlatViewEditor;
 import io.actovisor.memory.MemoryRegion;
 import io.actovisor.memory.Section;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -157,7 +156,7 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
         final long commitId;
         final Command origin;
         final FlatView newView;
-        final Map<String, MemoryRegion> newRegions;
+        final FlatViewEditor.Staged staged; // null for a subscription's initial update
         final FlatView.Diff diff;
         final List<Listener> targets;
         final List<Listener> applied = new ArrayList<>();
@@ -168,12 +167,12 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
         String failedListener;
         String failure;
 
-        InFlight(long commitId, Command origin, FlatView newView, Map<String, MemoryRegion> newRegions,
+        InFlight(long commitId, Command origin, FlatView newView, FlatViewEditor.Staged staged,
                 FlatView.Diff diff, List<Listener> targets) {
             this.commitId = commitId;
             this.origin = origin;
             this.newView = newView;
-            this.newRegions = newRegions;
+            this.staged = staged;
             this.diff = diff;
             this.targets = targets;
         }
@@ -189,7 +188,8 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
     private final StashBuffer<Command> stash;
     private final TimerScheduler<Command> timers;
     private final ActorRef<MemoryListener.Reply> replyAdapter;
-    private final Map<String, MemoryRegion> regions = new LinkedHashMap<>();
+    // The regions and the flat view, updated incrementally: a commit of k changes costs O(k log n).
+    private final FlatViewEditor regions = new FlatViewEditor();
     private final List<Listener> listeners = new ArrayList<>();
     private FlatView view = FlatView.empty();
     private long commitId;
@@ -237,29 +237,21 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
             return this;
         }
         long id = ++commitId;
-        Map<String, MemoryRegion> next = new LinkedHashMap<>(regions);
-        List<String> problems = new ArrayList<>();
-        for (RegionChange change : commit.changes()) {
-            if (change instanceof AddRegion add) {
-                if (next.putIfAbsent(add.region().name(), add.region()) != null) {
-                    problems.add("region '" + add.region().name() + "' already exists in address space " + name);
-                }
-            } else if (change instanceof RemoveRegion remove && next.remove(remove.name()) == null) {
-                problems.add("region '" + remove.name() + "' does not exist in address space " + name);
-            }
-        }
-        if (!problems.isEmpty()) {
-            String reason = "commit " + id + " refused: " + String.join("; ", problems);
+        FlatViewEditor.Staged staged = regions.stage(commit.changes().stream().map(c -> c instanceof AddRegion add
+                ? new FlatViewEditor.Add(add.region()) : new FlatViewEditor.Remove(((RemoveRegion) c).name()))
+                .toList());
+        if (!staged.isValid()) {
+            String reason = "commit " + id + " refused: " + staged.problems().stream()
+                    .map(p -> p + " in address space " + name).collect(java.util.stream.Collectors.joining("; "));
             getContext().getLog().warn(reason);
             commit.replyTo().tell(new CommitFailed(id, SELF, reason));
             ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.TopologyRefused(name, id, SELF,
                     reason));
             return this;
         }
-        FlatView newView = FlatView.of(List.copyOf(next.values()));
-        FlatView.Diff diff = FlatView.diff(view, newView);
+        FlatView.Diff diff = staged.diff();
         List<Listener> targets = diff.isEmpty() ? List.of() : List.copyOf(listeners);
-        inFlight = new InFlight(id, commit, newView, next, diff, targets);
+        inFlight = new InFlight(id, commit, staged.view(), staged, diff, targets);
         return advance();
     }
 
@@ -277,7 +269,7 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
                 subscribe.owner());
         watchOwner(subscribe.owner());
         FlatView.Diff all = FlatView.diff(FlatView.empty(), view);
-        inFlight = new InFlight(commitId, subscribe, view, regions, all, List.of(listener));
+        inFlight = new InFlight(commitId, subscribe, view, null, all, List.of(listener));
         return advance();
     }
 
@@ -296,7 +288,7 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
     }
 
     private Behavior<Command> onGetView(GetView get) {
-        get.replyTo().tell(new View(name, commitId, view, List.copyOf(regions.values()),
+        get.replyTo().tell(new View(name, commitId, view, regions.regions(),
                 listeners.stream().map(Listener::name).toList()));
         return this;
     }
@@ -412,13 +404,13 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
         inFlight = null;
         if (f.origin instanceof Commit commit) {
             if (f.failure == null) {
-                regions.clear();
-                regions.putAll(f.newRegions);
+                regions.accept(f.staged);
                 view = f.newView;
                 commit.replyTo().tell(new Committed(f.commitId, f.diff.removed().size(), f.diff.added().size()));
                 ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.TopologyCommitted(name,
                         f.commitId, f.diff.removed().size(), f.diff.added().size(), f.targets.size()));
             } else {
+                regions.reject(f.staged);
                 commit.replyTo().tell(new CommitFailed(f.commitId, f.failedListener, f.failure));
                 ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.TopologyRefused(name,
                         f.commitId, f.failedListener, f.failure));
