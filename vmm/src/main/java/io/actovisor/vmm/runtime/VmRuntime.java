@@ -331,7 +331,7 @@ public final class VmRuntime implements VmManagement {
     @Override
     public CompletionStage<VmMetrics> metrics() {
         // vCPU counters are read directly: a vCPU's thread is inside the guest and cannot answer a message.
-        List<VcpuCounters> vcpus = components.vcpus().stream().map(v -> new VcpuCounters(v.vcpu().id(),
+        List<VcpuCounters> vcpus = components.vcpus().stream().map(v -> new VcpuCounters(v.id(),
                 v.counters().snapshot(), v.counters().unclaimed())).toList();
         CompletableFuture<VmInfo> info = vm().toCompletableFuture();
         CompletableFuture<VfioState> vfio = vfio().toCompletableFuture();
