@@ -53,7 +53,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     public static final int LISTENER_PRIORITY = 100;
 
     /** What a balloon accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** Set the balloon's target size in bytes (how much memory the guest should give up). */

@@ -41,7 +41,7 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.Command> {
 
     /** What an address space accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** One change inside a commit. */

@@ -54,7 +54,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     public static final int LISTENER_PRIORITY = 10;
 
     /** What a container accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** Attach the group {@code groupId} (whose actor is {@code group}, watched while attached). */

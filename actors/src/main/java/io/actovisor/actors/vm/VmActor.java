@@ -56,7 +56,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
     /** What a VM accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** Build the tree and start the VM. */
