@@ -79,7 +79,13 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     /** The guest driver gives up 4 KiB page frames {@code frames} (guest-physical address / 4096). */
     public record Inflate(long[] frames, ActorRef<InflateResult> replyTo) implements Command {
         public Inflate {
-            Objects.requireNonNull(frames, "frames");
+            frames = Objects.requireNonNull(frames, "frames").clone();
+        }
+
+        /** A copy: the message stays as sent. */
+        @Override
+        public long[] frames() {
+            return frames.clone();
         }
     }
 
@@ -110,7 +116,13 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     /** The guest driver takes back frames {@code frames}; their contents are whatever the guest finds there. */
     public record Deflate(long[] frames, ActorRef<DeflateResult> replyTo) implements Command {
         public Deflate {
-            Objects.requireNonNull(frames, "frames");
+            frames = Objects.requireNonNull(frames, "frames").clone();
+        }
+
+        /** A copy: the message stays as sent. */
+        @Override
+        public long[] frames() {
+            return frames.clone();
         }
     }
 

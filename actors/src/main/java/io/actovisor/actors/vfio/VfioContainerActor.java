@@ -136,6 +136,15 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
 
     /** Device DMA: write {@code data} at {@code iova} through the IOMMU. */
     public record DmaWrite(long iova, byte[] data, ActorRef<DmaResult> replyTo) implements Command {
+        public DmaWrite {
+            data = java.util.Objects.requireNonNull(data, "data").clone();
+        }
+
+        /** A copy: the message stays as sent. */
+        @Override
+        public byte[] data() {
+            return data.clone();
+        }
     }
 
     /** Run {@code work} with the open IOMMU on the container's thread (audits, tests); refused when none is open. */
