@@ -107,6 +107,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public record GetGuest(ActorRef<GuestInfo> replyTo) implements Command {
     }
 
+    /** Ask for the VM's virtio-balloon device (the device whose role is {@code VIRTIO_BALLOON}), if it has one. */
+    public record GetBalloonDevice(ActorRef<BalloonDevice> replyTo) implements Command {
+    }
+
+    /** The VM's virtio-balloon device; empty when the VM has none or has not spawned its devices yet. */
+    public record BalloonDevice(Optional<ActorRef<DeviceIo.Command>> device) {
+    }
+
     /** How a VM's guest is doing. */
     public enum GuestState {
         /** No guest runs (not started yet, or a VM without a guest). */
@@ -227,6 +235,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(LinuxReported.class, this::onLinuxReported)
                 .onMessage(ScriptedGuestReported.class, this::onScriptedGuestReported)
                 .onMessage(GetGuest.class, this::onGetGuest)
+                .onMessage(GetBalloonDevice.class, this::onGetBalloonDevice)
                 .onMessage(Pause.class, this::onPause)
                 .onMessage(DiscardFailStop.class, this::onDiscardFailStop)
                 .onMessage(Resume.class, this::onResume)
@@ -456,6 +465,13 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         getContext().getLog().info("VM {}: the scripted guest halted after {} rounds; shutting down", topology.name(),
                 halted.rounds());
         return stopAll();
+    }
+
+    private Behavior<Command> onGetBalloonDevice(GetBalloonDevice get) {
+        get.replyTo().tell(new BalloonDevice(topology.devices().stream()
+                .filter(d -> d.role() == VmTopology.Device.Role.VIRTIO_BALLOON)
+                .map(d -> devices.get(d.name())).filter(Objects::nonNull).findFirst()));
+        return this;
     }
 
     private Behavior<Command> onGetGuest(GetGuest get) {
