@@ -440,9 +440,4 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
         }
         return stash.unstashAll(this);
     }
-
-    /** Sections of {@code sections} that are RAM or ROM: what IOMMUs and memory slots mirror. */
-    public static List<Section> memorySections(List<Section> sections) {
-        return sections.stream().filter(s -> s.kind().isMemory()).toList();
-    }
 }
