@@ -46,7 +46,7 @@ public final class MemoryController extends AbstractBehavior<MemoryController.Co
     private static final long PAGE = 4096;
 
     /** What the controller accepts. */
-    public interface Command extends ClusterSerializable {
+    public sealed interface Command extends ClusterSerializable {
     }
 
     /** Place and record a new VM ({@code vm.node()} is ignored). */

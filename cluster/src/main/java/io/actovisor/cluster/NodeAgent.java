@@ -24,7 +24,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 public final class NodeAgent extends AbstractBehavior<NodeAgent.Command> {
 
     /** What the agent accepts (local messages only). */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** A VM entity's VM has started here. */

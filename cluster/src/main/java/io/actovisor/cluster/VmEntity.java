@@ -44,7 +44,7 @@ public final class VmEntity {
     public static final EntityTypeKey<Command> TYPE_KEY = EntityTypeKey.create(Command.class, "vm");
 
     /** What a VM entity accepts. */
-    public interface Command extends ClusterSerializable {
+    public sealed interface Command extends ClusterSerializable {
     }
 
     /** Start the VM if it is not running; answered when it runs (200) or failed. */

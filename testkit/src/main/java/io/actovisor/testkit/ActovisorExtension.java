@@ -39,7 +39,6 @@ public final class ActovisorExtension implements BeforeAllCallback, AfterAllCall
                   executor = "thread-pool-executor"
                   thread-pool-executor.fixed-pool-size = 1
                 }
-                actovisor.dispatchers.vcpu.thread-pool-executor.fixed-pool-size = 1
                 actovisor.dispatchers.blocking-io.thread-pool-executor.fixed-pool-size = 1
                 """).withFallback(base);
     }

@@ -1,5 +1,6 @@
 package io.actovisor.actors.balloon;
 
+import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.memory.MemoryListener;
@@ -52,7 +53,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     public static final int LISTENER_PRIORITY = 100;
 
     /** What a balloon accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** Set the balloon's target size in bytes (how much memory the guest should give up). */
@@ -78,7 +79,13 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     /** The guest driver gives up 4 KiB page frames {@code frames} (guest-physical address / 4096). */
     public record Inflate(long[] frames, ActorRef<InflateResult> replyTo) implements Command {
         public Inflate {
-            Objects.requireNonNull(frames, "frames");
+            frames = Objects.requireNonNull(frames, "frames").clone();
+        }
+
+        /** A copy: the message stays as sent. */
+        @Override
+        public long[] frames() {
+            return frames.clone();
         }
     }
 
@@ -109,7 +116,13 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     /** The guest driver takes back frames {@code frames}; their contents are whatever the guest finds there. */
     public record Deflate(long[] frames, ActorRef<DeflateResult> replyTo) implements Command {
         public Deflate {
-            Objects.requireNonNull(frames, "frames");
+            frames = Objects.requireNonNull(frames, "frames").clone();
+        }
+
+        /** A copy: the message stays as sent. */
+        @Override
+        public long[] frames() {
+            return frames.clone();
         }
     }
 
@@ -173,19 +186,23 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     private record SubscriptionDone(AddressSpaceActor.SubscribeResult result) implements Command {
     }
 
-    /** How long the balloon waits for its discard manager; without an answer it discards nothing. */
-    static final java.time.Duration DECISION_TIMEOUT = java.time.Duration.ofSeconds(5);
+    /**
+     * How long the balloon waits for its discard manager by default ({@code DeviceTimeouts.balloonDecision()});
+     * without an answer it discards nothing.
+     */
+    static final java.time.Duration DECISION_TIMEOUT = DeviceTimeouts.DEFAULT.balloonDecision();
     /**
      * How long a deflate waits for its blocks to be mapped again: longer than the manager's remap attempts, shorter
-     * than the virtio device's wait on the balloon.
+     * than the virtio device's wait on the balloon ({@code DeviceTimeouts.balloonReclaim()}, by default).
      */
-    static final java.time.Duration RECLAIM_TIMEOUT = java.time.Duration.ofSeconds(20);
+    static final java.time.Duration RECLAIM_TIMEOUT = DeviceTimeouts.DEFAULT.balloonReclaim();
 
     /** Commands that arrive before the first view; more than this while subscribing is a runaway sender. */
     private static final int SUBSCRIBE_STASH = 10_000;
 
     private final String name;
     private final BalloonSettings settings;
+    private final DeviceTimeouts timeouts;
     private final ActorRef<DiscardManager.Command> discardManager;
     private final StashBuffer<Command> stash;
     /** Guest RAM sections by guest base address, from the address space. */
@@ -204,6 +221,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         super(context);
         this.name = name;
         this.settings = settings;
+        this.timeouts = DeviceTimeouts.of(context.getSystem());
         this.discardManager = discardManager;
         this.stash = stash;
         if (settings.unsafeIgnoreInhibitor()) {
@@ -320,7 +338,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             inflate.replyTo().tell(new InflateResult(0, 0, 0, 0, pending.rejected()));
             return this;
         }
-        getContext().ask(DiscardManager.Decision.class, discardManager, DECISION_TIMEOUT,
+        getContext().ask(DiscardManager.Decision.class, discardManager, timeouts.balloonDecision(),
                 replyTo -> new DiscardManager.RequestDiscard(getContext().getSelf(),
                         pieces.stream().map(Piece::guest).toList(), pending.pages(), replyTo),
                 (decision, failure) -> new Decided(pending, decision, failure));
@@ -426,7 +444,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         long[] frames = java.util.Arrays.copyOf(taken, (int) returned);
         PendingDeflate pending = new PendingDeflate(deflate.replyTo(), frames, List.copyOf(notInflated));
         // A discarded block the frames touch is mapped again in every coordinated container before the answer.
-        getContext().ask(DiscardManager.ReclaimResult.class, discardManager, RECLAIM_TIMEOUT,
+        getContext().ask(DiscardManager.ReclaimResult.class, discardManager, timeouts.balloonReclaim(),
                 replyTo -> new DiscardManager.Reclaim(FrameRuns.coalesce(frames), replyTo),
                 (result, failure) -> new Reclaimed(pending, result, failure));
         return reclaiming();
@@ -468,7 +486,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     }
 
     private Behavior<Command> onGetStatus(GetStatus get) {
-        getContext().ask(DiscardState.class, discardManager, DECISION_TIMEOUT, DiscardManager.GetState::new,
+        getContext().ask(DiscardState.class, discardManager, timeouts.balloonDecision(), DiscardManager.GetState::new,
                 (state, failure) -> new StatusReady(get.replyTo(), state, failure));
         return this;
     }

@@ -4,7 +4,9 @@ import com.typesafe.config.Config;
 import java.time.Duration;
 
 /**
- * The host side of a balloon, read from {@code actovisor.balloon} (see reference.conf).
+ * The host side of a balloon. {@link #create} reads {@code actovisor.balloon} (see reference.conf): the drain
+ * timeout. Whether to ignore the inhibitors belongs to each VM's definition
+ * ({@code actovisor.vm.balloon.unsafe-ignore-inhibitor}), which sets it with {@link #withUnsafeIgnoreInhibitor}.
  *
  * @param unsafeIgnoreInhibitor discard even while VFIO groups hold inhibitors. Devices that pinned the discarded
  *                              pages then read stale memory: only for reproducing that bug
@@ -15,10 +17,10 @@ public record BalloonSettings(boolean unsafeIgnoreInhibitor, Duration drainTimeo
     /** The safe defaults: inhibitors honoured, 10 s drain timeout. */
     public static final BalloonSettings DEFAULT = new BalloonSettings(false, Duration.ofSeconds(10));
 
-    /** Settings from the {@code actovisor.balloon} subtree of {@code config}. */
+    /** Settings from the {@code actovisor.balloon} subtree of {@code config}; inhibitors honoured. */
     public static BalloonSettings create(Config config) {
         Config c = config.getConfig("actovisor.balloon");
-        return new BalloonSettings(c.getBoolean("unsafe-ignore-inhibitor"), c.getDuration("drain-timeout"));
+        return new BalloonSettings(false, c.getDuration("drain-timeout"));
     }
 
     public BalloonSettings withUnsafeIgnoreInhibitor(boolean unsafe) {

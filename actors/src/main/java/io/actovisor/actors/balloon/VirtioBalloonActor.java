@@ -1,6 +1,7 @@
 package io.actovisor.actors.balloon;
 
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.devices.balloon.BalloonStatistics;
 import io.actovisor.devices.balloon.VirtioBalloon;
@@ -80,6 +81,8 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private long deflateCount;
     private long statsUpdates;
     private final Optional<io.actovisor.devices.kvm.IrqLine> irq;
+    // Its waits on the balloon and the discard manager: shorter than a vCPU's wait on this device.
+    private final DeviceTimeouts timeouts;
 
     private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemory memory,
             ActorRef<BalloonActor.Command> balloon, Optional<ActorRef<DiscardManager.Command>> discardManager,
@@ -93,6 +96,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         this.device = new VirtioBalloon(deflateOnOom);
         this.mmio = new VirtioMmio("virtio-balloon", device, memory);
         this.stash = stash;
+        this.timeouts = DeviceTimeouts.of(context.getSystem());
         balloon.tell(new BalloonActor.WatchTarget(context.messageAdapter(Long.class, TargetChanged::new)));
     }
 
@@ -230,11 +234,11 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         busy = true;
         if (queue == VirtioBalloon.INFLATE_QUEUE) {
             inflateCount++;
-            getContext().ask(BalloonActor.InflateResult.class, balloon, Duration.ofSeconds(30),
+            getContext().ask(BalloonActor.InflateResult.class, balloon, timeouts.deviceOnBalloon(),
                     r -> new BalloonActor.Inflate(pfns, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
         } else {
             deflateCount++;
-            getContext().ask(BalloonActor.DeflateResult.class, balloon, Duration.ofSeconds(30),
+            getContext().ask(BalloonActor.DeflateResult.class, balloon, timeouts.deviceOnBalloon(),
                     r -> new BalloonActor.Deflate(pfns, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
         }
     }
@@ -248,7 +252,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         boolean mustTellHost = !reset && (mmio.negotiatedFeatures() & VirtioBalloon.F_MUST_TELL_HOST) != 0;
         manager.tell(new DiscardManager.SetGuestContract(mustTellHost));
         busy = true;
-        getContext().ask(DiscardManager.ReclaimResult.class, manager, Duration.ofSeconds(25),
+        getContext().ask(DiscardManager.ReclaimResult.class, manager, timeouts.deviceRestore(),
                 DiscardManager.RestoreAll::new, (result, failure) -> new BlocksRestored(replyTo, result == null
                         ? "the discard manager did not answer: " + failure.getMessage()
                         : result instanceof DiscardManager.ReclaimFailed failed ? failed.reason() : null));

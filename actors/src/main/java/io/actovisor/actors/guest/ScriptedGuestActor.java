@@ -40,7 +40,7 @@ import org.slf4j.LoggerFactory;
  */
 public final class ScriptedGuestActor extends AbstractBehavior<ScriptedGuestActor.Command> {
     /** What a scripted guest accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** Ask for the guest's status. */

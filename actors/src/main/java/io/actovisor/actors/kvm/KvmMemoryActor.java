@@ -31,7 +31,7 @@ public final class KvmMemoryActor extends AbstractBehavior<KvmMemoryActor.Comman
     private static final String NAME = "kvm-memory";
 
     /** What the actor accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** Ask for the current slots. */

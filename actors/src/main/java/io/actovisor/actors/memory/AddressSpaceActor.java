@@ -40,7 +40,7 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.Command> {
 
     /** What an address space accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** One change inside a commit. */
@@ -431,10 +431,5 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
             }
         }
         return stash.unstashAll(this);
-    }
-
-    /** Sections of {@code sections} that are RAM or ROM: what IOMMUs and memory slots mirror. */
-    public static List<Section> memorySections(List<Section> sections) {
-        return sections.stream().filter(s -> s.kind().isMemory()).toList();
     }
 }

@@ -54,7 +54,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     public static final int LISTENER_PRIORITY = 10;
 
     /** What a container accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** Attach the group {@code groupId} (whose actor is {@code group}, watched while attached). */
@@ -136,6 +136,15 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
 
     /** Device DMA: write {@code data} at {@code iova} through the IOMMU. */
     public record DmaWrite(long iova, byte[] data, ActorRef<DmaResult> replyTo) implements Command {
+        public DmaWrite {
+            data = java.util.Objects.requireNonNull(data, "data").clone();
+        }
+
+        /** A copy: the message stays as sent. */
+        @Override
+        public byte[] data() {
+            return data.clone();
+        }
     }
 
     /** Run {@code work} with the open IOMMU on the container's thread (audits, tests); refused when none is open. */

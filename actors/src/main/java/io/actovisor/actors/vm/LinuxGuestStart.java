@@ -1,8 +1,9 @@
 package io.actovisor.actors.vm;
 
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.kvm.IoMap;
-import io.actovisor.actors.kvm.VcpuActor;
+import io.actovisor.actors.kvm.VcpuHandle;
 import io.actovisor.actors.linux.ConsoleActor;
 import io.actovisor.actors.linux.I8042Actor;
 import io.actovisor.actors.linux.LinuxGuest;
@@ -53,11 +54,11 @@ final class LinuxGuestStart {
                 guest.vcpus(), linux.acpiDevices());
     }
 
-    /** Spawn the devices and vCPUs and start them; returns the vCPUs' controls. */
-    static List<VcpuActor.Control> start(ActorContext<VmActor.Command> context, VmTopology topology,
+    /** Spawn the devices and vCPUs and start them; returns the vCPUs' handles. */
+    static List<VcpuHandle> start(ActorContext<VmActor.Command> context, VmTopology topology,
             VmTopology.Guest guest, Kvm kvm, KvmVm vm, LinuxBoot.Loaded loaded, VmActor.Components components,
             Map<String, ActorRef<DeviceIo.Command>> devices, ActorRef<LinuxGuestEvent> linuxObserver,
-            ActorRef<VcpuActor.Event> vcpuObserver) {
+            ActorRef<VcpuHandle.Event> vcpuObserver) {
         LinuxGuest linux = guest.linux().orElseThrow();
         List<IoMap.Entry> io = new ArrayList<>();
         ActorRef<DeviceIo.Command> console = context.spawn(ConsoleActor.create("com1", topology.name(),
@@ -88,26 +89,31 @@ final class LinuxGuestStart {
         }
         IoMap map = new IoMap(io);
         CpuidEntries cpuid = kvm.supportedCpuid();
-        List<VcpuActor.Control> vcpus = new ArrayList<>();
-        for (int id = 0; id < guest.vcpus(); id++) {
-            KvmVcpu vcpu = vm.createVcpu(id);
-            try {
-                if (id == 0) {
-                    LinuxBoot.enter(vcpu, LinuxBoot.cpuid(cpuid, 0), loaded);
-                } else {
-                    vcpu.setCpuid(LinuxBoot.cpuid(cpuid, id));
-                    LinuxBoot.setMsrs(vcpu);
+        List<VcpuHandle> vcpus = new ArrayList<>();
+        DeviceTimeouts timeouts = DeviceTimeouts.of(context.getSystem());
+        try {
+            for (int id = 0; id < guest.vcpus(); id++) {
+                KvmVcpu vcpu = vm.createVcpu(id);
+                try {
+                    if (id == 0) {
+                        LinuxBoot.enter(vcpu, LinuxBoot.cpuid(cpuid, 0), loaded);
+                    } else {
+                        vcpu.setCpuid(LinuxBoot.cpuid(cpuid, id));
+                        LinuxBoot.setMsrs(vcpu);
+                    }
+                } catch (RuntimeException e) {
+                    vcpu.close();
+                    throw e;
                 }
-            } catch (RuntimeException e) {
-                vcpu.close();
-                throw e;
+                vcpus.add(VcpuHandle.spawn(vcpu, map, vcpuObserver, context.getSystem().scheduler(), timeouts,
+                        topology.name() + "-" + id));
             }
-            VcpuActor.ExitCounters counters = new VcpuActor.ExitCounters();
-            ActorRef<VcpuActor.Command> ref = context.spawn(VcpuActor.create(vcpu, map, vcpuObserver, counters),
-                    "vcpu-" + id, VcpuActor.DISPATCHER);
-            vcpus.add(new VcpuActor.Control(ref, vcpu, counters));
+        } catch (RuntimeException e) {
+            // The VM never sees these handles: their threads end here, closing their vCPUs.
+            vcpus.forEach(VcpuHandle::stop);
+            throw e;
         }
-        vcpus.forEach(v -> v.ref().tell(VcpuActor.Run.INSTANCE));
+        vcpus.forEach(VcpuHandle::start);
         LOG.info("VM {}: Linux {} entered at 0x{} with {} vCPUs, initrd {} bytes at 0x{}",
                 topology.name(), linux.kernel().source(), Long.toHexString(loaded.entry()), guest.vcpus(),
                 loaded.initrdSize(), Long.toHexString(loaded.initrdAddress()));

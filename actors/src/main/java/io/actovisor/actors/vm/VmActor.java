@@ -5,13 +5,14 @@ import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.guest.ScriptedGuestActor;
 import io.actovisor.actors.kvm.DelayPortActor;
 import io.actovisor.actors.kvm.IoMap;
 import io.actovisor.actors.kvm.KvmMemoryActor;
 import io.actovisor.actors.kvm.ReportPortActor;
 import io.actovisor.actors.kvm.SerialActor;
-import io.actovisor.actors.kvm.VcpuActor;
+import io.actovisor.actors.kvm.VcpuHandle;
 import io.actovisor.devices.kvm.BootLayout;
 import io.actovisor.devices.kvm.Kvm;
 import io.actovisor.devices.kvm.KvmVcpu;
@@ -55,7 +56,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
     /** What a VM accepts. */
-    public interface Command {
+    public sealed interface Command {
     }
 
     /** Build the tree and start the VM. */
@@ -106,6 +107,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public record GetGuest(ActorRef<GuestInfo> replyTo) implements Command {
     }
 
+    /** Ask for the VM's virtio-balloon device (the device whose role is {@code VIRTIO_BALLOON}), if it has one. */
+    public record GetBalloonDevice(ActorRef<BalloonDevice> replyTo) implements Command {
+    }
+
+    /** The VM's virtio-balloon device; empty when the VM has none or has not spawned its devices yet. */
+    public record BalloonDevice(Optional<ActorRef<DeviceIo.Command>> device) {
+    }
+
     /** How a VM's guest is doing. */
     public enum GuestState {
         /** No guest runs (not started yet, or a VM without a guest). */
@@ -145,7 +154,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             Optional<ActorRef<BalloonActor.Command>> balloon,
             Map<String, ActorRef<VfioContainerActor.Command>> containers,
             Map<String, ActorRef<VfioGroupActor.Command>> groups,
-            List<VcpuActor.Control> vcpus,
+            List<VcpuHandle> vcpus,
             Map<String, ActorRef<DeviceIo.Command>> devices,
             ActorRef<DiscardManager.Command> discardManager) {
         public Components {
@@ -172,7 +181,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private record SlotsSubscribed(AddressSpaceActor.SubscribeResult result) implements Command {
     }
 
-    private record VcpuReported(VcpuActor.Event event) implements Command {
+    private record VcpuReported(VcpuHandle.Event event) implements Command {
     }
 
     private record LinuxReported(io.actovisor.actors.linux.LinuxGuestEvent event) implements Command {
@@ -183,6 +192,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
     /** How long one start step (the memory commit, one group attach) may take. */
     public static final Duration STEP_TIMEOUT = Duration.ofSeconds(60);
+    /** How long teardown waits for a stopped vCPU thread to end. */
+    private static final Duration VCPU_STOP_WAIT = Duration.ofSeconds(5);
 
     private final VmTopology topology;
     private State state = State.CREATED;
@@ -196,7 +207,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private boolean memoryClosed;
     private Kvm kvm;
     private KvmVm kvmVm;
-    private final List<VcpuActor.Control> vcpus = new ArrayList<>();
+    private final List<VcpuHandle> vcpus = new ArrayList<>();
     private final Map<String, ActorRef<DeviceIo.Command>> devices = new LinkedHashMap<>();
     private io.actovisor.devices.boot.linux.LinuxBoot.Loaded linuxLoaded;
     private GuestInfo guestInfo = new GuestInfo("none", "", GuestState.NONE, Optional.empty());
@@ -224,6 +235,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(LinuxReported.class, this::onLinuxReported)
                 .onMessage(ScriptedGuestReported.class, this::onScriptedGuestReported)
                 .onMessage(GetGuest.class, this::onGetGuest)
+                .onMessage(GetBalloonDevice.class, this::onGetBalloonDevice)
                 .onMessage(Pause.class, this::onPause)
                 .onMessage(DiscardFailStop.class, this::onDiscardFailStop)
                 .onMessage(Resume.class, this::onResume)
@@ -370,7 +382,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         if (guest.linux().isPresent()) {
             ActorRef<io.actovisor.actors.linux.LinuxGuestEvent> linuxObserver = getContext().messageAdapter(
                     io.actovisor.actors.linux.LinuxGuestEvent.class, LinuxReported::new);
-            ActorRef<VcpuActor.Event> observer = getContext().messageAdapter(VcpuActor.Event.class,
+            ActorRef<VcpuHandle.Event> observer = getContext().messageAdapter(VcpuHandle.Event.class,
                     VcpuReported::new);
             vcpus.addAll(LinuxGuestStart.start(getContext(), topology, guest, kvm, kvmVm, linuxLoaded, components(), devices,
                     linuxObserver, observer));
@@ -402,7 +414,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             }
         }
         IoMap map = new IoMap(io);
-        ActorRef<VcpuActor.Event> observer = getContext().messageAdapter(VcpuActor.Event.class, VcpuReported::new);
+        ActorRef<VcpuHandle.Event> observer = getContext().messageAdapter(VcpuHandle.Event.class, VcpuReported::new);
+        DeviceTimeouts timeouts = DeviceTimeouts.of(getContext().getSystem());
         for (int id = 0; id < guest.vcpus(); id++) {
             KvmVcpu vcpu = kvmVm.createVcpu(id);
             try {
@@ -411,12 +424,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 vcpu.close();
                 throw e;
             }
-            VcpuActor.ExitCounters counters = new VcpuActor.ExitCounters();
-            ActorRef<VcpuActor.Command> ref = getContext().spawn(VcpuActor.create(vcpu, map, observer, counters),
-                    "vcpu-" + id, VcpuActor.DISPATCHER);
-            vcpus.add(new VcpuActor.Control(ref, vcpu, counters));
+            vcpus.add(VcpuHandle.spawn(vcpu, map, observer, getContext().getSystem().scheduler(), timeouts,
+                    topology.name() + "-" + id));
         }
-        vcpus.get(0).ref().tell(VcpuActor.Run.INSTANCE);
+        vcpus.get(0).start();
         guestInfo = new GuestInfo("firmware", guest.program(), GuestState.RUNNING, Optional.empty());
         getContext().getLog().info("VM {}: vCPU 0 started the guest program '{}'", topology.name(), guest.program());
     }
@@ -456,16 +467,23 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         return stopAll();
     }
 
+    private Behavior<Command> onGetBalloonDevice(GetBalloonDevice get) {
+        get.replyTo().tell(new BalloonDevice(topology.devices().stream()
+                .filter(d -> d.role() == VmTopology.Device.Role.VIRTIO_BALLOON)
+                .map(d -> devices.get(d.name())).filter(Objects::nonNull).findFirst()));
+        return this;
+    }
+
     private Behavior<Command> onGetGuest(GetGuest get) {
         get.replyTo().tell(guestInfo);
         return this;
     }
 
     private Behavior<Command> onVcpuReported(VcpuReported reported) {
-        if (reported.event() instanceof VcpuActor.Halted halted) {
+        if (reported.event() instanceof VcpuHandle.Halted halted) {
             getContext().getLog().info("VM {}: the guest halted (vCPU {}); shutting down", topology.name(),
                     halted.vcpu());
-        } else if (reported.event() instanceof VcpuActor.Failed failed) {
+        } else if (reported.event() instanceof VcpuHandle.Failed failed) {
             getContext().getLog().error("VM {}: vCPU {} failed: {}; shutting down", topology.name(), failed.vcpu(),
                     failed.reason());
         }
@@ -489,7 +507,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     /** Kick every vCPU out of KVM_RUN (their threads must be free to stop), then stop the VM and its children. */
     private Behavior<Command> stopAll() {
         state = State.STOPPING;
-        vcpus.forEach(VcpuActor.Control::stop);
+        vcpus.forEach(VcpuHandle::stop);
         return Behaviors.stopped();
     }
 
@@ -521,7 +539,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             return this;
         }
         state = State.PAUSED;
-        vcpus.forEach(v -> v.pause(getContext().getSystem().ignoreRef()));
+        vcpus.forEach(VcpuHandle::pause);
         pause.replyTo().tell(new ActionDone(state));
         return this;
     }
@@ -530,7 +548,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         getContext().getLog().error("VM {} is paused (fail-stop): {}", topology.name(), stop.failStop().reason());
         if (state == State.RUNNING) {
             state = State.PAUSED;
-            vcpus.forEach(v -> v.pause(getContext().getSystem().ignoreRef()));
+            vcpus.forEach(VcpuHandle::pause);
         }
         return this;
     }
@@ -542,9 +560,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             return this;
         }
         state = State.RUNNING;
-        if (!vcpus.isEmpty()) {
-            vcpus.get(0).resume(getContext().getSystem().ignoreRef());
-        }
+        vcpus.forEach(VcpuHandle::resume);
         resume.replyTo().tell(new ActionDone(state));
         return this;
     }
@@ -573,6 +589,14 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private Behavior<Command> onPostStop() {
         if (!memoryClosed) {
             memoryClosed = true;
+            // Guest RAM goes away next: every vCPU thread must be out of the guest and its fd closed first. Kicked
+            // threads end at once (their device waits end with the stop), so this wait is short.
+            for (VcpuHandle vcpu : vcpus) {
+                if (!vcpu.awaitStopped(VCPU_STOP_WAIT)) {
+                    getContext().getLog().error("VM {}: vCPU {} did not stop within {} s", topology.name(),
+                            vcpu.id(), VCPU_STOP_WAIT.toSeconds());
+                }
+            }
             if (kvmVm != null) {
                 kvmVm.close();
             }

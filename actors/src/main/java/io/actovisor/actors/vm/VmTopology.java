@@ -130,7 +130,22 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
      * whose {@code device} is {@code name} route to it.
      */
     public record Device(String name, java.util.function.Function<VmActor.Components,
-            org.apache.pekko.actor.typed.Behavior<io.actovisor.actors.device.DeviceIo.Command>> factory) {
+            org.apache.pekko.actor.typed.Behavior<io.actovisor.actors.device.DeviceIo.Command>> factory, Role role) {
+        /** What management may look a device up as ({@link VmActor.GetBalloonDevice}); most devices are OTHER. */
+        public enum Role {
+            VIRTIO_BALLOON,
+            OTHER
+        }
+
+        public Device {
+            Objects.requireNonNull(role, "role");
+        }
+
+        /** A device management does not look up by role. */
+        public Device(String name, java.util.function.Function<VmActor.Components,
+                org.apache.pekko.actor.typed.Behavior<io.actovisor.actors.device.DeviceIo.Command>> factory) {
+            this(name, factory, Role.OTHER);
+        }
     }
 
     /** Bytes of guest RAM (RAM regions only). */

@@ -2,6 +2,7 @@ package io.actovisor.actors.balloon;
 
 import static io.actovisor.actors.testing.ActorTree.PAGE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -44,9 +45,13 @@ class BalloonActorTest {
     @Test
     void settingsComeFromReferenceConf() {
         assertEquals(BalloonSettings.DEFAULT, BalloonSettings.create(ConfigFactory.load()));
-        BalloonSettings unsafe = BalloonSettings.create(ConfigFactory.parseString(
-                "actovisor.balloon.unsafe-ignore-inhibitor = true").withFallback(ConfigFactory.load()));
-        assertTrue(unsafe.unsafeIgnoreInhibitor());
+        BalloonSettings drain = BalloonSettings.create(ConfigFactory.parseString(
+                "actovisor.balloon.drain-timeout = 3s").withFallback(ConfigFactory.load()));
+        assertEquals(java.time.Duration.ofSeconds(3), drain.drainTimeout());
+        // One place says whether to ignore the inhibitors, the VM definition; this tree does not.
+        assertFalse(BalloonSettings.create(ConfigFactory.parseString(
+                "actovisor.balloon.unsafe-ignore-inhibitor = true").withFallback(ConfigFactory.load()))
+                .unsafeIgnoreInhibitor());
     }
 
     @Test

@@ -67,7 +67,8 @@ class ScriptedGuestVmTest {
                 MemoryRegion.mmio("balloon-mmio", AddressRange.of(BALLOON_BASE, 4096), "balloon")));
         GuestMemory memory = GuestMemory.of(FlatView.of(regions));
         List<VmTopology.Device> devices = new ArrayList<>(List.of(new VmTopology.Device("balloon",
-                c -> VirtioBalloonActor.create(memory, c.balloon().orElseThrow(), true, Duration.ofMillis(100)))));
+                c -> VirtioBalloonActor.create(memory, c.balloon().orElseThrow(), true, Duration.ofMillis(100)),
+                VmTopology.Device.Role.VIRTIO_BALLOON)));
         if (dma) {
             regions.add(MemoryRegion.mmio("dma-mmio", AddressRange.of(DMA_BASE, 4096), "dma"));
             devices.add(new VmTopology.Device("dma", c -> DmaEngineActor.create(c.containers().get("c0"))));
@@ -131,8 +132,11 @@ class ScriptedGuestVmTest {
         started.components().balloon().orElseThrow().tell(new BalloonActor.GetStatus(status.ref()));
         assertEquals(64 * 4096, status.receiveMessage().actualBytes(), "the balloon holds the frames the guest gave");
 
+        TestProbe<VmActor.BalloonDevice> balloonDevice = kit.createTestProbe();
+        vm.tell(new VmActor.GetBalloonDevice(balloonDevice.ref()));
         TestProbe<VirtioBalloonActor.Statistics> stats = kit.createTestProbe();
-        started.components().devices().get("balloon").tell(new VirtioBalloonActor.GetStatistics(stats.ref()));
+        balloonDevice.receiveMessage().device().orElseThrow().tell(new VirtioBalloonActor.GetStatistics(
+                stats.ref()));
         VirtioBalloonActor.Statistics s = stats.receiveMessage();
         assertEquals(64, s.actualPages());
         assertEquals(0, s.eventFails());

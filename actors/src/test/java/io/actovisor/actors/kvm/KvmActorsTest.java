@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.devices.kvm.BootLayout;
@@ -69,10 +70,14 @@ class KvmActorsTest {
         final ActorRef<AddressSpaceActor.Command> memory;
         final ActorRef<KvmMemoryActor.Command> slots;
         final ActorRef<DeviceIo.Command> reports;
-        final TestProbe<VcpuActor.Event> events = kit.createTestProbe();
-        VcpuActor.Control control;
+        final TestProbe<VcpuHandle.Event> events = kit.createTestProbe();
+        final VcpuHandle handle;
 
         Guest(String program, List<IoMap.Entry> extraDevices, long... args) {
+            this(program, extraDevices, DeviceTimeouts.DEFAULT, args);
+        }
+
+        Guest(String program, List<IoMap.Entry> extraDevices, DeviceTimeouts timeouts, long... args) {
             int n = vms++;
             memory = kit.spawn(AddressSpaceActor.create("guest-memory-" + n), "guest-memory-" + n);
             MemoryRegion region = MemoryRegion.ram("ram", GuestAddress.ZERO, ram);
@@ -95,11 +100,9 @@ class KvmActorsTest {
             devices.addAll(extraDevices);
             KvmVcpu vcpu = vm.createVcpu(0);
             BootLayout.enterLongMode(vcpu, kvm.supportedCpuid());
-            VcpuActor.ExitCounters counters = new VcpuActor.ExitCounters();
-            ActorRef<VcpuActor.Command> ref = kit.spawn(VcpuActor.create(vcpu, new IoMap(devices), events.ref(),
-                    counters), "vcpu-" + n, VcpuActor.DISPATCHER);
-            control = new VcpuActor.Control(ref, vcpu, counters);
-            ref.tell(VcpuActor.Run.INSTANCE);
+            handle = VcpuHandle.spawn(vcpu, new IoMap(devices), events.ref(), kit.scheduler(), timeouts,
+                    "test-" + n);
+            handle.start();
         }
 
         List<MemorySlot> slots() {
@@ -116,8 +119,8 @@ class KvmActorsTest {
 
         @Override
         public void close() {
-            control.stop();
-            kit.createTestProbe().expectTerminated(control.ref(), Duration.ofSeconds(10));
+            assertTrue(handle.awaitStopped(Duration.ofSeconds(10)), "the vCPU thread ends once stopped");
+            assertEquals(VcpuHandle.State.STOPPED, handle.state());
             kit.stop(slots);
             kit.stop(memory);
             vm.close();
@@ -136,7 +139,7 @@ class KvmActorsTest {
                 reported.ref()));
         ProcessResources before = ProcessResources.snapshot();
         try (Guest guest = new Guest("memtest", List.of(), 42)) {
-            assertInstanceOf(VcpuActor.Halted.class, guest.events.receiveMessage(Duration.ofSeconds(30)));
+            assertInstanceOf(VcpuHandle.Halted.class, guest.events.receiveMessage(Duration.ofSeconds(30)));
             assertEquals("hello from guest", console.receiveMessage().line());
             long checksum = BootLayout.checksum(GuestMemory.of(FlatView.of(List.of(MemoryRegion.ram("ram",
                     GuestAddress.ZERO, guest.ram)))), BootLayout.WORK_BASE, WORK);
@@ -157,9 +160,9 @@ class KvmActorsTest {
             console.fishForMessage(Duration.ofSeconds(30), m -> m.line().equals("spinning")
                     ? org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.complete()
                     : org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.continueAndIgnore());
-            TestProbe<VcpuActor.State> state = kit.createTestProbe();
-            guest.control.pause(state.ref());
-            assertEquals(VcpuActor.State.PAUSED, state.receiveMessage(Duration.ofSeconds(5)));
+            TestProbe<VcpuHandle.State> state = kit.createTestProbe();
+            guest.handle.pause(state.ref());
+            assertEquals(VcpuHandle.State.PAUSED, state.receiveMessage(Duration.ofSeconds(10)));
             MemoryRegion high = MemoryRegion.ram("high", new GuestAddress(1L << 30), extra);
             assertInstanceOf(AddressSpaceActor.Committed.class, guest.commit(new AddressSpaceActor.AddRegion(high)));
             assertEquals(List.of(AddressRange.of(0, RAM), AddressRange.of(1L << 30, 2L << 20)),
@@ -168,8 +171,7 @@ class KvmActorsTest {
             assertInstanceOf(AddressSpaceActor.Committed.class, guest.commit(
                     new AddressSpaceActor.RemoveRegion("high")));
             assertEquals(1, guest.slots().size());
-            guest.control.resume(state.ref());
-            assertEquals(VcpuActor.State.RUNNING, state.receiveMessage());
+            assertEquals(VcpuHandle.State.RUNNING, guest.handle.resume());
             // close() stops the vCPU while it spins in guest code; it must end well within the bound.
         }
     }
@@ -184,11 +186,88 @@ class KvmActorsTest {
         long base = 0xd000_0000L;
         try (Guest guest = new Guest("mmio", List.of(new IoMap.Entry(DeviceIo.Space.MMIO, AddressRange.of(base,
                 0x1000), "echo", echo)), base + 0x10, 0x1122334455667788L)) {
-            assertInstanceOf(VcpuActor.Halted.class, guest.events.receiveMessage(Duration.ofSeconds(30)));
+            assertInstanceOf(VcpuHandle.Halted.class, guest.events.receiveMessage(Duration.ofSeconds(30)));
             assertEquals(0x1122334455667788L, reported.receiveMessage().value());
             assertEquals(0x55667788L ^ 0x18, reported.receiveMessage().value(), "a 32-bit read at offset 0x18");
             assertEquals(List.of("write 0x10 8", "read 0x10 8", "read 0x18 4"), accesses);
         }
+    }
+
+    @Test
+    void aKickMakesABusyGuestLeaveKvmRunAndTheVcpuGoesBackIn() {
+        TestProbe<ActovisorEvent.GuestConsoleLine> console = kit.createTestProbe();
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.GuestConsoleLine.class,
+                console.ref()));
+        try (Guest guest = new Guest("spin", List.of())) {
+            console.fishForMessage(Duration.ofSeconds(30), m -> m.line().equals("spinning")
+                    ? org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.complete()
+                    : org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.continueAndIgnore());
+            long before = guest.handle.counters().snapshot().getOrDefault("interrupted", 0L);
+            guest.handle.kick();
+            // The spinning guest never exits on its own: only the kick can make KVM_RUN return.
+            console.awaitAssert(Duration.ofSeconds(10), () -> {
+                assertTrue(guest.handle.counters().snapshot().getOrDefault("interrupted", 0L) > before);
+                return null;
+            });
+            assertEquals(VcpuHandle.State.RUNNING, guest.handle.state(), "a kick alone does not pause");
+            TestProbe<VcpuHandle.State> state = kit.createTestProbe();
+            guest.handle.pause(state.ref());
+            assertEquals(VcpuHandle.State.PAUSED, state.receiveMessage(Duration.ofSeconds(10)));
+            assertEquals(VcpuHandle.State.RUNNING, guest.handle.resume());
+        }
+    }
+
+    @Test
+    void aPauseBeforeTheFirstRunLeavesTheVcpuCreated() {
+        try (Guest guest = new Guest("spin", List.of())) {
+            guest.handle.pause(); // may race the start: either outcome is a state, never a hang
+        }
+        ProcessResources before = ProcessResources.snapshot();
+        try (HostMemory ram = HostMemory.anonymous("kvm-created-ram", RAM); Kvm kvm = Kvm.open();
+                KvmVm vm = kvm.createVm()) {
+            KvmVcpu vcpu = vm.createVcpu(0);
+            VcpuHandle handle = VcpuHandle.spawn(vcpu, new IoMap(List.of()), kit.<VcpuHandle.Event>createTestProbe()
+                    .ref(), kit.scheduler(), DeviceTimeouts.DEFAULT, "created");
+            assertEquals(VcpuHandle.State.CREATED, handle.pause().toCompletableFuture().join());
+            assertEquals(VcpuHandle.State.CREATED, handle.resume(), "resume does not start a vCPU");
+            assertTrue(handle.awaitStopped(Duration.ofSeconds(10)));
+            assertEquals(VcpuHandle.State.STOPPED, handle.pause().toCompletableFuture().join());
+        }
+        assertTrue(ProcessResources.snapshot().nativeFdsOpenedSince(before).isEmpty(), "no KVM fd left");
+    }
+
+    @Test
+    void aDeviceThatNeverAnswersIsADeviceErrorAndTheGuestGoesOn() {
+        TestProbe<ActovisorEvent.GuestReported> reported = kit.createTestProbe();
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.GuestReported.class,
+                reported.ref()));
+        ActorRef<DeviceIo.Command> silent = kit.spawn(Behaviors.<DeviceIo.Command>ignore(), "silent");
+        long base = 0xd000_0000L;
+        DeviceTimeouts quick = new DeviceTimeouts(Duration.ofMillis(20));
+        try (Guest guest = new Guest("mmio", List.of(new IoMap.Entry(DeviceIo.Space.MMIO, AddressRange.of(base,
+                0x1000), "silent", silent)), quick, base + 0x10, 0x1122334455667788L)) {
+            assertInstanceOf(VcpuHandle.Halted.class, guest.events.receiveMessage(Duration.ofSeconds(30)),
+                    "the vCPU went on after each unanswered access");
+            assertEquals(-1L, reported.receiveMessage().value(), "a 64-bit read nobody answers reads all ones");
+            assertEquals(0xffff_ffffL, reported.receiveMessage().value(), "so does a 32-bit read");
+            assertEquals(3, guest.handle.counters().deviceErrors(), "the write and both reads, counted");
+        }
+    }
+
+    @Test
+    void stopEndsAWaitOnADeviceAndLeavesNothingBehind() {
+        ProcessResources before = ProcessResources.snapshot();
+        TestProbe<DeviceIo.Command> device = kit.createTestProbe();
+        long base = 0xd000_0000L;
+        try (Guest guest = new Guest("mmio", List.of(new IoMap.Entry(DeviceIo.Space.MMIO, AddressRange.of(base,
+                0x1000), "probe", device.ref())), base + 0x10, 7)) {
+            device.expectMessageClass(DeviceIo.Write.class, Duration.ofSeconds(30));
+            // The vCPU now waits for an answer that never comes; by default it would wait 35 s.
+            assertTrue(guest.handle.awaitStopped(Duration.ofSeconds(10)), "stop does not wait for the device");
+            assertEquals(1, guest.handle.counters().deviceErrors(), "the abandoned write is a device error");
+            device.expectNoMessage(Duration.ofMillis(200));
+        }
+        assertTrue(ProcessResources.snapshot().nativeFdsOpenedSince(before).isEmpty(), "no KVM fd left");
     }
 
     /** A register file: reads return the last value written at that offset, or the offset itself. */

@@ -92,8 +92,9 @@ public final class KvmVcpu implements AutoCloseable {
     /** KVM_SET_REGS. */
     public void setRegisters(Registers registers) {
         try (NativeBuffer buf = NativeBuffer.allocate(KvmAbi.KVM_REGS_SIZE)) {
-            for (int i = 0; i < Registers.NAMES.length; i++) {
-                buf.putLong(8L * i, registers.values()[i]);
+            long[] values = registers.values();
+            for (int i = 0; i < values.length; i++) {
+                buf.putLong(8L * i, values[i]);
             }
             posix.ioctl(fd, KvmAbi.KVM_SET_REGS, buf.address());
         }

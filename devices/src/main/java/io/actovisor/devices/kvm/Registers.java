@@ -15,6 +15,12 @@ public record Registers(long[] values) {
         values = values.clone();
     }
 
+    /** A copy, in {@link #NAMES} order: the record stays as read. */
+    @Override
+    public long[] values() {
+        return values.clone();
+    }
+
     public long rip() {
         return values[16];
     }

@@ -18,7 +18,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
-/** The bundled firmware on real KVM, driven by a minimal exit loop (the VcpuActor's job in a VM). */
+/** The bundled firmware on real KVM, driven by a minimal exit loop (the VcpuHandle's job in a VM). */
 @Tag("kvm")
 class KvmGuestTest {
     private static final long RAM = 4L << 20;

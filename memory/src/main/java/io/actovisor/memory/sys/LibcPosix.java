@@ -270,9 +270,10 @@ final class LibcPosix implements Posix {
             // fills in SA_RESTORER itself. No SA_RESTART: the interrupted ioctl must return EINTR. The handler is
             // libc's own getpid, which is async-signal-safe, ignores its argument and returns at once, so no JVM
             // code ever runs in signal context.
-            Memory act = new Memory(152);
+            Memory act = new Memory(Signals.SIGACTION_SIZE);
             act.clear();
-            act.setLong(0, Pointer.nativeValue(NativeLibrary.getInstance("c").getFunction("getpid")));
+            act.setLong(Signals.SIGACTION_HANDLER, Pointer.nativeValue(NativeLibrary.getInstance("c")
+                    .getFunction("getpid")));
             try {
                 Libc.sigaction(signal, act, null);
             } catch (LastErrorException e) {

@@ -23,7 +23,7 @@ import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 /**
- * The seed's scenario through the actor tree on the {@code pinned} backend (real long-term pins): a VFIO group is
+ * A balloon discard under a pin, through the actor tree on the {@code pinned} backend (real long-term pins): a VFIO group is
  * attached, the guest balloons pages out and back in and writes new data to them, and a coherence audit compares
  * what the device reads through the IOMMU with what the CPU reads.
  *

@@ -45,7 +45,7 @@ import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 /**
- * The seed's scenario on real VFIO type1 pins, with QEMU's {@code edu} device as the DMA master: guest RAM is mapped
+ * A balloon discard under a pin on real VFIO type1 pins, with QEMU's {@code edu} device as the DMA master: guest RAM is mapped
  * into a real {@code /dev/vfio/vfio} container through {@link VfioContainerActor}, the device copies a page of it
  * into its buffer and back out to a second page the CPU reads, and the balloon gives the first page up.
  *

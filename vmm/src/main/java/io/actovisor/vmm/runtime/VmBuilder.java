@@ -119,7 +119,8 @@ public final class VmBuilder {
                 Optional<io.actovisor.devices.kvm.IrqLine> irq = Optional.ofNullable(lines.get("balloon"));
                 devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(guestMemory,
                         components.balloon().orElseThrow(), Optional.of(components.discardManager()),
-                        spec.balloon().deflateOnOom(), spec.balloon().statsPollingInterval(), irq)));
+                        spec.balloon().deflateOnOom(), spec.balloon().statsPollingInterval(), irq),
+                        VmTopology.Device.Role.VIRTIO_BALLOON));
             }
             spec.devices().dma().ifPresent(dma -> {
                 String container = groupContainers(spec).get(dma.group());

@@ -156,12 +156,11 @@ public final class VmRuntime implements VmManagement {
                 + "(actovisor.vm.balloon.enabled = false)"));
     }
 
-    private ActorRef<DeviceIo.Command> balloonDevice() {
-        ActorRef<DeviceIo.Command> device = components.devices().get("balloon");
-        if (device == null) {
-            throw ApiException.badRequest("this VM has no balloon device (actovisor.vm.balloon.enabled = false)");
-        }
-        return device;
+    /** The VM's virtio-balloon device, by its role; fails with a bad request when the VM has none. */
+    private CompletionStage<ActorRef<DeviceIo.Command>> balloonDevice() {
+        CompletionStage<VmActor.BalloonDevice> found = ask(vm, VmActor.GetBalloonDevice::new);
+        return found.thenApply(d -> d.device().orElseThrow(() -> ApiException.badRequest(
+                "this VM has no balloon device (actovisor.vm.balloon.enabled = false)")));
     }
 
     @Override
@@ -207,14 +206,8 @@ public final class VmRuntime implements VmManagement {
 
     @Override
     public CompletionStage<Void> setStatsPollingInterval(long seconds) {
-        ActorRef<DeviceIo.Command> device;
-        try {
-            device = balloonDevice();
-        } catch (ApiException e) {
-            return CompletableFuture.failedFuture(e);
-        }
-        CompletionStage<Done> set = ask(device,
-                replyTo -> new VirtioBalloonActor.SetStatsInterval(Duration.ofSeconds(seconds), replyTo));
+        CompletionStage<Done> set = balloonDevice().thenCompose(device -> ask(device,
+                replyTo -> new VirtioBalloonActor.SetStatsInterval(Duration.ofSeconds(seconds), replyTo)));
         return set.thenApply(done -> {
             statsPollingIntervalS = seconds;
             return null;
@@ -223,13 +216,8 @@ public final class VmRuntime implements VmManagement {
 
     @Override
     public CompletionStage<BalloonStatistics> balloonStatistics() {
-        ActorRef<DeviceIo.Command> device;
-        try {
-            device = balloonDevice();
-        } catch (ApiException e) {
-            return CompletableFuture.failedFuture(e);
-        }
-        CompletionStage<VirtioBalloonActor.Statistics> stats = ask(device, VirtioBalloonActor.GetStatistics::new);
+        CompletionStage<VirtioBalloonActor.Statistics> stats = balloonDevice().thenCompose(device -> ask(device,
+                VirtioBalloonActor.GetStatistics::new));
         return stats.thenApply(s -> {
             Map<String, Long> v = s.latest().map(io.actovisor.devices.balloon.BalloonStatistics::values)
                     .orElse(Map.of());
@@ -331,7 +319,7 @@ public final class VmRuntime implements VmManagement {
     @Override
     public CompletionStage<VmMetrics> metrics() {
         // vCPU counters are read directly: a vCPU's thread is inside the guest and cannot answer a message.
-        List<VcpuCounters> vcpus = components.vcpus().stream().map(v -> new VcpuCounters(v.vcpu().id(),
+        List<VcpuCounters> vcpus = components.vcpus().stream().map(v -> new VcpuCounters(v.id(),
                 v.counters().snapshot(), v.counters().unclaimed())).toList();
         CompletableFuture<VmInfo> info = vm().toCompletableFuture();
         CompletableFuture<VfioState> vfio = vfio().toCompletableFuture();

@@ -16,7 +16,7 @@ import java.util.List;
  * @param pagesDiscarded        pages discarded
  * @param discardsSkipped       discards skipped because a holder disabled them
  * @param pagesSkipped          pages not discarded because a holder disabled discards
- * @param unsafeIgnoreInhibitor whether the balloon discards despite the inhibitors (the seed's bug, on purpose)
+ * @param unsafeIgnoreInhibitor whether the balloon discards despite the inhibitors (VFIO devices then read stale memory; only for reproducing that)
  */
 public record Balloon(long amountMib, boolean deflateOnOom, long statsPollingIntervalS, long targetBytes,
         long actualBytes, int inhibitors, List<String> inhibitorHolders, long discards, long pagesDiscarded,
