@@ -123,6 +123,7 @@ public final class ClusterApi extends AllDirectives {
                 n.put("coordinated_reclaimable_bytes", r.coordinatedReclaimableBytes());
                 n.put("balloonable_bytes", r.balloonableBytes());
                 n.put("actual_bytes", r.actualBytes());
+                n.put("resident_bytes", r.residentBytes());
                 n.put("reported_at_millis", r.reportedAtMillis());
                 n.put("vms", r.vms());
                 out.add(n);

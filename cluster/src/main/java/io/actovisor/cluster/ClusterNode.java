@@ -83,7 +83,9 @@ public final class ClusterNode {
             ClusterData data = new ClusterData(system, settings.askTimeout());
             String address = Cluster.get(system).selfMember().address().toString();
             ActorRef<NodeAgent.Command> agent = context.spawn(NodeAgent.create(settings, data, address), "agent");
-            VmEntity.initSharding(system, settings, data, agent);
+            VmEventLog events = VmEventLog.open(settings.dataDir(), address);
+            system.getWhenTerminated().thenRun(events::close);
+            VmEntity.initSharding(system, settings, data, agent, events);
             ActorRef<MemoryController.Command> controller = MemoryController.initSingleton(system, settings, data);
             api.complete(new ClusterApi(system, settings, data, controller, agent, token));
             return Behaviors.empty();

@@ -14,8 +14,9 @@ import java.util.Locale;
  * @param threshold             fraction of the capacity; committed memory above it makes the controller inflate
  * @param overcommitRatio       balloonable VMs may be admitted until committed memory reaches capacity x this
  * @param balloonFloor          fraction of a VM's RAM the controller never takes away
- * @param guests                {@code firmware}: VMs run their definition's firmware guest on KVM; {@code none}: the
- *                              VM tree (memory, VFIO, balloon) without vCPUs, for hosts without KVM
+ * @param guests                {@code definition}: VMs run the guest their definition's {@code guest.kind} picks
+ *                              ({@code auto}: the firmware guest on KVM, else the scripted guest); {@code none}: the
+ *                              VM tree (memory, VFIO, balloon) without a guest
  * @param dataDir               this node's own directory: remember-entities and definition LMDB stores, API token
  */
 public record ClusterSettings(long capacityBytes, double threshold, double overcommitRatio, double balloonFloor,
@@ -45,8 +46,9 @@ public record ClusterSettings(long capacityBytes, double threshold, double overc
                     + ": must be a fraction between 0 and 1");
         }
         String guests = c.getString("guests").toLowerCase(Locale.ROOT);
-        if (!guests.equals("firmware") && !guests.equals("none")) {
-            throw new IllegalArgumentException("actovisor.cluster.guests = " + guests + ": must be firmware or none");
+        if (!guests.equals("definition") && !guests.equals("none")) {
+            throw new IllegalArgumentException("actovisor.cluster.guests = " + guests
+                    + ": must be definition (the guest each VM's guest.kind picks) or none");
         }
         Path dataDir = Path.of(c.getString("data-dir"));
         String tokenFile = c.getString("api.token-file");

@@ -69,7 +69,7 @@ public final class NodeAgent extends AbstractBehavior<NodeAgent.Command> {
         this.settings = settings;
         this.data = data;
         this.address = address;
-        this.last = new NodeReport(address, settings.capacityBytes(), settings.thresholdBytes(), 0, 0, 0, 0, 0,
+        this.last = new NodeReport(address, settings.capacityBytes(), settings.thresholdBytes(), 0, 0, 0, 0, 0, 0,
                 System.currentTimeMillis(), List.of());
     }
 
@@ -130,15 +130,17 @@ public final class NodeAgent extends AbstractBehavior<NodeAgent.Command> {
             long coordinated = 0;
             long balloonable = 0;
             long actual = 0;
+            long resident = 0;
             for (NodeReport.VmReport vm : list) {
                 committed += vm.ramBytes();
                 pinned += vm.pinnedBytes();
                 coordinated += vm.coordinatedReclaimableBytes();
                 balloonable += vm.balloonableBytes();
                 actual += vm.actualBytes();
+                resident += vm.residentBytes();
             }
             return new Reported(new NodeReport(address, settings.capacityBytes(), settings.thresholdBytes(),
-                    committed, pinned, coordinated, balloonable, actual, System.currentTimeMillis(), list));
+                    committed, pinned, coordinated, balloonable, actual, resident, System.currentTimeMillis(), list));
         });
         return this;
     }
@@ -162,7 +164,7 @@ public final class NodeAgent extends AbstractBehavior<NodeAgent.Command> {
             readings.add(VmMemoryState.read(e.getValue(), settings.askTimeout(), getContext().getSystem().scheduler())
                     .thenApply(r -> new NodeReport.VmReport(id, r.state(), r.ramBytes(), r.pinnedBytes(),
                             r.coordinatedReclaimableBytes(), r.balloonableBytes(), r.actualBytes(), r.targetBytes(),
-                            source))
+                            source, r.residentBytes()))
                     .toCompletableFuture()
                     .exceptionally(failure -> null));
         }

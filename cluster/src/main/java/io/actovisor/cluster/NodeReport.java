@@ -16,11 +16,12 @@ import java.util.List;
  *                                     fallen back): reclaimable in blocks their containers unmap first
  * @param balloonableBytes             RAM of VMs with a balloon that are not pinned
  * @param actualBytes                  the balloons' actual sizes: memory the guests have given back
+ * @param residentBytes                the VMs' RAM resident in host memory (each VM's own mincore reading)
  * @param vms                          one line per VM running here
  */
 public record NodeReport(String node, long capacityBytes, long thresholdBytes, long committedBytes,
         long pinnedBytes, long coordinatedReclaimableBytes, long balloonableBytes, long actualBytes,
-        long reportedAtMillis, List<VmReport> vms) implements ClusterSerializable {
+        long residentBytes, long reportedAtMillis, List<VmReport> vms) implements ClusterSerializable {
 
     public NodeReport {
         vms = List.copyOf(vms);
@@ -29,10 +30,12 @@ public record NodeReport(String node, long capacityBytes, long thresholdBytes, l
     /**
      * One VM as its node sees it.
      *
-     * @param targetSource who set the balloon target: {@code none}, {@code controller} or {@code api}
+     * @param targetSource  who set the balloon target: {@code none}, {@code controller} or {@code api}
+     * @param residentBytes bytes of the VM's RAM resident in host memory, read by the VM's own actor (mincore)
      */
     public record VmReport(String id, String state, long ramBytes, long pinnedBytes,
             long coordinatedReclaimableBytes, long balloonableBytes,
-            long actualBytes, long targetBytes, String targetSource) implements ClusterSerializable {
+            long actualBytes, long targetBytes, String targetSource, long residentBytes)
+            implements ClusterSerializable {
     }
 }

@@ -13,6 +13,7 @@ import java.util.Optional;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -82,10 +83,14 @@ public final class VmEntity {
         }
     }
 
-    /** A VM as its entity sees it, read from its own actors. */
+    /**
+     * A VM as its entity sees it, read from its own actors.
+     *
+     * @param residentBytes bytes of its RAM resident in host memory now (the VM actor's mincore reading)
+     */
     public record VmStatus(String id, String node, String state, long ramBytes, long pinnedBytes,
-            long coordinatedReclaimableBytes, long balloonableBytes, long actualBytes, long targetBytes, String targetSource)
-            implements ClusterSerializable {
+            long coordinatedReclaimableBytes, long balloonableBytes, long actualBytes, long targetBytes,
+            String targetSource, long residentBytes) implements ClusterSerializable {
     }
 
     private record Loaded(Optional<VmRecord> record, Throwable failure) implements Command {
@@ -120,10 +125,10 @@ public final class VmEntity {
 
     /** Start sharding of VMs on this node. */
     public static ActorRef<ShardingEnvelope<Command>> initSharding(ActorSystem<?> system, ClusterSettings settings,
-            ClusterData data, ActorRef<NodeAgent.Command> agent) {
+            ClusterData data, ActorRef<NodeAgent.Command> agent, VmEventLog events) {
         BalloonSettings balloonDefaults = BalloonSettings.create(system.settings().config());
         return ClusterSharding.get(system).init(Entity.of(TYPE_KEY, ctx -> create(ctx.getEntityId(), ctx.getShard(),
-                        settings, data, agent, balloonDefaults))
+                        settings, data, agent, events, balloonDefaults))
                 .withStopMessage(Stop.INSTANCE)
                 .withMessageExtractor(new OneShardPerVm())
                 .withAllocationStrategy(new VmAllocationStrategy(system, data, settings))
@@ -131,10 +136,10 @@ public final class VmEntity {
     }
 
     static Behavior<Command> create(String id, ActorRef<ClusterSharding.ShardCommand> shard,
-            ClusterSettings settings, ClusterData data, ActorRef<NodeAgent.Command> agent,
+            ClusterSettings settings, ClusterData data, ActorRef<NodeAgent.Command> agent, VmEventLog events,
             BalloonSettings balloonDefaults) {
         return Behaviors.setup(context -> Behaviors.withStash(10_000, stash -> new VmEntity(context, stash, id, shard,
-                settings, data, agent, balloonDefaults).loading()));
+                settings, data, agent, events, balloonDefaults).loading()));
     }
 
     private final ActorContext<Command> context;
@@ -144,14 +149,18 @@ public final class VmEntity {
     private final ClusterSettings settings;
     private final ClusterData data;
     private final ActorRef<NodeAgent.Command> agent;
+    private final VmEventLog events;
     private final BalloonSettings balloonDefaults;
+    /** Whether the VM tree exists (spawned, not yet stopped): its start and stop go to the event log. */
+    private boolean treeAlive;
     private final String self;
     private String targetSource = "none";
 
     private VmEntity(ActorContext<Command> context, StashBuffer<Command> stash, String id,
             ActorRef<ClusterSharding.ShardCommand> shard, ClusterSettings settings, ClusterData data,
-            ActorRef<NodeAgent.Command> agent, BalloonSettings balloonDefaults) {
+            ActorRef<NodeAgent.Command> agent, VmEventLog events, BalloonSettings balloonDefaults) {
         this.context = context;
+        this.events = events;
         this.stash = stash;
         this.id = id;
         this.shard = shard;
@@ -211,6 +220,8 @@ public final class VmEntity {
             return gone();
         }
         ActorRef<VmActor.Command> vm = context.spawn(VmActor.create(topology), "vm");
+        treeAlive = true;
+        events.started(id);
         context.watchWith(vm, new VmTerminated(vm));
         context.ask(VmActor.StartResult.class, vm, settings.startTimeout(), VmActor.Start::new, StartOutcome::new);
         if (!self.equals(record.node())) {
@@ -228,11 +239,26 @@ public final class VmEntity {
         return Behaviors.receive(Command.class)
                 .onMessage(StartOutcome.class, outcome -> onStartOutcome(vm, record, outcome))
                 .onMessage(VmTerminated.class, terminated -> {
+                    treeStopped();
                     answerStashed(500, "VM " + id + " stopped while starting");
                     return failed();
                 })
                 .onMessage(Command.class, this::stashIt)
+                .onSignal(PostStop.class, this::onPostStop)
                 .build();
+    }
+
+    private void treeStopped() {
+        if (treeAlive) {
+            treeAlive = false;
+            events.stopped(id);
+        }
+    }
+
+    /** The entity stopped with its VM tree still alive (its region stopped): the tree has stopped with it. */
+    private Behavior<Command> onPostStop(PostStop signal) {
+        treeStopped();
+        return Behaviors.same();
     }
 
     private Behavior<Command> onStartOutcome(ActorRef<VmActor.Command> vm, VmRecord record, StartOutcome outcome) {
@@ -289,9 +315,11 @@ public final class VmEntity {
                     return stopping(vm, List.of(), false);
                 })
                 .onMessage(VmTerminated.class, terminated -> {
+                    treeStopped();
                     context.getLog().warn("VM {} stopped by itself; sharding starts it again (remember-entities)", id);
                     return Behaviors.stopped();
                 })
+                .onSignal(PostStop.class, this::onPostStop)
                 .build();
     }
 
@@ -302,7 +330,7 @@ public final class VmEntity {
                         + failure.getMessage(), null)
                         : new Reply(id, 200, "VM " + id + " is " + r.state() + " on " + self, new VmStatus(id, self,
                                 r.state(), r.ramBytes(), r.pinnedBytes(), r.coordinatedReclaimableBytes(),
-                                r.balloonableBytes(), r.actualBytes(), r.targetBytes(), source))));
+                                r.balloonableBytes(), r.actualBytes(), r.targetBytes(), source, r.residentBytes()))));
     }
 
     private Behavior<Command> onSetBalloon(VmActor.Components components, SetBalloon set) {
@@ -344,6 +372,7 @@ public final class VmEntity {
         boolean[] stopRequested = {!passivate};
         return Behaviors.receive(Command.class)
                 .onMessage(VmTerminated.class, terminated -> {
+                    treeStopped();
                     waiting.forEach(r -> r.tell(new Reply(id, 200, "VM " + id + " deleted", null)));
                     if (stopRequested[0]) {
                         return Behaviors.stopped();
@@ -365,6 +394,7 @@ public final class VmEntity {
                     replyTo(command).ifPresent(r -> r.tell(new Reply(id, 409, "VM " + id + " is stopping", null)));
                     return Behaviors.same();
                 })
+                .onSignal(PostStop.class, this::onPostStop)
                 .build();
     }
 

@@ -37,18 +37,34 @@ public final class VmMemoryState {
      * @param balloonableBytes            its RAM if it has a balloon and is not pinned, else 0
      * @param actualBytes                 the balloon's actual size (pages the guest gave back)
      * @param targetBytes                 the balloon's target
+     * @param residentBytes               bytes of the VM's RAM resident in host memory now (the VM's own mincore
+     *                                    reading): drops when the guest gives pages back
      */
     public record Reading(String state, long ramBytes, long pinnedBytes, long coordinatedReclaimableBytes,
-            long balloonableBytes, long actualBytes, long targetBytes) {
+            long balloonableBytes, long actualBytes, long targetBytes, long residentBytes) {
+
+        /** This reading with {@code bytes} resident. */
+        public Reading withResident(long bytes) {
+            return new Reading(state, ramBytes, pinnedBytes, coordinatedReclaimableBytes, balloonableBytes,
+                    actualBytes, targetBytes, bytes);
+        }
     }
 
-    /** Ask {@code vm} (its discard manager and its balloon) for its state. */
+    /** Ask {@code vm} (its discard manager, its balloon and its resident memory) for its state. */
     public static CompletionStage<Reading> read(ActorRef<VmActor.Command> vm, Duration timeout, Scheduler scheduler) {
+        CompletionStage<VmActor.Resident> resident = AskPattern.<VmActor.Command, VmActor.Resident>ask(vm,
+                VmActor.GetResident::new, timeout, scheduler);
+        return readState(vm, timeout, scheduler).thenCombine(resident, (r, res) -> r.withResident(
+                res.residentBytes()));
+    }
+
+    private static CompletionStage<Reading> readState(ActorRef<VmActor.Command> vm, Duration timeout,
+            Scheduler scheduler) {
         return AskPattern.<VmActor.Command, VmActor.VmInfo>ask(vm, VmActor.GetInfo::new, timeout, scheduler)
                 .thenCompose(info -> {
                     if (info.components().isEmpty()) {
                         return CompletableFuture.completedFuture(new Reading(info.state().name(), info.ramBytes(),
-                                0, 0, 0, 0, 0));
+                                0, 0, 0, 0, 0, 0));
                     }
                     VmActor.Components components = info.components().get();
                     CompletionStage<DiscardState> discard = AskPattern.<DiscardManager.Command, DiscardState>ask(
@@ -61,7 +77,10 @@ public final class VmMemoryState {
                 });
     }
 
-    /** The reading of a VM in {@code state} with {@code ramBytes} of RAM, its discard state and balloon status. */
+    /**
+     * The reading of a VM in {@code state} with {@code ramBytes} of RAM, its discard state and balloon status
+     * (resident bytes 0: {@link Reading#withResident} adds them).
+     */
     public static Reading of(String state, long ramBytes, DiscardState discard,
             Optional<BalloonActor.BalloonStatus> balloon) {
         boolean disabled = !discard.disablingHolders().isEmpty();
@@ -70,6 +89,6 @@ public final class VmMemoryState {
         boolean balloonable = balloon.isPresent() && !pinned;
         return new Reading(state, ramBytes, pinned ? ramBytes : 0, coordinated ? ramBytes : 0,
                 balloonable ? ramBytes : 0, balloon.map(BalloonActor.BalloonStatus::actualBytes).orElse(0L),
-                balloon.map(BalloonActor.BalloonStatus::targetBytes).orElse(0L));
+                balloon.map(BalloonActor.BalloonStatus::targetBytes).orElse(0L), 0);
     }
 }

@@ -37,7 +37,7 @@ class VmMemoryStateTest {
         VmMemoryState.Reading r = VmMemoryState.of("RUNNING", RAM, discard(true, List.of(
                 holder("vfio-group:g0", HolderKind.UNCOORDINATED_DISABLED),
                 holder("vfio-group:g1", HolderKind.COORDINATED_REQUIRED))), balloon(false));
-        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, RAM, 0, 0, 4L << 20, 8L << 20), r);
+        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, RAM, 0, 0, 4L << 20, 8L << 20, 0), r);
     }
 
     @Test
@@ -52,27 +52,27 @@ class VmMemoryStateTest {
     void coordinatedHoldersWithTheGuestContractAreReclaimable() {
         VmMemoryState.Reading r = VmMemoryState.of("RUNNING", RAM, discard(true, List.of(
                 holder("vfio-group:g0", HolderKind.COORDINATED_REQUIRED))), balloon(false));
-        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, 0, RAM, RAM, 4L << 20, 8L << 20), r);
+        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, 0, RAM, RAM, 4L << 20, 8L << 20, 0), r);
     }
 
     @Test
     void aCoordinatedHolderFallenBackPins() {
         VmMemoryState.Reading r = VmMemoryState.of("RUNNING", RAM, discard(false, List.of(
                 holder("vfio-group:g0", HolderKind.COORDINATED_REQUIRED))), balloon(false));
-        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, RAM, 0, 0, 4L << 20, 8L << 20), r);
+        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, RAM, 0, 0, 4L << 20, 8L << 20, 0), r);
     }
 
     @Test
     void noHolderIsBalloonableOnly() {
         VmMemoryState.Reading r = VmMemoryState.of("RUNNING", RAM, discard(false, List.of()), balloon(false));
-        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, 0, 0, RAM, 4L << 20, 8L << 20), r);
+        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, 0, 0, RAM, 4L << 20, 8L << 20, 0), r);
     }
 
     @Test
     void withoutABalloonNothingIsReclaimable() {
-        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, 0, 0, 0, 0, 0), VmMemoryState.of("RUNNING", RAM,
+        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, 0, 0, 0, 0, 0, 0), VmMemoryState.of("RUNNING", RAM,
                 discard(true, List.of(holder("vfio-group:g0", HolderKind.COORDINATED_REQUIRED))), Optional.empty()));
-        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, RAM, 0, 0, 0, 0), VmMemoryState.of("RUNNING", RAM,
+        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, RAM, 0, 0, 0, 0, 0), VmMemoryState.of("RUNNING", RAM,
                 discard(true, List.of(holder("vfio-group:g0", HolderKind.UNCOORDINATED_DISABLED))),
                 Optional.empty()));
     }
@@ -81,6 +81,6 @@ class VmMemoryStateTest {
     void unsafeIgnoreInhibitorMakesAPinnedVmBalloonableButNotCoordinated() {
         VmMemoryState.Reading r = VmMemoryState.of("RUNNING", RAM, discard(true, List.of(
                 holder("vfio-group:g0", HolderKind.UNCOORDINATED_DISABLED))), balloon(true));
-        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, 0, 0, RAM, 4L << 20, 8L << 20), r);
+        assertEquals(new VmMemoryState.Reading("RUNNING", RAM, 0, 0, RAM, 4L << 20, 8L << 20, 0), r);
     }
 }

@@ -103,6 +103,17 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public record GetInfo(ActorRef<VmInfo> replyTo) implements Command {
     }
 
+    /** Ask how many bytes of the VM's guest RAM are resident in host memory now (cluster reports read it). */
+    public record GetResident(ActorRef<Resident> replyTo) implements Command {
+    }
+
+    /**
+     * Bytes of the VM's RAM regions resident in host memory ({@link HostMemory#residentBytes}, mincore): what the
+     * guest uses and has not given back. 0 once the memory is released.
+     */
+    public record Resident(String name, long residentBytes) {
+    }
+
     /** Ask which guest the VM runs and how it is doing. */
     public record GetGuest(ActorRef<GuestInfo> replyTo) implements Command {
     }
@@ -241,6 +252,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .onMessage(Resume.class, this::onResume)
                 .onMessage(Shutdown.class, this::onShutdown)
                 .onMessage(GetInfo.class, this::onGetInfo)
+                .onMessage(GetResident.class, this::onGetResident)
                 .onSignal(PostStop.class, signal -> onPostStop())
                 .build();
     }
@@ -578,6 +590,21 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private Behavior<Command> onGetInfo(GetInfo get) {
         get.replyTo().tell(new VmInfo(topology.name(), state, topology.ramBytes(), topology.regions().size(),
                 state == State.RUNNING || state == State.PAUSED ? Optional.of(components()) : Optional.empty()));
+        return this;
+    }
+
+    /** mincore over the RAM regions' host memory: one syscall per region, no page is touched. */
+    private Behavior<Command> onGetResident(GetResident get) {
+        long resident = 0;
+        if (!memoryClosed) {
+            for (io.actovisor.memory.MemoryRegion r : topology.regions()) {
+                if (r.kind() == RegionKind.RAM && r.backing().isPresent()) {
+                    resident += r.backing().get().memory().residentBytes(AddressRange.of(
+                            r.backing().get().hostAddress(0).value(), r.range().size()));
+                }
+            }
+        }
+        get.replyTo().tell(new Resident(topology.name(), resident));
         return this;
     }
 
