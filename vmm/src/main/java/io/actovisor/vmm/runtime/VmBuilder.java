@@ -106,7 +106,7 @@ public final class VmBuilder {
                 long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
                 long balloonBase = spec.balloon().enabled() ? spec.balloon().mmioBase() : 0;
                 guest = Optional.of(new VmTopology.Guest(firmware, spec.guest().program(),
-                        (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase},
+                        (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase, 1},
                         spec.vcpus(), spec.devices().serial()));
             } else {
                 Duration interval = Duration.ofMillis(roundMillis);
