@@ -56,3 +56,14 @@ int virtq_used_advanced(struct virtq *q)
     q->seen_used = idx;
     return 1;
 }
+
+/* Wait until the device returned every buffer offered so far. */
+void virtq_wait_all(struct virtq *q)
+{
+    for (;;) {
+        barrier();
+        if (q->used[1] == q->next_avail)
+            break;
+    }
+    q->seen_used = q->next_avail;
+}

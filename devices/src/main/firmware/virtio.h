@@ -60,5 +60,6 @@ int virtq_setup(struct virtq *q, u64 device, u32 index, u64 area);
 void virtq_add(struct virtq *q, u64 addr, u32 len, int device_writes);
 void virtq_notify(struct virtq *q);
 int virtq_used_advanced(struct virtq *q);
+void virtq_wait_all(struct virtq *q);
 
 #endif

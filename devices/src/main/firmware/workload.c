@@ -1,7 +1,9 @@
 /* The default VM's guest. boot_info.args: [0] sleep between rounds in ms (default 1000), [1] the DMA engine's MMIO
- * base (0: none), [2] the virtio-balloon's MMIO base (0: none).
- * Forever: follow the balloon's target by giving up (or taking back) the first pages of the work area; write a
- * round-dependent pattern over the pages it keeps; checksum them with the CPU and with the DMA engine (through the
+ * base (0: none), [2] the virtio-balloon's MMIO base (0: none), [3] flags: bit 0 reports free pages when the device
+ * offers VIRTIO_BALLOON_F_REPORTING.
+ * Forever: follow the balloon's target by giving up (or taking back) frames of all its free RAM (the RAM above the
+ * work area, whole 2 MiB blocks first) and then of the work area; report free blocks that became free; write a
+ * round-dependent pattern over the work-area pages it keeps; checksum them with the CPU and with the DMA engine (through the
  * VFIO container's IOMMU); if the two differ, compare page by page and name the pages that differ; print and report;
  * answer balloon statistics; sleep through the VMM's delay port. */
 #include "actovisor.h"
@@ -53,30 +55,47 @@ static void workload(const struct boot_info *info)
     u64 pages = info->work_size / PAGE;
     u64 sleep_ms = info->args[0] ? info->args[0] : 1000;
     u64 dma = info->args[1];
-    u64 held = 0;   /* pages at the start of the work area given to the balloon */
+    u64 held = 0;   /* frames given to the balloon, in plan order */
+    u64 work_held = 0;   /* of them, pages at the start of the work area */
+    struct balloon_plan plan;
+    balloon_plan_init(&plan, base + pages * PAGE, info->ram_size & ~(PAGE - 1), base, pages);
+    u64 reported_from = balloon_plan_blocks(&plan);   /* blocks from here on were reported and are still free */
     if (dma && mmio_read64(dma + DMA_ID) != DMA_MAGIC) {
         printf("no DMA engine at %p\n", (void *)dma);
         dma = 0;
     }
     int balloon = info->args[2] && balloon_init(info->args[2]);
+    int reporting = balloon && (info->args[3] & 1) && balloon_has_reporting();
+    if (balloon)
+        printf("balloon: %lu pages balloonable (%lu free blocks), tells host %s, reporting %s\n",
+               balloon_plan_count(&plan), balloon_plan_blocks(&plan), balloon_tells_host() ? "yes" : "no",
+               reporting ? "on" : "off");
     for (u64 round = 1;; round++) {
         if (balloon) {
             u64 target = balloon_target();
-            if (target > pages)
-                target = pages;
+            if (target > balloon_plan_count(&plan))
+                target = balloon_plan_count(&plan);
             if (target > held) {
-                balloon_inflate(base / PAGE + held, target - held);
+                balloon_inflate(&plan, held, target);
                 printf("balloon: inflated %lu pages (now %lu)\n", target - held, target);
             } else if (target < held) {
-                balloon_deflate(base / PAGE + target, held - target);
+                /* MUST_TELL_HOST: the frames come back before the guest touches them again. */
+                balloon_deflate(&plan, target, held);
                 printf("balloon: deflated %lu pages (now %lu)\n", held - target, target);
             }
             held = target;
+            work_held = balloon_plan_work_held(&plan, held);
             balloon_set_actual(held);
+            u64 first_free = balloon_plan_first_free_block(&plan, held);
+            if (reporting && first_free < reported_from) {
+                balloon_report_blocks(&plan, first_free, reported_from);
+                printf("balloon: reported %lu free blocks\n", reported_from - first_free);
+            }
+            reported_from = first_free;
         }
-        u64 first = base + held * PAGE;
+        u64 first = base + work_held * PAGE;
         u64 *words = (u64 *)first;
-        u64 count = (pages - held) * PAGE / 8;
+        u64 count = (pages - work_held) * PAGE / 8;
         for (u64 i = 0; i < count; i++)
             words[i] = (i * 0x9e3779b97f4a7c15UL) ^ (round << 32);
         u64 hash = cpu_checksum(words, count);
@@ -87,12 +106,12 @@ static void workload(const struct boot_info *info)
             if (!ok) {
                 printf("round %lu: cpu %016lx dma error %lu\n", round, hash, by_device);
             } else if (by_device == hash) {
-                printf("round %lu: pages %lu balloon %lu cpu %016lx dma %016lx match\n", round, pages - held, held,
-                       hash, by_device);
-            } else {
-                printf("round %lu: pages %lu balloon %lu cpu %016lx dma %016lx MISMATCH\n", round, pages - held,
+                printf("round %lu: pages %lu balloon %lu cpu %016lx dma %016lx match\n", round, pages - work_held,
                        held, hash, by_device);
-                for (u64 p = held; p < pages; p++) {
+            } else {
+                printf("round %lu: pages %lu balloon %lu cpu %016lx dma %016lx MISMATCH\n", round,
+                       pages - work_held, held, hash, by_device);
+                for (u64 p = work_held; p < pages; p++) {
                     u64 at = base + p * PAGE;
                     u64 mine = cpu_checksum((const u64 *)at, PAGE / 8);
                     u64 theirs = dma_checksum(dma, at, PAGE, &ok);
@@ -109,11 +128,11 @@ static void workload(const struct boot_info *info)
             report(by_device);
             report(differ);
         } else {
-            printf("round %lu: pages %lu balloon %lu cpu %016lx\n", round, pages - held, held, hash);
+            printf("round %lu: pages %lu balloon %lu cpu %016lx\n", round, pages - work_held, held, hash);
             report(hash);
         }
         if (balloon && balloon_stats_requested())
-            balloon_report_stats(info->ram_size, info->ram_size - base - (pages - held) * PAGE);
+            balloon_report_stats(info->ram_size, info->ram_size - base - (pages - work_held) * PAGE - held * PAGE);
         sleep_ms_port(sleep_ms);
     }
 }

@@ -148,9 +148,16 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
      * @param statsPollingInterval     how often the device asks the guest for statistics
      * @param unsafeIgnoreInhibitor    discard even while VFIO groups pin guest RAM (reproduces data loss)
      * @param mmioBase                 where the virtio-balloon device's registers are
+     * @param freePageReporting        the guest reports free pages (the device always offers the feature)
      */
     public record Balloon(boolean enabled, long initialTargetBytes, boolean deflateOnOom, Duration statsPollingInterval,
-            boolean unsafeIgnoreInhibitor, long mmioBase) {
+            boolean unsafeIgnoreInhibitor, long mmioBase, boolean freePageReporting) {
+        /** A balloon whose guest reports free pages. */
+        public Balloon(boolean enabled, long initialTargetBytes, boolean deflateOnOom, Duration statsPollingInterval,
+                boolean unsafeIgnoreInhibitor, long mmioBase) {
+            this(enabled, initialTargetBytes, deflateOnOom, statsPollingInterval, unsafeIgnoreInhibitor, mmioBase,
+                    true);
+        }
     }
 
     /**

@@ -53,7 +53,7 @@ public final class VmSpecParser {
             // balloon-compatible is known only to be refused with the key that replaced it
             "group", Set.of("id", "discard", "balloon-compatible", "attach-at-start"),
             "balloon", Set.of("enabled", "initial-target", "deflate-on-oom", "stats-polling-interval",
-                    "unsafe-ignore-inhibitor", "mmio-base"),
+                    "unsafe-ignore-inhibitor", "mmio-base", "free-page-reporting"),
             "devices", Set.of("serial", "dma"),
             "dma", Set.of("enabled", "group", "mmio-base"),
             "api", Set.of("enabled", "host", "port", "allow-remote", "token"));
@@ -488,7 +488,7 @@ public final class VmSpecParser {
                     + "add one to memory");
         }
         return new VmSpec.Balloon(enabled, target.orElse(0), bool(at + ".deflate-on-oom"), polling,
-                bool(at + ".unsafe-ignore-inhibitor"), base.orElse(0));
+                bool(at + ".unsafe-ignore-inhibitor"), base.orElse(0), bool(at + ".free-page-reporting"));
     }
 
     private VmSpec.Devices devices(List<VmSpec.Container> containers, List<VmSpec.Region> memory) {

@@ -60,6 +60,7 @@ public final class VmSpecRenderer {
                 .append("    stats-polling-interval = ").append(b.statsPollingInterval().toMillis()).append("ms\n")
                 .append("    unsafe-ignore-inhibitor = ").append(b.unsafeIgnoreInhibitor()).append('\n')
                 .append("    mmio-base = \"0x").append(Long.toHexString(b.mmioBase())).append("\"\n")
+                .append("    free-page-reporting = ").append(b.freePageReporting()).append('\n')
                 .append("  }\n");
         out.append("  devices {\n    serial = ").append(spec.devices().serial()).append('\n');
         spec.devices().dma().ifPresentOrElse(d -> out.append("    dma { enabled = true, group = ")

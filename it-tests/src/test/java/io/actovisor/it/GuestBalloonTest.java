@@ -35,14 +35,19 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
- * The seed's scenario inside a real guest on KVM: the guest's virtio-balloon driver gives pages of its work area
- * up, the host's balloon decides whether to discard them, and the guest's DMA engine (behind a VFIO group on the
+ * The seed's scenario inside a real guest on KVM: the guest's virtio-balloon driver gives all its free RAM (the
+ * 13 MiB above its work area) and then pages of its work area up, the host's balloon decides whether to discard them, and the guest's DMA engine (behind a VFIO group on the
  * {@code pinned} backend) checksums the same memory the CPU checksums.
  */
 @Tag("kvm")
 class GuestBalloonTest {
     private static final long MIB = 1 << 20;
+    /** Pages of the work area the tests balloon. */
     private static final int PAGES = 256;
+    /** The guest's free RAM above its work area ([3 MiB, 16 MiB)), which it gives to the balloon first. */
+    private static final int FREE_PAGES = (int) (13 * MIB / 4096);
+    /** A target that reaches {@link #PAGES} pages into the work area. */
+    private static final int TARGET = FREE_PAGES + PAGES;
     private static ActorTestKit kit;
     private static int vms;
 
@@ -150,15 +155,15 @@ class GuestBalloonTest {
     void withTheGroupAttachedInflatingDiscardsNothingAndDmaAlwaysMatchesTheCpu() {
         try (Guest guest = new Guest(vm(true, false))) {
             guest.await("round 2: pages 512 balloon 0 cpu (\\w+) dma \\1 match");
-            guest.target(PAGES);
-            guest.await("balloon: inflated 256 pages");
-            guest.await("pages 256 balloon 256 cpu (\\w+) dma \\1 match");
+            guest.target(TARGET);
+            guest.await("balloon: inflated " + TARGET + " pages");
+            guest.await("pages 256 balloon " + TARGET + " cpu (\\w+) dma \\1 match");
             BalloonActor.BalloonStatus status = guest.balloon();
             assertEquals(0, status.pagesDiscarded(), "an attached group inhibits the discard");
-            assertEquals(PAGES, status.pagesSkipped());
-            assertEquals(PAGES * 4096L, status.actualBytes());
+            assertEquals(TARGET, status.pagesSkipped());
+            assertEquals(TARGET * 4096L, status.actualBytes());
             guest.target(0);
-            guest.await("balloon: deflated 256 pages");
+            guest.await("balloon: deflated " + TARGET + " pages");
             guest.await("pages 512 balloon 0 cpu (\\w+) dma \\1 match");
             assertFalse(guest.lines.stream().anyMatch(l -> l.contains("MISMATCH") || l.contains("differ")),
                     guest.lines.toString());
@@ -169,11 +174,11 @@ class GuestBalloonTest {
     void withTheInhibitorIgnoredExactlyTheDiscardedPagesGoStaleForTheDevice() {
         try (Guest guest = new Guest(vm(true, true))) {
             guest.await("round 2: pages 512 balloon 0 cpu (\\w+) dma \\1 match");
-            guest.target(PAGES);
-            guest.await("balloon: inflated 256 pages");
-            assertEquals(PAGES, guest.balloon().pagesDiscarded(), "the unsafe setting discards pinned pages");
+            guest.target(TARGET);
+            guest.await("balloon: inflated " + TARGET + " pages");
+            assertEquals(TARGET, guest.balloon().pagesDiscarded(), "the unsafe setting discards pinned pages");
             guest.target(0);
-            guest.await("balloon: deflated 256 pages");
+            guest.await("balloon: deflated " + TARGET + " pages");
             guest.await("pages 512 balloon 0 cpu \\w+ dma \\w+ MISMATCH");
             Matcher first = guest.await("page (0x\\w+) differs");
             assertEquals("0x100000", first.group(1), "the first ballooned page of the work area");
@@ -193,13 +198,13 @@ class GuestBalloonTest {
             io.actovisor.memory.AddressRange workArea = io.actovisor.memory.AddressRange.of(ram.base().value() + work,
                     2 * MIB);
             assertEquals(2 * MIB, ram.residentBytes(workArea), "the guest touched its whole work area");
-            guest.target(PAGES);
-            guest.await("balloon: inflated 256 pages");
-            guest.await("pages 256 balloon 256");
-            assertEquals(PAGES, guest.balloon().pagesDiscarded());
+            guest.target(TARGET);
+            guest.await("balloon: inflated " + TARGET + " pages");
+            guest.await("pages 256 balloon " + TARGET);
+            assertEquals(TARGET, guest.balloon().pagesDiscarded());
             assertEquals(MIB, ram.residentBytes(workArea), "inflating 1 MiB gave 1 MiB back to the host");
             guest.target(0);
-            guest.await("balloon: deflated 256 pages");
+            guest.await("balloon: deflated " + TARGET + " pages");
             guest.await("pages 512 balloon 0");
             assertEquals(2 * MIB, ram.residentBytes(workArea), "after deflating, the guest uses the pages again");
         }

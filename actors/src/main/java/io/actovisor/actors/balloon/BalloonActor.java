@@ -133,6 +133,34 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     public record DeflateResult(long pagesReturned, List<Long> notInflated) {
     }
 
+    /**
+     * Free page reporting: the guest reports free chunks {@code chunks} (guest-physical, 4 KiB aligned). They are
+     * discarded when the discard manager allows it (no holder of either kind), and skipped otherwise; the guest keeps
+     * them either way (they are not inflated).
+     */
+    public record ReportFree(List<AddressRange> chunks, ActorRef<ReportResult> replyTo) implements Command {
+        public ReportFree {
+            chunks = List.copyOf(chunks);
+            Objects.requireNonNull(replyTo, "replyTo");
+        }
+    }
+
+    /**
+     * What a free page report did.
+     *
+     * @param bytesDiscarded bytes whose host memory was discarded
+     * @param bytesSkipped   bytes not discarded because a holder disables discards (or the manager did not answer)
+     * @param rejected       chunks not (wholly) in guest RAM or not 4 KiB aligned, ignored
+     * @param holders        the holders that made the manager skip the report (empty when nothing was skipped)
+     */
+    public record ReportResult(long bytesDiscarded, long bytesSkipped, List<AddressRange> rejected,
+            List<String> holders) {
+        public ReportResult {
+            rejected = List.copyOf(rejected);
+            holders = List.copyOf(holders);
+        }
+    }
+
     /** Ask for the balloon's status. */
     public record GetStatus(ActorRef<BalloonStatus> replyTo) implements Command {
     }
@@ -280,6 +308,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
                 .onMessage(WatchTarget.class, this::onWatchTarget)
                 .onMessage(Inflate.class, this::onInflate)
                 .onMessage(Deflate.class, this::onDeflate)
+                .onMessage(ReportFree.class, this::onReportFree)
                 .onMessage(GetStatus.class, this::onGetStatus)
                 .onMessage(StatusReady.class, this::onStatusReady)
                 .onMessage(ListenerUpdate.class, this::onListenerUpdate)
@@ -529,6 +558,73 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     private Section sectionOf(long gpa) {
         Map.Entry<Long, Section> e = ram.floorEntry(gpa);
         return e != null && e.getValue().range().contains(gpa) ? e.getValue() : null;
+    }
+
+    /** The manager's answer to a free page report. */
+    private record ReportDecided(ReportFree report, List<Piece> pieces, long bytes, List<AddressRange> rejected,
+            DiscardManager.Decision decision, Throwable failure) implements Command {
+    }
+
+    private Behavior<Command> onReportFree(ReportFree report) {
+        List<AddressRange> accepted = new ArrayList<>();
+        List<AddressRange> rejected = new ArrayList<>();
+        for (AddressRange chunk : report.chunks()) {
+            boolean aligned = chunk.base() % FrameRuns.FRAME_SIZE == 0 && chunk.size() % FrameRuns.FRAME_SIZE == 0;
+            Section s = sectionOf(chunk.base());
+            if (aligned && chunk.size() > 0 && s != null
+                    && chunk.base() + chunk.size() <= s.range().base() + s.range().size()) {
+                accepted.add(chunk);
+            } else {
+                rejected.add(chunk);
+            }
+        }
+        if (!rejected.isEmpty()) {
+            getContext().getLog().warn("Balloon {}: the guest reported {} free chunks that are not aligned pages of "
+                    + "its RAM (first {}); ignored", name, rejected.size(), rejected.get(0));
+        }
+        long bytes = accepted.stream().mapToLong(AddressRange::size).sum();
+        if (bytes == 0) {
+            report.replyTo().tell(new ReportResult(0, 0, rejected, List.of()));
+            return this;
+        }
+        List<Piece> pieces = pieces(accepted);
+        getContext().ask(DiscardManager.Decision.class, discardManager, DECISION_TIMEOUT,
+                replyTo -> new DiscardManager.ReportFreePages(getContext().getSelf(), accepted,
+                        bytes / FrameRuns.FRAME_SIZE, replyTo),
+                (decision, failure) -> new ReportDecided(report, pieces, bytes, rejected, decision, failure));
+        // As for an inflate: nothing else runs until the discard is done.
+        return Behaviors.receive(Command.class)
+                .onMessage(ReportDecided.class, decided -> {
+                    onReportDecided(decided);
+                    return stash.unstashAll(this);
+                })
+                .onAnyMessage(command -> {
+                    stash.stash(command);
+                    return Behaviors.same();
+                })
+                .build();
+    }
+
+    private void onReportDecided(ReportDecided decided) {
+        if (decided.decision() instanceof DiscardManager.DiscardNow now) {
+            long done = 0;
+            try {
+                for (Piece piece : pieces(now.ranges())) {
+                    piece.host().discard();
+                    done += piece.guest().size();
+                }
+            } finally {
+                discardManager.tell(new DiscardManager.DiscardDone(now.ticket(), done / FrameRuns.FRAME_SIZE));
+            }
+            decided.report().replyTo().tell(new ReportResult(done, decided.bytes() - done, decided.rejected(),
+                    List.of()));
+            return;
+        }
+        // Never unsafe-ignore-inhibitor here: a skipped report costs nothing but host memory.
+        List<String> holders = decided.decision() instanceof DiscardManager.Refused refused ? refused.holders()
+                : List.of("the discard manager did not answer: " + decided.failure().getMessage());
+        getContext().getLog().debug("Balloon {} skips {} reported free bytes: {}", name, decided.bytes(), holders);
+        decided.report().replyTo().tell(new ReportResult(0, decided.bytes(), decided.rejected(), holders));
     }
 
     /** A guest range inside one RAM section, and the host memory behind it. */

@@ -8,6 +8,7 @@ import io.actovisor.devices.balloon.VirtioBalloon;
 import io.actovisor.devices.virtio.VirtioException;
 import io.actovisor.devices.virtio.VirtioMmio;
 import io.actovisor.devices.virtio.Virtqueue;
+import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;
 import java.io.ByteArrayOutputStream;
@@ -214,6 +215,10 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private void process(int queue, ActorRef<DeviceIo.Result> replyTo) {
         Virtqueue q = mmio.queue(queue).orElseThrow();
         GuestMemory memory = mmio.memory();
+        if (queue == VirtioBalloon.reportingQueue(mmio.negotiatedFeatures())) {
+            processReport(q, queue, replyTo);
+            return;
+        }
         if (queue == VirtioBalloon.STATS_QUEUE) {
             Optional<Virtqueue.Chain> chain = q.pop(memory);
             if (chain.isPresent()) {
@@ -241,6 +246,26 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             getContext().ask(BalloonActor.DeflateResult.class, balloon, timeouts.deviceOnBalloon(),
                     r -> new BalloonActor.Deflate(pfns, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
         }
+    }
+
+    /**
+     * Free page reporting: each device-writable descriptor of each chain is one free chunk (guest-physical address
+     * and length). The balloon discards or skips them; every chain is returned (used length 0) either way.
+     */
+    private void processReport(Virtqueue q, int queue, ActorRef<DeviceIo.Result> replyTo) {
+        List<Integer> heads = new ArrayList<>();
+        List<AddressRange> chunks = new ArrayList<>();
+        for (Optional<Virtqueue.Chain> c = q.pop(mmio.memory()); c.isPresent(); c = q.pop(mmio.memory())) {
+            heads.add(c.get().head());
+            for (Virtqueue.Descriptor d : c.get().descriptors()) {
+                if (d.deviceWrites() && d.length() > 0) {
+                    chunks.add(AddressRange.of(d.address(), Integer.toUnsignedLong(d.length())));
+                }
+            }
+        }
+        busy = true;
+        getContext().ask(BalloonActor.ReportResult.class, balloon, Duration.ofSeconds(30),
+                r -> new BalloonActor.ReportFree(chunks, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
     }
 
     /**

@@ -53,8 +53,8 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 public final class DiscardManager extends AbstractBehavior<DiscardManager.Command> {
 
     /** What a discard manager accepts. */
-    public sealed interface Command permits Register, Unregister, RequestDiscard, DiscardDone, Reclaim, RestoreAll,
-            SetGuestContract, GetState, HolderStopped, PinOwnerStopped, RequesterStopped, DrainConfirmed,
+    public sealed interface Command permits Register, Unregister, RequestDiscard, ReportFreePages, DiscardDone,
+            Reclaim, RestoreAll, SetGuestContract, GetState, HolderStopped, PinOwnerStopped, RequesterStopped, DrainConfirmed,
             DrainUnconfirmed, OwnerReplied, RetryRestore {
     }
 
@@ -216,7 +216,22 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
         }
     }
 
-    /** The answer to {@link RequestDiscard}. */
+    /**
+     * Free page reporting: the guest reports free chunks {@code ranges} ({@code pages} 4 KiB pages in all). Answered
+     * {@link DiscardNow} only while no holder of either kind is registered (draining ones included), otherwise
+     * {@link Refused} naming them all: the guest reuses a reported page without telling the host, so a coordinated
+     * container would have no moment to map it again. The requester reports {@link DiscardDone} as for a balloon.
+     */
+    public record ReportFreePages(ActorRef<?> requester, List<AddressRange> ranges, long pages,
+            ActorRef<Decision> replyTo) implements Command {
+        public ReportFreePages {
+            Objects.requireNonNull(requester, "requester");
+            ranges = List.copyOf(ranges);
+            Objects.requireNonNull(replyTo, "replyTo");
+        }
+    }
+
+    /** The answer to {@link RequestDiscard} and {@link ReportFreePages}. */
     public sealed interface Decision permits DiscardNow, Held, Refused {
     }
 
@@ -324,6 +339,10 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
     }
 
     /** Why a coordinated holder falls back to disabling discards. */
+    static final String REPORTING_UNDER_PIN = "free page reporting is skipped while a VFIO container may map guest "
+            + "RAM: the guest reuses reported pages without telling the host, so no container could map them again "
+            + "in time";
+
     static final String NO_GUEST_CONTRACT = "the guest driver has not negotiated VIRTIO_BALLOON_F_MUST_TELL_HOST, so "
             + "it may reuse a ballooned page without telling the host: coordinated holders disable discards";
 
@@ -405,6 +424,13 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
     private long bytesRefused;
     private long blockReleaseFailures;
     private long remapFailures;
+    /** Outstanding {@link DiscardNow} tickets that answered a {@link ReportFreePages}. */
+    private final Set<Long> reportTickets = new HashSet<>();
+    private long reportsGranted;
+    private long reportsSkipped;
+    private long reportedBytesDiscarded;
+    private long reportedBytesSkipped;
+    private String lastReportSkipReason = "";
 
     private DiscardManager(ActorContext<Command> context, String name, Settings settings,
             Optional<ActorRef<FailStop>> failStop, StashBuffer<Command> stash, TimerScheduler<Command> timers) {
@@ -443,6 +469,7 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
                 .onMessage(Register.class, this::onRegister)
                 .onMessage(Unregister.class, this::onUnregister)
                 .onMessage(RequestDiscard.class, this::onRequestDiscard)
+                .onMessage(ReportFreePages.class, this::onReportFreePages)
                 .onMessage(DiscardDone.class, this::onDiscardDone)
                 .onMessage(Reclaim.class, this::onReclaim)
                 .onMessage(RestoreAll.class, this::onRestoreAll)
@@ -548,13 +575,38 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
     }
 
     private void grant(RequestDiscard request, List<AddressRange> ranges) {
-        long ticket = nextTicket++;
-        inFlight.put(ticket, request.requester());
-        if (watchedRequesters.merge(request.requester(), 1, Integer::sum) == 1) {
-            getContext().watchWith(request.requester(), new RequesterStopped(request.requester()));
-        }
         discardsGranted++;
-        request.replyTo().tell(new DiscardNow(ticket, ranges));
+        request.replyTo().tell(new DiscardNow(issueTicket(request.requester()), ranges));
+    }
+
+    private long issueTicket(ActorRef<?> requester) {
+        long ticket = nextTicket++;
+        inFlight.put(ticket, requester);
+        if (watchedRequesters.merge(requester, 1, Integer::sum) == 1) {
+            getContext().watchWith(requester, new RequesterStopped(requester));
+        }
+        return ticket;
+    }
+
+    private Behavior<Command> onReportFreePages(ReportFreePages report) {
+        if (round != null) {
+            stash.stash(report);
+            return this;
+        }
+        if (!holders.isEmpty()) {
+            // Any holder, coordinated or not: see REPORTING_UNDER_PIN.
+            List<String> names = names();
+            reportsSkipped++;
+            reportedBytesSkipped += report.pages() * FRAME_SIZE;
+            lastReportSkipReason = REPORTING_UNDER_PIN + " (holders: " + String.join(", ", names) + ")";
+            report.replyTo().tell(new Refused(names));
+            return this;
+        }
+        long ticket = issueTicket(report.requester());
+        reportTickets.add(ticket);
+        reportsGranted++;
+        report.replyTo().tell(new DiscardNow(ticket, report.ranges()));
+        return this;
     }
 
     /** Add the frames of {@code ranges} to the held set; the blocks they complete (not discarded yet). */
@@ -777,7 +829,11 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
             getContext().getLog().warn("Discard manager {}: DiscardDone for unknown ticket {}", name, done.ticket());
             return this;
         }
-        bytesDiscarded += done.pages() * FRAME_SIZE;
+        if (reportTickets.remove(done.ticket())) {
+            reportedBytesDiscarded += done.pages() * FRAME_SIZE;
+        } else {
+            bytesDiscarded += done.pages() * FRAME_SIZE;
+        }
         forgetRequester(requester, 1);
         answerWaitingRegistrations();
         return this;
@@ -793,7 +849,13 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
 
     private Behavior<Command> onRequesterStopped(RequesterStopped stopped) {
         // A requester that stopped runs no discard any more: its outstanding tickets are void.
-        inFlight.values().removeIf(r -> r.equals(stopped.requester()));
+        inFlight.entrySet().removeIf(e -> {
+            boolean voided = e.getValue().equals(stopped.requester());
+            if (voided) {
+                reportTickets.remove(e.getKey());
+            }
+            return voided;
+        });
         watchedRequesters.remove(stopped.requester());
         answerWaitingRegistrations();
         return this;
@@ -910,6 +972,7 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
         return new DiscardState(name, count(HolderKind.UNCOORDINATED_DISABLED),
                 count(HolderKind.COORDINATED_REQUIRED), list, settings.blockSize(), mustTellHost, discardsGranted,
                 discardsRefused, discardsHeld, bytesDiscarded, bytesRefused, framesHeld, framesHeld * FRAME_SIZE,
-                discarded.size(), blockReleaseFailures, remapFailures, fallbacks);
+                discarded.size(), blockReleaseFailures, remapFailures, fallbacks, reportsGranted, reportsSkipped,
+                reportedBytesDiscarded, reportedBytesSkipped, lastReportSkipReason);
     }
 }

@@ -24,15 +24,32 @@ import java.util.Objects;
  * @param blockReleaseFailures   block releases a container refused or did not acknowledge in time
  * @param remapFailures          block remaps that failed (each is retried, then the VM is paused)
  * @param fallbacks              coordinated holders currently counted as uncoordinated, with the reason
+ * @param reportsGranted         free page reports answered {@code DiscardNow}
+ * @param reportsSkipped         free page reports refused because a holder (of either kind) was registered
+ * @param reportedBytesDiscarded bytes of reported free pages discarded
+ * @param reportedBytesSkipped   bytes of reported free pages not discarded because a holder was registered
+ * @param lastReportSkipReason   why the last skipped report was skipped, naming the holders ("" if none was)
  */
 public record DiscardState(String manager, int uncoordinatedHolders, int coordinatedHolders, List<Holder> holders,
         long blockSize, boolean guestTellsHost, long discardsGranted, long discardsRefused, long discardsHeld, long bytesDiscarded, long bytesRefused,
         long framesHeld, long bytesHeld, long blocksUnmapped, long blockReleaseFailures, long remapFailures,
-        List<Fallback> fallbacks) {
+        List<Fallback> fallbacks, long reportsGranted, long reportsSkipped, long reportedBytesDiscarded,
+        long reportedBytesSkipped, String lastReportSkipReason) {
 
     public DiscardState {
         holders = List.copyOf(holders);
         fallbacks = List.copyOf(fallbacks);
+        Objects.requireNonNull(lastReportSkipReason, "lastReportSkipReason");
+    }
+
+    /** A state without free page reporting activity. */
+    public DiscardState(String manager, int uncoordinatedHolders, int coordinatedHolders, List<Holder> holders,
+            long blockSize, boolean guestTellsHost, long discardsGranted, long discardsRefused, long discardsHeld,
+            long bytesDiscarded, long bytesRefused, long framesHeld, long bytesHeld, long blocksUnmapped,
+            long blockReleaseFailures, long remapFailures, List<Fallback> fallbacks) {
+        this(manager, uncoordinatedHolders, coordinatedHolders, holders, blockSize, guestTellsHost, discardsGranted,
+                discardsRefused, discardsHeld, bytesDiscarded, bytesRefused, framesHeld, bytesHeld, blocksUnmapped,
+                blockReleaseFailures, remapFailures, fallbacks, 0, 0, 0, 0, "");
     }
 
     /** Names of the holders that disable discards right now (uncoordinated ones and fallen-back coordinated ones). */

@@ -5,8 +5,10 @@ import io.actovisor.devices.virtio.VirtioDevice;
 /**
  * The virtio-balloon device (ID 5): config space {@code num_pages} (the target, in 4 KiB pages, written by the
  * device) and {@code actual} (what the driver holds, written by the driver); queues inflate (0), deflate (1) and
- * statistics (2); features {@code STATS_VQ} and {@code DEFLATE_ON_OOM}. It does not discard memory itself: the
- * frames it receives go to the balloon actor, where the inhibitor and coalescing apply.
+ * statistics (2) and free page reporting (after the statistics queue: 3, or 2 when the driver did not negotiate
+ * {@code STATS_VQ}, as Linux numbers only the queues that exist); features {@code MUST_TELL_HOST}, {@code STATS_VQ},
+ * {@code DEFLATE_ON_OOM} (as configured) and {@code REPORTING}. It does not discard memory itself: the frames and
+ * chunks it receives go to the balloon actor, where the discard manager's rules and coalescing apply.
  */
 public final class VirtioBalloon implements VirtioDevice {
     public static final int DEVICE_ID = 5;
@@ -14,6 +16,8 @@ public final class VirtioBalloon implements VirtioDevice {
     public static final long F_MUST_TELL_HOST = 1L << 0;
     public static final long F_STATS_VQ = 1L << 1;
     public static final long F_DEFLATE_ON_OOM = 1L << 2;
+    /** Free page reporting (virtio 1.2 {@code VIRTIO_BALLOON_F_PAGE_REPORTING}, bit 5): the reporting queue. */
+    public static final long F_REPORTING = 1L << 5;
     public static final int INFLATE_QUEUE = 0;
     public static final int DEFLATE_QUEUE = 1;
     public static final int STATS_QUEUE = 2;
@@ -37,12 +41,29 @@ public final class VirtioBalloon implements VirtioDevice {
 
     @Override
     public long features() {
-        return F_MUST_TELL_HOST | F_STATS_VQ | (deflateOnOom ? F_DEFLATE_ON_OOM : 0);
+        return F_MUST_TELL_HOST | F_STATS_VQ | (deflateOnOom ? F_DEFLATE_ON_OOM : 0) | F_REPORTING;
     }
 
     @Override
     public int[] queueMaxSizes() {
-        return new int[] {QUEUE_SIZE, QUEUE_SIZE, QUEUE_SIZE};
+        // inflate, deflate, statistics, reporting; without STATS_VQ the reporting queue is 2 and 3 stays unused.
+        return new int[] {QUEUE_SIZE, QUEUE_SIZE, QUEUE_SIZE, QUEUE_SIZE};
+    }
+
+    /** The statistics queue's index under {@code negotiated} features, or -1 when there is none. */
+    public static int statisticsQueue(long negotiated) {
+        return (negotiated & F_STATS_VQ) != 0 ? STATS_QUEUE : -1;
+    }
+
+    /**
+     * The reporting queue's index under {@code negotiated} features, or -1 when there is none: queues are numbered
+     * in order among those that exist (free page hinting, which would come before it, is not offered).
+     */
+    public static int reportingQueue(long negotiated) {
+        if ((negotiated & F_REPORTING) == 0) {
+            return -1;
+        }
+        return (negotiated & F_STATS_VQ) != 0 ? STATS_QUEUE + 1 : STATS_QUEUE;
     }
 
     @Override

@@ -76,6 +76,7 @@ public final class PrometheusMetrics {
             out.add(counter("actovisor_balloon_pages_skipped", "Pages not discarded because a holder disabled "
                     + "discards", b.pagesSkipped()));
         }
+        m.discard().ifPresent(d -> out.addAll(DiscardMetrics.snapshots(d)));
         GaugeSnapshot.Builder mappings = GaugeSnapshot.builder().name("actovisor_iommu_mappings")
                 .help("IOMMU mappings of each VFIO container");
         GaugeSnapshot.Builder pinned = GaugeSnapshot.builder().name("actovisor_iommu_pinned_bytes")

@@ -76,11 +76,18 @@ public interface VmManagement {
      * @param vcpus          each vCPU's exit counters
      * @param commits        memory topology commits applied
      * @param refusedCommits memory topology commits refused
+     * @param discard        the discard manager's state, if it answered
      */
     record VmMetrics(VmInfo vm, Optional<Balloon> balloon, VfioState vfio, List<VcpuCounters> vcpus, long commits,
-            long refusedCommits) {
+            long refusedCommits, Optional<io.actovisor.actors.discard.DiscardState> discard) {
         public VmMetrics {
             vcpus = List.copyOf(vcpus);
+        }
+
+        /** The numbers without the discard manager's state. */
+        public VmMetrics(VmInfo vm, Optional<Balloon> balloon, VfioState vfio, List<VcpuCounters> vcpus,
+                long commits, long refusedCommits) {
+            this(vm, balloon, vfio, vcpus, commits, refusedCommits, Optional.empty());
         }
     }
 

@@ -106,11 +106,13 @@ public final class VmBuilder {
                 long dmaBase = spec.devices().dma().map(VmSpec.Dma::mmioBase).orElse(0L);
                 long balloonBase = spec.balloon().enabled() ? spec.balloon().mmioBase() : 0;
                 guest = Optional.of(new VmTopology.Guest(firmware, spec.guest().program(),
-                        (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase},
+                        (long) spec.guest().workloadMib() << 20, new long[] {roundMillis, dmaBase, balloonBase,
+                        spec.balloon().freePageReporting() ? 1 : 0},
                         spec.vcpus(), spec.devices().serial()));
             } else {
                 Duration interval = Duration.ofMillis(roundMillis);
-                scripted = Optional.of(new VmTopology.ScriptedGuest(() -> new WorkloadProgram(interval),
+                scripted = Optional.of(new VmTopology.ScriptedGuest(() -> new WorkloadProgram(interval,
+                        spec.balloon().freePageReporting()),
                         GuestLayout.of((long) spec.guest().workloadMib() << 20)));
             }
             List<VmTopology.Device> devices = new ArrayList<>();

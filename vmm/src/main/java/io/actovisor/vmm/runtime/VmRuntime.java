@@ -326,7 +326,10 @@ public final class VmRuntime implements VmManagement {
         CompletableFuture<Optional<Balloon>> balloon = components.balloon().isPresent()
                 ? balloon().thenApply(Optional::of).toCompletableFuture()
                 : CompletableFuture.completedFuture(Optional.empty());
-        return CompletableFuture.allOf(info, vfio, balloon).thenApply(done -> new VmMetrics(info.join(),
-                balloon.join(), vfio.join(), vcpus, commits.get(), refusedCommits.get()));
+        // A manager that does not answer leaves its families out; the rest of the scrape still works.
+        CompletableFuture<Optional<DiscardState>> discard = discard().thenApply(Optional::of)
+                .exceptionally(failure -> Optional.empty()).toCompletableFuture();
+        return CompletableFuture.allOf(info, vfio, balloon, discard).thenApply(done -> new VmMetrics(info.join(),
+                balloon.join(), vfio.join(), vcpus, commits.get(), refusedCommits.get(), discard.join()));
     }
 }

@@ -10,9 +10,10 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 
 /**
- * A virtio-balloon driver, as the firmware's {@code balloon.c}: negotiate STATS_VQ and DEFLATE_ON_OOM, read the
- * target ({@code num_pages}), give frames to the host (inflate) or take them back (deflate) in batches of 1024
- * PFNs, update {@code actual}, and answer statistics requests. A request the device does not hand back is a
+ * A virtio-balloon driver, as the firmware's {@code balloon.c}: negotiate MUST_TELL_HOST (it deflates before it
+ * reuses a page), STATS_VQ, DEFLATE_ON_OOM and REPORTING, read the target ({@code num_pages}), give frames to the host
+ * (inflate) or take them back (deflate) in batches of 1024 PFNs, update {@code actual}, answer statistics requests,
+ * and report free chunks on the reporting queue (each chunk one device-writable descriptor, as Linux does). A request the device does not hand back is a
  * {@link ScriptedGuestException}: the device refused it (it then needs a reset).
  */
 public final class BalloonDriver {
@@ -28,6 +29,7 @@ public final class BalloonDriver {
     private final SplitQueueDriver inflate;
     private final SplitQueueDriver deflate;
     private final SplitQueueDriver stats;
+    private final SplitQueueDriver reporting;
     private long features;
 
     /** A driver for the balloon behind {@code bus}, its queues in device slot {@code slot} of the layout. */
@@ -37,29 +39,86 @@ public final class BalloonDriver {
         this.inflate = new SplitQueueDriver(memory, GuestLayout.queue(slot, 0), QUEUE_SIZE);
         this.deflate = new SplitQueueDriver(memory, GuestLayout.queue(slot, 1), QUEUE_SIZE);
         this.stats = new SplitQueueDriver(memory, GuestLayout.queue(slot, 2), QUEUE_SIZE);
+        this.reporting = new SplitQueueDriver(memory, GuestLayout.queue(slot, 3), QUEUE_SIZE);
     }
 
     public VirtioMmioDriver transport() {
         return transport;
     }
 
-    /** The driver's queue {@code index} (inflate 0, deflate 1, statistics 2), for scripts that write it raw. */
+    /**
+     * The driver's queue {@code index} (inflate 0, deflate 1, statistics 2, reporting 3), for scripts that write it
+     * raw.
+     */
     public SplitQueueDriver queue(int index) {
         return switch (index) {
             case VirtioBalloon.INFLATE_QUEUE -> inflate;
             case VirtioBalloon.DEFLATE_QUEUE -> deflate;
             case VirtioBalloon.STATS_QUEUE -> stats;
-            default -> throw new IllegalArgumentException("virtio-balloon has queues 0 to 2, not " + index);
+            case VirtioBalloon.STATS_QUEUE + 1 -> reporting;
+            default -> throw new IllegalArgumentException("virtio-balloon has queues 0 to 3, not " + index);
         };
     }
 
-    /** Initialize the device and, if statistics were negotiated, offer the first statistics buffer. */
+    /** The features the driver asks for. */
+    public static final long WANTED = VirtioBalloon.F_MUST_TELL_HOST | VirtioBalloon.F_STATS_VQ
+            | VirtioBalloon.F_DEFLATE_ON_OOM | VirtioBalloon.F_REPORTING;
+
+    /**
+     * Initialize the device and, if statistics were negotiated, offer the first statistics buffer. The queues are
+     * numbered among those that exist: the reporting queue follows the statistics queue, or takes its place.
+     */
     public CompletionStage<Void> start() {
-        return transport.initialize(VirtioBalloon.DEVICE_ID, VirtioBalloon.F_STATS_VQ | VirtioBalloon.F_DEFLATE_ON_OOM,
-                List.of(inflate, deflate, stats)).thenCompose(accepted -> {
-                    features = accepted;
-                    return hasStatistics() ? reportStatistics(0, 0) : CompletableFuture.completedFuture(null);
-                });
+        return transport.deviceFeatures().thenCompose(offered -> {
+            List<SplitQueueDriver> queues = new java.util.ArrayList<>(List.of(inflate, deflate));
+            if ((offered & VirtioBalloon.F_STATS_VQ) != 0) {
+                queues.add(stats);
+            }
+            if ((offered & VirtioBalloon.F_REPORTING) != 0) {
+                queues.add(reporting);
+            }
+            return transport.initialize(VirtioBalloon.DEVICE_ID, WANTED, queues);
+        }).thenCompose(accepted -> {
+            features = accepted;
+            return hasStatistics() ? reportStatistics(0, 0) : CompletableFuture.completedFuture(null);
+        });
+    }
+
+    /** Whether the driver tells the host before it reuses a ballooned page (MUST_TELL_HOST negotiated). */
+    public boolean tellsHost() {
+        return (features & VirtioBalloon.F_MUST_TELL_HOST) != 0;
+    }
+
+    /** Whether free page reporting was negotiated. */
+    public boolean hasReporting() {
+        return (features & VirtioBalloon.F_REPORTING) != 0;
+    }
+
+    /** Chunks per report request, as Linux's {@code PAGE_REPORTING_CAPACITY}. */
+    public static final int REPORT_CAPACITY = 32;
+
+    /**
+     * Report free {@code chunks} (guest-physical, each one descriptor the device may write), in requests of up to
+     * {@link #REPORT_CAPACITY}; completes when the device handed every request back.
+     */
+    public CompletionStage<Void> reportFree(List<io.actovisor.memory.AddressRange> chunks) {
+        if (!hasReporting()) {
+            throw new ScriptedGuestException("free page reporting was not negotiated");
+        }
+        if (chunks.isEmpty()) {
+            return CompletableFuture.completedFuture(null);
+        }
+        int n = Math.min(chunks.size(), REPORT_CAPACITY);
+        reporting.add(chunks.subList(0, n).stream().map(c -> new SplitQueueDriver.Buffer(c.base(),
+                Math.toIntExact(c.size()), true)).toList());
+        int queue = VirtioBalloon.reportingQueue(features);
+        return transport.notify(queue).thenCompose(v -> {
+            if (reporting.pollUsed().isEmpty()) {
+                throw new ScriptedGuestException("virtio-balloon did not hand back the report of " + n
+                        + " free chunks (the device needs a reset)");
+            }
+            return reportFree(chunks.subList(n, chunks.size()));
+        });
     }
 
     public boolean hasStatistics() {
@@ -75,6 +134,25 @@ public final class BalloonDriver {
     public CompletionStage<Long> target() {
         return transport.takeInterrupts().thenCompose(bits -> transport.readConfig(VirtioBalloon.CONFIG_NUM_PAGES, 4))
                 .thenApply(v -> v & 0xffffffffL);
+    }
+
+    /** Give {@code frames} to the host, in batches of {@link #MAX_BATCH}. */
+    public CompletionStage<Void> inflate(long[] frames) {
+        return sendAll(VirtioBalloon.INFLATE_QUEUE, frames, 0);
+    }
+
+    /** Take {@code frames} back from the host, in batches of {@link #MAX_BATCH}. */
+    public CompletionStage<Void> deflate(long[] frames) {
+        return sendAll(VirtioBalloon.DEFLATE_QUEUE, frames, 0);
+    }
+
+    private CompletionStage<Void> sendAll(int queue, long[] frames, int from) {
+        if (from >= frames.length) {
+            return CompletableFuture.completedFuture(null);
+        }
+        int to = Math.min(frames.length, from + MAX_BATCH);
+        return send(queue, java.util.Arrays.copyOfRange(frames, from, to))
+                .thenCompose(v -> sendAll(queue, frames, to));
     }
 
     /** Give frames {@code [first, first + count)} to the host. */

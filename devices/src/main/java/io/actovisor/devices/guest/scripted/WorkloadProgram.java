@@ -1,24 +1,29 @@
 package io.actovisor.devices.guest.scripted;
 
 import io.actovisor.devices.dma.DmaEngine;
+import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;
 import io.actovisor.memory.RegionKind;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.time.Duration;
+import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 
 /**
  * The scripted guest's default program: what the firmware's {@code workload} does, from the driver side in Java.
- * Each round it follows the balloon's target by giving up (or taking back) the first pages of the work area,
- * writes a round-dependent pattern over the pages it keeps, checksums them by CPU (reading guest RAM) and by the
+ * Each round it follows the balloon's target by giving up (or taking back) frames in the order of
+ * {@link BalloonablePages}: whole 2 MiB blocks of its free RAM first (the RAM above the work area), the work area
+ * last; it writes a round-dependent pattern over the work-area pages it keeps, checksums them by CPU (reading guest RAM) and by the
  * DMA engine (through the VFIO container's IOMMU), prints {@code round N: ... match} (or {@code MISMATCH} and the
  * pages that differ) on the console, and answers the balloon's statistics requests. With DEFLATE_ON_OOM
  * negotiated it keeps {@link #RESERVE_PAGES} pages of its work area whatever the target, as a guest's OOM path
- * deflates the balloon instead of failing; without it, it follows the target up to the whole work area.
+ * deflates the balloon instead of failing; without it, it follows the target up to all its free RAM and the whole
+ * work area. With free page reporting negotiated (and not switched off) it reports the whole free blocks the balloon
+ * does not hold, once when they become free.
  */
 public final class WorkloadProgram implements GuestProgram {
     /** Pages the workload keeps under memory pressure when DEFLATE_ON_OOM was negotiated. */
@@ -27,16 +32,26 @@ public final class WorkloadProgram implements GuestProgram {
     private static final int MAX_DIFFER_LINES = 16;
 
     private final Duration interval;
+    private final boolean reportFreePages;
     private Optional<BalloonDriver> balloon = Optional.empty();
     private Optional<DmaEngineDriver> dma = Optional.empty();
+    private BalloonablePages plan;
     private long held;
+    /** The lowest block (in {@link BalloonablePages} order) reported and free since; blocks from it on are reported. */
+    private long reportedFrom;
 
-    /** A workload sleeping {@code interval} between rounds. */
+    /** A workload sleeping {@code interval} between rounds, reporting free pages when the device offers it. */
     public WorkloadProgram(Duration interval) {
+        this(interval, true);
+    }
+
+    /** A workload sleeping {@code interval} between rounds; {@code reportFreePages} switches free page reporting. */
+    public WorkloadProgram(Duration interval, boolean reportFreePages) {
         if (interval.isNegative()) {
             throw new IllegalArgumentException("the round interval must not be negative, was " + interval);
         }
         this.interval = interval;
+        this.reportFreePages = reportFreePages;
     }
 
     @Override
@@ -49,9 +64,31 @@ public final class WorkloadProgram implements GuestProgram {
         return held;
     }
 
+    /** Pages of the work area currently given to the balloon. */
+    public long heldWorkPages() {
+        return plan == null ? 0 : plan.workPagesHeld(held);
+    }
+
+    /** The end of the guest RAM that runs on from guest-physical 0 through the work area. */
+    private static long ramEnd(GuestMachine machine) {
+        List<AddressRange> ram = machine.memory().view().sections().stream()
+                .filter(s -> s.kind() == RegionKind.RAM).map(s -> s.range())
+                .sorted(java.util.Comparator.comparingLong(AddressRange::base)).toList();
+        long end = 0;
+        for (AddressRange r : ram) {
+            if (r.base() > end) {
+                break;
+            }
+            end = Math.max(end, r.base() + r.size());
+        }
+        return end;
+    }
+
     @Override
     public CompletionStage<Void> boot(GuestMachine machine) {
         machine.console("hello from guest");
+        plan = BalloonablePages.of(machine.layout(), ramEnd(machine));
+        reportedFrom = plan.blocks();
         CompletionStage<Void> dmaProbe = machine.device("dma").map(bus -> {
             DmaEngineDriver driver = new DmaEngineDriver(bus);
             return driver.present().thenAccept(present -> {
@@ -67,13 +104,16 @@ public final class WorkloadProgram implements GuestProgram {
             return driver.start().thenAccept(started -> {
                 balloon = Optional.of(driver);
                 machine.console("balloon: ready (stats " + (driver.hasStatistics() ? "on" : "off") + ")");
+                machine.console("balloon: " + plan.count() + " pages balloonable (" + plan.blocks() + " free blocks), "
+                        + "tells host " + (driver.tellsHost() ? "yes" : "no") + ", reporting "
+                        + (driver.hasReporting() && reportFreePages ? "on" : "off"));
             });
         }).orElse(CompletableFuture.completedFuture(null)));
     }
 
     @Override
     public CompletionStage<Optional<Duration>> round(GuestMachine machine, long round) {
-        return followTarget(machine).thenCompose(v -> checksumRound(machine, round))
+        return followTarget(machine).thenCompose(v -> reportFree(machine)).thenCompose(v -> checksumRound(machine, round))
                 .thenCompose(v -> answerStatistics(machine)).thenApply(v -> Optional.of(interval));
     }
 
@@ -82,9 +122,7 @@ public final class WorkloadProgram implements GuestProgram {
             return CompletableFuture.completedFuture(null);
         }
         BalloonDriver driver = balloon.get();
-        GuestLayout layout = machine.layout();
-        long pages = layout.workPages();
-        long firstFrame = layout.workBase() / GuestLayout.PAGE;
+        long pages = plan.count();
         return driver.target().thenCompose(requested -> {
             long target = Math.min(requested, pages);
             if (driver.deflateOnOom() && target > pages - RESERVE_PAGES) {
@@ -98,10 +136,11 @@ public final class WorkloadProgram implements GuestProgram {
             long now = target;
             CompletionStage<Void> change;
             if (now > held) {
-                change = driver.inflate(firstFrame + held, now - held).thenRun(() -> machine.console(
+                change = driver.inflate(plan.frames(held, now)).thenRun(() -> machine.console(
                         "balloon: inflated " + (now - held) + " pages (now " + now + ")"));
             } else if (now < held) {
-                change = driver.deflate(firstFrame + now, held - now).thenRun(() -> machine.console(
+                // The most recently inflated frames come back first.
+                change = driver.deflate(plan.frames(now, held)).thenRun(() -> machine.console(
                         "balloon: deflated " + (held - now) + " pages (now " + now + ")"));
             } else {
                 change = CompletableFuture.completedFuture(null);
@@ -113,12 +152,29 @@ public final class WorkloadProgram implements GuestProgram {
         });
     }
 
+    /** Report the whole free blocks that became free since the last report (or were never reported). */
+    private CompletionStage<Void> reportFree(GuestMachine machine) {
+        if (balloon.isEmpty() || !reportFreePages || !balloon.get().hasReporting()) {
+            return CompletableFuture.completedFuture(null);
+        }
+        long first = plan.firstFreeBlock(held);
+        if (first >= reportedFrom) {
+            reportedFrom = Math.max(reportedFrom, first);
+            return CompletableFuture.completedFuture(null);
+        }
+        List<AddressRange> chunks = plan.freeBlocks(held, reportedFrom);
+        reportedFrom = first;
+        return balloon.get().reportFree(chunks).thenRun(() -> machine.console("balloon: reported " + chunks.size()
+                + " free blocks"));
+    }
+
     private CompletionStage<Void> checksumRound(GuestMachine machine, long round) {
         GuestLayout layout = machine.layout();
         GuestMemory memory = machine.memory();
         long pages = layout.workPages();
-        long first = layout.workBase() + held * GuestLayout.PAGE;
-        int bytes = (int) ((pages - held) * GuestLayout.PAGE);
+        long workHeld = heldWorkPages();
+        long first = layout.workBase() + workHeld * GuestLayout.PAGE;
+        int bytes = (int) ((pages - workHeld) * GuestLayout.PAGE);
         ByteBuffer pattern = ByteBuffer.allocate(bytes).order(ByteOrder.LITTLE_ENDIAN);
         for (long i = 0; i < bytes / 8; i++) {
             pattern.putLong((i * 0x9e3779b97f4a7c15L) ^ (round << 32));
@@ -128,7 +184,7 @@ public final class WorkloadProgram implements GuestProgram {
         }
         long cpu = bytes > 0 ? DmaEngine.checksum(memory.read(new GuestAddress(first), bytes))
                 : DmaEngine.checksum(new byte[0]);
-        String head = "round " + round + ": pages " + (pages - held) + " balloon " + held + " cpu " + hex(cpu);
+        String head = "round " + round + ": pages " + (pages - workHeld) + " balloon " + held + " cpu " + hex(cpu);
         if (dma.isEmpty() || bytes == 0) {
             machine.console(head);
             return CompletableFuture.completedFuture(null);
@@ -143,7 +199,7 @@ public final class WorkloadProgram implements GuestProgram {
                 return CompletableFuture.completedFuture(null);
             }
             machine.console(head + " dma " + hex(t.value()) + " MISMATCH");
-            return comparePages(machine, round, first, pages - held, 0, 0);
+            return comparePages(machine, round, first, pages - workHeld, 0, 0);
         });
     }
 
@@ -172,8 +228,8 @@ public final class WorkloadProgram implements GuestProgram {
         }
         long total = machine.memory().view().sections().stream().filter(s -> s.kind() == RegionKind.RAM)
                 .mapToLong(s -> s.range().size()).sum();
-        long used = (machine.layout().workPages() - held) * GuestLayout.PAGE + machine.layout().workBase();
-        return balloon.get().reportStatistics(total, Math.max(0, total - used));
+        long used = (machine.layout().workPages() - heldWorkPages()) * GuestLayout.PAGE + machine.layout().workBase();
+        return balloon.get().reportStatistics(total, Math.max(0, total - used - held * GuestLayout.PAGE));
     }
 
     private static String hex(long value) {
