@@ -94,17 +94,26 @@ class VfioGroupStatesTest {
             attach();
             describe(mode);
             if (mode.holderKind().isPresent()) {
-                expectRegister().replyTo().tell(new DiscardManager.Registered("vfio-group:g0",
-                        mode.holderKind().get(), 1));
+                registered();
             }
             expectJoin().replyTo().tell(new VfioContainerActor.GroupAttached("c0", "g0", 1));
             assertEquals(new VfioGroupActor.Attached("g0", "c0", mode.holderKind().isPresent()),
                     attachReply.receiveMessage());
         }
 
+        /** Expect the registration and confirm it. */
+        void registered() {
+            expectRegister().replyTo().tell(new DiscardManager.Registered("vfio-group:g0", mode.holderKind()
+                    .orElseThrow(), 1));
+        }
+
         void released() {
-            expectUnregister().replyTo().tell(new DiscardManager.Unregistered("vfio-group:g0",
-                    mode.holderKind().orElseThrow(), 0));
+            confirm(expectUnregister());
+        }
+
+        void confirm(DiscardManager.Unregister unregister) {
+            unregister.replyTo().tell(new DiscardManager.Unregistered("vfio-group:g0", mode.holderKind()
+                    .orElseThrow(), 0));
         }
     }
 
@@ -210,13 +219,11 @@ class VfioGroupStatesTest {
         Fixture f = new Fixture(DiscardMode.INHIBIT);
         f.attach();
         f.describe(DiscardMode.INHIBIT);
-        f.expectRegister().replyTo().tell(new DiscardManager.Registered("vfio-group:g0",
-                DiscardManager.HolderKind.UNCOORDINATED_DISABLED, 1));
+        f.registered();
         f.expectJoin().replyTo().tell(new VfioContainerActor.GroupAttachFailed("c0", "g0", "EEXIST"));
         DiscardManager.Unregister unregister = f.expectUnregister();
         f.attachReply.expectNoMessage(QUIET);
-        unregister.replyTo().tell(new DiscardManager.Unregistered("vfio-group:g0",
-                DiscardManager.HolderKind.UNCOORDINATED_DISABLED, 0));
+        f.confirm(unregister);
         assertEquals(new VfioGroupActor.AttachFailed("g0", "EEXIST"), f.attachReply.receiveMessage());
         f.assertState(Optional.empty(), false);
     }
@@ -248,14 +255,12 @@ class VfioGroupStatesTest {
         Fixture f = new Fixture(DiscardMode.INHIBIT);
         f.attach();
         f.describe(DiscardMode.INHIBIT);
-        f.expectRegister().replyTo().tell(new DiscardManager.Registered("vfio-group:g0",
-                DiscardManager.HolderKind.UNCOORDINATED_DISABLED, 1));
+        f.registered();
         f.expectJoin();
         f.container.stop();
         DiscardManager.Unregister unregister = f.expectUnregister();
         f.attachReply.expectNoMessage(QUIET);
-        unregister.replyTo().tell(new DiscardManager.Unregistered("vfio-group:g0",
-                DiscardManager.HolderKind.UNCOORDINATED_DISABLED, 0));
+        f.confirm(unregister);
         assertEquals(new VfioGroupActor.AttachFailed("g0", "container c0 stopped during the attach"),
                 f.attachReply.receiveMessage());
         f.assertState(Optional.empty(), false);
@@ -350,8 +355,7 @@ class VfioGroupStatesTest {
         f.group.tell(new VfioGroupActor.Detach(f.detachReply.ref()));
         f.describe(DiscardMode.INHIBIT);
         second.expectNoMessage(QUIET);
-        f.expectRegister().replyTo().tell(new DiscardManager.Registered("vfio-group:g0",
-                DiscardManager.HolderKind.UNCOORDINATED_DISABLED, 1));
+        f.registered();
         f.expectJoin().replyTo().tell(new VfioContainerActor.GroupAttached("c0", "g0", 1));
         assertInstanceOf(VfioGroupActor.Attached.class, f.attachReply.receiveMessage());
         assertEquals(new VfioGroupActor.AttachFailed("g0", "group g0 is already attached to container c0"),
