@@ -231,12 +231,32 @@ public final class ActorTree implements AutoCloseable {
         return MemoryRegion.ram(name, AddressRange.of(gpaPage * PAGE, pages * PAGE), memory, firstPage * PAGE);
     }
 
+    /**
+     * Run {@code assertion} until it passes, for at most 15 s (then its last failure is the test's): the way to
+     * wait for the quiescent point after a crash or a stop, when the actors have settled.
+     */
+    public void eventually(Runnable assertion) {
+        TestProbe<Object> probe = kit.createTestProbe();
+        try {
+            probe.awaitAssert(Duration.ofSeconds(15), () -> {
+                assertion.run();
+                return null;
+            });
+        } finally {
+            probe.stop();
+        }
+    }
+
     public <R> R ask(Class<R> type, Function<ActorRef<R>, Object> message, ActorRef<?> to) {
         TestProbe<R> probe = kit.createTestProbe(type);
         @SuppressWarnings("unchecked")
         ActorRef<Object> target = (ActorRef<Object>) to;
         target.tell(message.apply(probe.ref()));
-        return probe.expectMessageClass(type, TIMEOUT);
+        try {
+            return probe.expectMessageClass(type, TIMEOUT);
+        } finally {
+            probe.stop(); // a randomized test asks hundreds of thousands of times: the system must stop in time
+        }
     }
 
     public AddressSpaceActor.CommitResult commit(AddressSpaceActor.RegionChange... changes) {

@@ -1,5 +1,7 @@
 package io.actovisor.testkit.fault;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Objects;
 import java.util.SplittableRandom;
 
@@ -52,6 +54,26 @@ public record Seed(String shape, long value) {
                     + "', but it was given to a scenario of shape '" + expected + "'");
         }
         return this;
+    }
+
+    /**
+     * The seeds a randomized test of shape {@code shape} runs: the one in the system property {@code actovisor.seed}
+     * (a seed as printed, {@code shape#hex}: it replays that run), otherwise {@code shape#1} to {@code shape#n} with
+     * {@code n} from the system property {@code actovisor.seeds}, {@code defaultCount} without it.
+     *
+     * @throws IllegalArgumentException when {@code actovisor.seed} is not a seed of this shape (naming both)
+     */
+    public static List<Seed> selected(String shape, int defaultCount) {
+        String one = System.getProperty("actovisor.seed");
+        if (one != null) {
+            return List.of(parse(one).forShape(shape));
+        }
+        int count = Integer.getInteger("actovisor.seeds", defaultCount);
+        List<Seed> seeds = new ArrayList<>(count);
+        for (long value = 1; value <= count; value++) {
+            seeds.add(new Seed(shape, value));
+        }
+        return seeds;
     }
 
     /** The random source every choice of the scenario draws from, in order. */

@@ -1,81 +1,68 @@
-package io.actovisor.actors.vfio;
+package io.actovisor.testkit.selftest;
 
-import io.actovisor.actors.discard.DiscardMode;
-import static io.actovisor.actors.testing.ActorTree.PAGE;
+import static io.actovisor.testkit.ActorTree.PAGE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.memory.AddressSpaceActor;
-import io.actovisor.actors.testing.ActorTree;
-import io.actovisor.actors.testing.Faults;
-import io.actovisor.actors.testing.NativeTestKit;
+import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.HostAddress;
 import io.actovisor.memory.MemoryRegion;
 import io.actovisor.memory.Section;
+import io.actovisor.testkit.ActorTree;
+import io.actovisor.testkit.ActovisorTest;
+import io.actovisor.testkit.fault.Seed;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.Random;
-import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.SplittableRandom;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
  * Seeded random operation sequences (attach, detach, crash, add and remove regions, inflate, deflate) over the real
- * actor tree and real host memory, with invariants 1, 2 and 3 and the page contents checked after every step. A
- * failure names its seed; replay one with {@code -Dactovisor.seed=N}, run more with {@code -Dactovisor.seeds=N}.
+ * actor tree and real host memory, with invariants 1, 2 and 3 and the page contents checked after every step. 1,000
+ * seeds by default; a failure names its seed ({@code randomized-topology#hex}); replay one with
+ * {@code -Dactovisor.seed=<seed>}, run more with {@code -Dactovisor.seeds=N} ({@link Seed#selected}).
  */
+@ActovisorTest
 class RandomizedTopologyTest {
+    private static final String SHAPE = "randomized-topology";
     private static final int PAGES = 24;
     private static final int STEPS = 12;
-    private static ActorTestKit kit;
+    private final ActorTestKit kit;
 
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
+    RandomizedTopologyTest(ActorTestKit kit) {
+        this.kit = kit;
     }
 
     @Test
     void invariantsHoldAfterEveryStepOfEverySequence() {
-        String one = System.getProperty("actovisor.seed");
-        if (one != null) {
-            run(Long.parseLong(one));
-            return;
-        }
-        int seeds = Integer.getInteger("actovisor.seeds", 1000);
-        for (long seed = 1; seed <= seeds; seed++) {
-            run(seed);
-        }
+        Seed.selected(SHAPE, 1000).forEach(this::run);
     }
 
-    private void run(long seed) {
+    private void run(Seed seed) {
+        Sequence sequence = new Sequence(seed);
         try {
-            new Sequence(seed).run();
+            sequence.run();
         } catch (AssertionError | RuntimeException e) {
-            throw new AssertionError("sequence with seed " + seed + " failed (replay: mvn -pl actors test "
-                    + "-Dtest=RandomizedTopologyTest -Dactovisor.seed=" + seed + "): " + e.getMessage(), e);
+            throw new AssertionError("sequence with seed " + seed + " failed (replay: mvn -pl testkit test "
+                    + "-Dtest=RandomizedTopologyTest -Dactovisor.seed=" + seed + "): " + e.getMessage() + ", steps "
+                    + sequence.log, e);
         }
     }
 
     /** One sequence: its own tree, regions and groups. */
-    private static final class Sequence {
-        private final Random random;
+    private final class Sequence {
+        private final SplittableRandom random;
         private final List<String> log = new ArrayList<>();
-        private final Map<String, AtomicBoolean> crashSwitches = new HashMap<>();
         private final Map<String, MemoryRegion> present = new LinkedHashMap<>();
         private final List<MemoryRegion> candidates = new ArrayList<>();
         /** What each host page must read at offset 0: its last written value, or 0 once discarded. */
@@ -83,8 +70,8 @@ class RandomizedTopologyTest {
         private int generation;
         private ActorTree tree;
 
-        Sequence(long seed) {
-            this.random = new Random(seed);
+        Sequence(Seed seed) {
+            this.random = seed.random();
         }
 
         void run() {
@@ -94,7 +81,7 @@ class RandomizedTopologyTest {
                 tree.container("small", 2);
                 tree.container("od", 65535, DiscardMode.ON_DEMAND);
                 for (int g = 0; g < 4; g++) {
-                    spawnGroup("g" + g, g == 3);
+                    tree.group("g" + g, g == 3);
                 }
                 // Candidate regions over distinct host pages; some overlap in guest space, resolved by priority.
                 candidates.add(tree.ram("r0", 0, 0, 8));
@@ -111,14 +98,6 @@ class RandomizedTopologyTest {
                     checkContents(when);
                 }
             }
-        }
-
-        private void spawnGroup(String name, boolean compatible) {
-            AtomicBoolean crash = new AtomicBoolean();
-            crashSwitches.put(name, crash);
-            tree.group(name, compatible, Faults.crashWhenArmed(VfioGroupActor.Command.class, crash,
-                    VfioGroupActor.create(name, compatible ? DiscardMode.ON_DEMAND
-                            : DiscardMode.INHIBIT, tree.discard)));
         }
 
         private void write(int hostPage) {
@@ -160,26 +139,13 @@ class RandomizedTopologyTest {
             log.add("crash " + group);
             ActorRef<VfioGroupActor.Command> ref = tree.groups.get(group);
             boolean compatible = tree.compatible.get(group);
-            crashSwitches.get(group).set(true);
+            // The tree crashes the group at its next message and forgets it.
+            tree.crashAt(group, 1);
             ref.tell(new VfioGroupActor.GetState(kit.createTestProbe(VfioGroupActor.State.class).ref()));
             kit.createTestProbe().expectTerminated(ref, Duration.ofSeconds(5));
-            tree.groups.remove(group);
-            tree.compatible.remove(group);
-            // Every container drops the dead group once its watch fires (a compatible group changes no inhibit
-            // count, so the balloon alone would not show it); AwaitGroupGone answers at that point.
-            for (ActorRef<VfioContainerActor.Command> container : tree.containers.values()) {
-                var gone = kit.createTestProbe(VfioContainerActor.GroupGone.class);
-                container.tell(new VfioContainerActor.AwaitGroupGone(ref, gone.ref()));
-                gone.expectMessageClass(VfioContainerActor.GroupGone.class, Duration.ofSeconds(10));
-            }
-            // The balloon drains the inhibit once the container confirms; wait for that quiescent point.
-            kit.createTestProbe().awaitAssert(Duration.ofSeconds(10), () -> {
-                long attached = tree.groups.keySet().stream().filter(g -> !tree.compatible.get(g))
-                        .filter(g -> tree.groupState(g).container().isPresent()).count();
-                assertEquals(attached, tree.balloonStatus().inhibitors());
-                return null;
-            });
-            spawnGroup(group, compatible);
+            // Its container drops it and the discard manager its registration once their watches fire.
+            tree.eventually(() -> tree.assertInvariants("after the crash of " + group));
+            tree.group(group, compatible);
         }
 
         private void toggleRegion() {

@@ -1,14 +1,14 @@
-package io.actovisor.actors.discard;
+package io.actovisor.testkit.selftest;
 
-import static io.actovisor.actors.testing.ActorTree.PAGE;
+import static io.actovisor.testkit.ActorTree.PAGE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardManager;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.memory.AddressSpaceActor;
-import io.actovisor.actors.testing.ActorTree;
-import io.actovisor.actors.testing.NativeTestKit;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.devices.coherence.CoherenceAudit;
@@ -18,17 +18,17 @@ import io.actovisor.devices.iommu.DmaMapping;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
 import io.actovisor.devices.uring.IoUring;
 import io.actovisor.memory.sys.ProcessResources;
-import io.actovisor.memory.testing.NativeRequirement;
+import io.actovisor.testkit.ActorTree;
+import io.actovisor.testkit.ActovisorTest;
+import io.actovisor.testkit.NativeRequirement;
+import io.actovisor.testkit.fault.Seed;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
+import java.util.SplittableRandom;
 import java.util.TreeSet;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -40,50 +40,38 @@ import org.junit.jupiter.api.Test;
  * counts (2), containers mirror the view in blocks (3); after every sequence nothing is left pinned. The control runs
  * the same generator with coordination switched off and must find incoherent pages.
  *
- * <p>{@code mvn verify} runs 100 sequences; {@code -Dactovisor.seeds=1000} runs 1,000; {@code -Dactovisor.seed=N}
- * replays one.
+ * <p>{@code mvn verify} runs 100 sequences; {@code -Dactovisor.seeds=1000} runs 1,000; {@code -Dactovisor.seed=<seed>}
+ * replays one ({@code coordinated-discard#hex}, as a failure prints it).
  */
+@ActovisorTest
 class CoordinatedDiscardRandomizedTest {
+    private static final String SHAPE = "coordinated-discard";
     private static final int PAGES = 32;
     private static final long BLOCK = 4 * PAGE;
     private static final int BLOCKS = (int) (PAGES * PAGE / BLOCK);
     private static final int STEPS = 10;
-    private static ActorTestKit kit;
+    private final ActorTestKit kit;
 
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
+    CoordinatedDiscardRandomizedTest(ActorTestKit kit) {
+        this.kit = kit;
     }
 
     @Test
     void everyMappedPageIsCoherentAndNoDiscardRunsOnAMappedBlock() {
         boolean uring = IoUring.unavailabilityCause().isEmpty();
         NativeRequirement.optional("io_uring (the pinned sequences)", IoUring.unavailabilityCause());
-        String one = System.getProperty("actovisor.seed");
-        List<Long> seeds = new ArrayList<>();
-        if (one != null) {
-            seeds.add(Long.parseLong(one));
-        } else {
-            for (long seed = 1; seed <= Integer.getInteger("actovisor.seeds", 100); seed++) {
-                seeds.add(seed);
-            }
-        }
+        List<Seed> seeds = Seed.selected(SHAPE, 100);
         long audited = 0;
         long discardedBytes = 0;
         long remappedAudited = 0;
         int pinnedRuns = 0;
-        for (long seed : seeds) {
-            boolean pinned = uring && seed % 4 == 0;
+        for (Seed seed : seeds) {
+            boolean pinned = uring && seed.value() % 4 == 0;
             Sequence sequence = new Sequence(seed, pinned, true);
             try {
                 sequence.run();
             } catch (AssertionError | RuntimeException e) {
-                throw new AssertionError("sequence " + seed + " failed (replay: mvn -pl actors test "
+                throw new AssertionError("sequence " + seed + " failed (replay: mvn -pl testkit test "
                         + "-Dtest=CoordinatedDiscardRandomizedTest -Dactovisor.seed=" + seed + "): " + e.getMessage()
                         + "\n" + String.join("\n", sequence.log), e);
             }
@@ -111,7 +99,7 @@ class CoordinatedDiscardRandomizedTest {
         NativeRequirement.require("io_uring", IoUring.unavailabilityCause());
         long incoherent = 0;
         for (long seed = 1; seed <= 20; seed++) {
-            Sequence sequence = new Sequence(seed * 10, true, false);
+            Sequence sequence = new Sequence(new Seed(SHAPE, seed * 10), true, false);
             sequence.run();
             incoherent += sequence.incoherent;
         }
@@ -124,8 +112,8 @@ class CoordinatedDiscardRandomizedTest {
     }
 
     /** One sequence: its own tree, containers and groups. */
-    private static final class Sequence {
-        private final Random random;
+    private final class Sequence {
+        private final SplittableRandom random;
         private final boolean pinned;
         private final boolean coordinated;
         private final List<String> log = new ArrayList<>();
@@ -141,8 +129,8 @@ class CoordinatedDiscardRandomizedTest {
         private final TreeSet<Long> remappedPages = new TreeSet<>();
         private int generation;
 
-        Sequence(long seed, boolean pinned, boolean coordinated) {
-            this.random = new Random(seed);
+        Sequence(Seed seed, boolean pinned, boolean coordinated) {
+            this.random = seed.random();
             this.pinned = pinned;
             this.coordinated = coordinated;
         }
@@ -166,7 +154,7 @@ class CoordinatedDiscardRandomizedTest {
                     step();
                     String when = "after step " + step;
                     if (coordinated) {
-                        quiescent(() -> tree.assertInvariants(when));
+                        tree.eventually(() -> tree.assertInvariants(when));
                     }
                     touchReturnedPages();
                     audit();
@@ -305,7 +293,7 @@ class CoordinatedDiscardRandomizedTest {
                 inflated.add(f);
             }
             // Its groups see it stop and release their registrations; then it comes back, empty.
-            quiescent(() -> {
+            tree.eventually(() -> {
                 for (String g : tree.groups.keySet()) {
                     VfioGroupActor.State state = tree.groupState(g);
                     assertTrue(state.container().map(c -> !c.equals(victim)).orElse(true), g + " left " + victim);
@@ -353,13 +341,6 @@ class CoordinatedDiscardRandomizedTest {
                             + audit.report().incoherent());
                 }
             }
-        }
-
-        private void quiescent(Runnable check) {
-            kit.createTestProbe().awaitAssert(Duration.ofSeconds(15), () -> {
-                check.run();
-                return null;
-            });
         }
     }
 }

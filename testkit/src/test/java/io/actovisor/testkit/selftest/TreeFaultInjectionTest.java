@@ -1,53 +1,43 @@
-package io.actovisor.actors.vfio;
+package io.actovisor.testkit.selftest;
 
-import io.actovisor.actors.discard.DiscardMode;
-import static io.actovisor.actors.testing.ActorTree.PAGE;
+import static io.actovisor.testkit.ActorTree.PAGE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
+import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.memory.MemoryListener;
-import io.actovisor.actors.testing.ActorTree;
-import io.actovisor.actors.testing.Faults;
-import io.actovisor.actors.testing.NativeTestKit;
+import io.actovisor.actors.vfio.VfioContainerActor;
+import io.actovisor.actors.vfio.VfioGroupActor;
+import io.actovisor.devices.iommu.model.ModelIommu;
 import io.actovisor.memory.HostAddress;
+import io.actovisor.testkit.ActorTree;
+import io.actovisor.testkit.ActovisorTest;
+import io.actovisor.testkit.Faults;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
-import org.junit.jupiter.api.Test;
 
 /**
- * Crashes and refusals at the worst moments; after each, invariants 1, 2, 3 and 5 hold on actor state and on host
+ * The project's own fault injection on a VM's actor tree (moved here from the actors module onto the testkit):
+ * crashes and refusals at the worst moments; after each, invariants 1, 2, 3 and 5 hold on actor state and on host
  * memory contents.
  */
-class FaultInjectionTest {
-    private static ActorTestKit kit;
+@ActovisorTest
+class TreeFaultInjectionTest {
+    private final ActorTestKit kit;
 
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
-
-    private static void eventually(Runnable assertion) {
-        kit.createTestProbe().awaitAssert(Duration.ofSeconds(10), () -> {
-            assertion.run();
-            return null;
-        });
+    TreeFaultInjectionTest(ActorTestKit kit) {
+        this.kit = kit;
     }
 
     /**
@@ -69,7 +59,8 @@ class FaultInjectionTest {
             kit.createTestProbe().expectTerminated(group, Duration.ofSeconds(5));
             tree.groups.remove("g0");
             tree.compatible.remove("g0");
-            eventually(() -> {
+            tree.modes.remove("g0");
+            tree.eventually(() -> {
                 assertEquals(0, tree.balloonStatus().inhibitors());
                 assertEquals(List.of(), tree.containerState("c0").groups());
             });
@@ -93,7 +84,7 @@ class FaultInjectionTest {
             assertEquals(2, tree.balloonStatus().inhibitors());
             assertEquals(32 * PAGE, tree.pins.pinnedBytes());
             tree.stopContainer("c0");
-            eventually(() -> assertEquals(0, tree.balloonStatus().inhibitors()));
+            tree.eventually(() -> assertEquals(0, tree.balloonStatus().inhibitors()));
             assertEquals(0, tree.pins.pinnedBytes(), "the container's PostStop closed its IOMMU");
             assertTrue(tree.groupState("g0").container().isEmpty());
             tree.assertInvariants("after the container stopped");
@@ -111,8 +102,8 @@ class FaultInjectionTest {
         try (ActorTree tree = new ActorTree(kit, 32, BalloonSettings.DEFAULT)) {
             ActorRef<VfioContainerActor.Command> container = kit.spawn(Faults.crashOn(
                     VfioContainerActor.Command.class, "DetachGroup", VfioContainerActor.create("crashing", tree.space,
-                            tree.pins.backend("model", () -> io.actovisor.devices.iommu.model.ModelIommu.create(
-                                    65535)))), "crashing-on-detach", VfioContainerActor.DISPATCHER);
+                            tree.pins.backend(ModelIommu.BACKEND, () -> ModelIommu.create(65535)))),
+                    "crashing-on-detach", VfioContainerActor.DISPATCHER);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 32)));
             ActorRef<VfioGroupActor.Command> group = tree.group("g0", false);
             TestProbe<VfioGroupActor.AttachResult> attached = kit.createTestProbe();
