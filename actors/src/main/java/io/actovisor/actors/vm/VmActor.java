@@ -18,8 +18,7 @@ import io.actovisor.devices.kvm.KvmVcpu;
 import io.actovisor.devices.kvm.KvmVm;
 import io.actovisor.devices.serial.Uart16550;
 import io.actovisor.memory.AddressRange;
-import io.actovisor.memory.FlatView;
-import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import io.actovisor.memory.RegionKind;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
@@ -140,14 +139,18 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public record VmInfo(String name, State state, long ramBytes, int regions, Optional<Components> components) {
     }
 
-    /** The VM's actors, for management to talk to. */
+    /**
+     * The VM's actors, for management to talk to, and its live guest memory ({@code guestMemory}: what the address
+     * space {@code memory} publishes after each commit), for the devices it builds.
+     */
     public record Components(ActorRef<AddressSpaceActor.Command> memory,
             Optional<ActorRef<BalloonActor.Command>> balloon,
             Map<String, ActorRef<VfioContainerActor.Command>> containers,
             Map<String, ActorRef<VfioGroupActor.Command>> groups,
             List<VcpuActor.Control> vcpus,
             Map<String, ActorRef<DeviceIo.Command>> devices,
-            ActorRef<DiscardManager.Command> discardManager) {
+            ActorRef<DiscardManager.Command> discardManager,
+            GuestMemoryView guestMemory) {
         public Components {
             containers = Map.copyOf(containers);
             groups = Map.copyOf(groups);
@@ -185,6 +188,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public static final Duration STEP_TIMEOUT = Duration.ofSeconds(60);
 
     private final VmTopology topology;
+    /** What the address space publishes after each commit; devices, the boot layout and the guest read through it. */
+    private final GuestMemoryView guestMemory = GuestMemoryView.empty();
     private State state = State.CREATED;
     private ActorRef<StartResult> starter;
     private ActorRef<AddressSpaceActor.Command> memory;
@@ -241,7 +246,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         }
         state = State.STARTING;
         starter = start.replyTo();
-        memory = getContext().spawn(AddressSpaceActor.create(topology.name() + "-memory"), "memory");
+        memory = getContext().spawn(AddressSpaceActor.create(topology.name() + "-memory",
+                AddressSpaceActor.DEFAULT_ACK_TIMEOUT, guestMemory), "memory");
         if (topology.guest().isPresent()) {
             try {
                 kvm = Kvm.open();
@@ -284,12 +290,12 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             VmTopology.Guest guest = topology.guest().get();
             if (guest.linux().isPresent()) {
                 try {
-                    linuxLoaded = LinuxGuestStart.load(topology, guest);
+                    linuxLoaded = LinuxGuestStart.load(guest, guestMemory.current());
                 } catch (RuntimeException e) {
                     return failStart("cannot load the Linux guest: " + e.getMessage());
                 }
             } else try {
-                BootLayout.write(GuestMemory.of(FlatView.of(topology.regions())), guest.firmware(),
+                BootLayout.write(guestMemory.current(), guest.firmware(),
                         new BootLayout.BootInfo(guest.program(), ramBelow4g(), guest.workBytes(), guest.args()));
             } catch (RuntimeException e) {
                 return failStart("cannot lay out the guest's boot memory: " + e.getMessage());
@@ -357,7 +363,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     /** Bytes of RAM contiguous from guest-physical 0: what the firmware may assume. */
     private long ramBelow4g() {
         long end = 0;
-        for (var r : FlatView.of(topology.regions()).sections()) {
+        for (var r : guestMemory.current().view().sections()) {
             if (r.kind() == RegionKind.RAM && r.range().base() == end) {
                 end += r.range().size();
             }
@@ -435,7 +441,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             }
         }
         var program = scripted.program().get();
-        getContext().spawn(ScriptedGuestActor.create(topology.name(), GuestMemory.of(FlatView.of(topology.regions())),
+        getContext().spawn(ScriptedGuestActor.create(topology.name(), guestMemory,
                 scripted.layout(), reachable, program, getContext().messageAdapter(ScriptedGuestActor.Event.class,
                         ScriptedGuestReported::new)), "guest");
         guestInfo = new GuestInfo("scripted", program.name(), GuestState.RUNNING, Optional.empty());
@@ -566,7 +572,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private Components components() {
-        return new Components(memory, balloon, containers, groups, vcpus, devices, discardManager);
+        return new Components(memory, balloon, containers, groups, vcpus, devices, discardManager, guestMemory);
     }
 
     /** Children have stopped (their IOMMUs closed, pins released) before this runs: now the memory can go. */
