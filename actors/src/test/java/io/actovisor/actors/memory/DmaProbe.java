@@ -1,5 +1,6 @@
 package io.actovisor.actors.memory;
 
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import java.time.Duration;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -13,21 +14,21 @@ final class DmaProbe {
 
     static byte[] read(ActorTestKit kit, ActorRef<VfioContainerActor.Command> container, long iova, int length,
             Duration timeout) {
-        TestProbe<VfioContainerActor.DmaResult> probe = kit.createTestProbe();
-        container.tell(new VfioContainerActor.DmaRead(iova, length, probe.ref()));
-        VfioContainerActor.DmaResult result = probe.receiveMessage(timeout);
-        if (result instanceof VfioContainerActor.DmaFailed failed) {
+        TestProbe<ContainerDmaActor.ReadResult> probe = kit.createTestProbe();
+        container.tell(new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(iova, length, probe.ref())));
+        ContainerDmaActor.ReadResult result = probe.receiveMessage(timeout);
+        if (result instanceof ContainerDmaActor.DmaFailed failed) {
             throw new AssertionError("DMA read at 0x" + Long.toHexString(iova) + " failed: " + failed.reason());
         }
-        return (byte[]) ((VfioContainerActor.DmaDone) result).value();
+        return ((ContainerDmaActor.DataRead) result).data();
     }
 
     static void write(ActorTestKit kit, ActorRef<VfioContainerActor.Command> container, long iova, byte[] data,
             Duration timeout) {
-        TestProbe<VfioContainerActor.DmaResult> probe = kit.createTestProbe();
-        container.tell(new VfioContainerActor.DmaWrite(iova, data, probe.ref()));
-        VfioContainerActor.DmaResult result = probe.receiveMessage(timeout);
-        if (result instanceof VfioContainerActor.DmaFailed failed) {
+        TestProbe<ContainerDmaActor.WriteResult> probe = kit.createTestProbe();
+        container.tell(new VfioContainerActor.Dma(new ContainerDmaActor.DmaWrite(iova, data, probe.ref())));
+        ContainerDmaActor.WriteResult result = probe.receiveMessage(timeout);
+        if (result instanceof ContainerDmaActor.DmaFailed failed) {
             throw new AssertionError("DMA write at 0x" + Long.toHexString(iova) + " failed: " + failed.reason());
         }
     }
