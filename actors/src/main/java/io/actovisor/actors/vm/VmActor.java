@@ -6,20 +6,14 @@ import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.guest.ScriptedGuestActor;
-import io.actovisor.actors.kvm.DelayPortActor;
 import io.actovisor.actors.kvm.IoMap;
 import io.actovisor.actors.kvm.KvmMemoryActor;
-import io.actovisor.actors.kvm.ReportPortActor;
-import io.actovisor.actors.kvm.SerialActor;
 import io.actovisor.actors.kvm.VcpuActor;
 import io.actovisor.devices.kvm.BootLayout;
 import io.actovisor.devices.kvm.Kvm;
 import io.actovisor.devices.kvm.KvmVcpu;
 import io.actovisor.devices.kvm.KvmVm;
-import io.actovisor.devices.serial.Uart16550;
-import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.GuestMemoryView;
-import io.actovisor.memory.RegionKind;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
@@ -288,17 +282,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         }
         if (topology.guest().isPresent()) {
             VmTopology.Guest guest = topology.guest().get();
-            if (guest.linux().isPresent()) {
-                try {
-                    linuxLoaded = LinuxGuestStart.load(guest, guestMemory.current());
-                } catch (RuntimeException e) {
-                    return failStart("cannot load the Linux guest: " + e.getMessage());
-                }
-            } else try {
-                BootLayout.write(guestMemory.current(), guest.firmware(),
-                        new BootLayout.BootInfo(guest.program(), ramBelow4g(), guest.workBytes(), guest.args()));
+            try {
+                linuxLoaded = BootLayoutStep.write(guest, guestMemory.current()).orElse(null);
             } catch (RuntimeException e) {
-                return failStart("cannot lay out the guest's boot memory: " + e.getMessage());
+                return failStart((guest.linux().isPresent() ? "cannot load the Linux guest: "
+                        : "cannot lay out the guest's boot memory: ") + e.getMessage());
             }
         }
         long blockSize = topology.containers().stream().filter(c -> c.discard() == DiscardMode.COORDINATED)
@@ -360,17 +348,6 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         return this;
     }
 
-    /** Bytes of RAM contiguous from guest-physical 0: what the firmware may assume. */
-    private long ramBelow4g() {
-        long end = 0;
-        for (var r : guestMemory.current().view().sections()) {
-            if (r.kind() == RegionKind.RAM && r.range().base() == end) {
-                end += r.range().size();
-            }
-        }
-        return end;
-    }
-
     /** Spawn the port and MMIO devices, create the vCPUs in long mode and start vCPU 0. */
     private void startGuest(VmTopology.Guest guest) {
         if (guest.linux().isPresent()) {
@@ -384,30 +361,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                     Optional.empty());
             return;
         }
-        List<IoMap.Entry> io = new ArrayList<>();
-        if (guest.serial()) {
-            io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(Uart16550.COM1, Uart16550.PORTS), "com1",
-                    getContext().spawn(SerialActor.create("com1"), "com1")));
-        }
-        io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(ReportPortActor.BASE, ReportPortActor.PORTS),
-                "reports", getContext().spawn(ReportPortActor.create(), "reports")));
-        io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(DelayPortActor.PORT, 4), "delay",
-                getContext().spawn(DelayPortActor.create(), "delay")));
-        for (VmTopology.Device d : topology.devices()) {
-            devices.put(d.name(), getContext().spawn(d.factory().apply(components()), "device-" + d.name()));
-        }
-        for (var region : topology.regions()) {
-            if (region.kind() == RegionKind.MMIO && region.device().isPresent()) {
-                ActorRef<DeviceIo.Command> device = devices.get(region.device().get());
-                if (device == null) {
-                    throw new IllegalStateException("MMIO region " + region.name() + " names device '"
-                            + region.device().get() + "', which the VM does not have (devices: " + devices.keySet()
-                            + ")");
-                }
-                io.add(new IoMap.Entry(DeviceIo.Space.MMIO, region.range(), region.device().get(), device));
-            }
-        }
-        IoMap map = new IoMap(io);
+        DeviceWiring.spawnDevices(getContext(), topology, this::components, devices);
+        IoMap map = DeviceWiring.firmwareIoMap(getContext(), topology, guest.serial(), devices);
         ActorRef<VcpuActor.Event> observer = getContext().messageAdapter(VcpuActor.Event.class, VcpuReported::new);
         for (int id = 0; id < guest.vcpus(); id++) {
             KvmVcpu vcpu = kvmVm.createVcpu(id);
@@ -429,17 +384,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
     /** Spawn the MMIO devices and the scripted guest that drives them (no KVM, no vCPU threads). */
     private void startScriptedGuest(VmTopology.ScriptedGuest scripted) {
-        for (VmTopology.Device d : topology.devices()) {
-            devices.put(d.name(), getContext().spawn(d.factory().apply(components()), "device-" + d.name()));
-        }
-        List<ScriptedGuestActor.Device> reachable = new ArrayList<>();
-        for (var region : topology.regions()) {
-            if (region.kind() == RegionKind.MMIO && region.device().isPresent()
-                    && devices.containsKey(region.device().get())) {
-                reachable.add(new ScriptedGuestActor.Device(region.device().get(), region.range().base(),
-                        devices.get(region.device().get())));
-            }
-        }
+        DeviceWiring.spawnDevices(getContext(), topology, this::components, devices);
+        List<ScriptedGuestActor.Device> reachable = DeviceWiring.scriptedDevices(topology, devices);
         var program = scripted.program().get();
         getContext().spawn(ScriptedGuestActor.create(topology.name(), guestMemory,
                 scripted.layout(), reachable, program, getContext().messageAdapter(ScriptedGuestActor.Event.class,
