@@ -28,7 +28,8 @@ import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
 /** The emulated host's engine without a guest: what it discovers, how ids and failures cross from the guest. */
 class EmulatedKvmEngineTest {
     private static final Set<String> KVM_CLASSES = Set.of("io.actovisor.devices.kvm.KvmGuestTest",
-            "io.actovisor.actors.kvm.KvmActorsTest", "io.actovisor.it.GuestBalloonTest",
+            "io.actovisor.actors.kvm.KvmActorsTest", "io.actovisor.actors.embedding.EmbeddedVmmTest",
+            "io.actovisor.it.GuestBalloonTest",
             "io.actovisor.it.VmmProcessTest", "io.actovisor.it.linux.LinuxGuestTest",
             "io.actovisor.it.linux.LinuxRebootTest", "io.actovisor.it.linux.LinuxBadInputTest");
     private final String switchBefore = System.getProperty(KvmHost.PROPERTY);
