@@ -9,9 +9,7 @@ import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.devices.guest.scripted.GuestLayout;
 import io.actovisor.devices.guest.scripted.WorkloadProgram;
 import io.actovisor.memory.AddressRange;
-import io.actovisor.memory.FlatView;
 import io.actovisor.memory.GuestAddress;
-import io.actovisor.memory.GuestMemory;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
 import java.lang.management.ManagementFactory;
@@ -52,11 +50,10 @@ public final class ManyVmsBenchmark {
         HostMemory ram = HostMemory.anonymous(name + "-ram", RAM);
         List<MemoryRegion> regions = List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram),
                 MemoryRegion.mmio("balloon-mmio", AddressRange.of(BALLOON_BASE, 4096), "balloon"));
-        GuestMemory memory = GuestMemory.of(FlatView.of(regions));
         return new VmTopology(name, List.of(ram), regions, Optional.of(BalloonSettings.DEFAULT),
                 List.of(new VmTopology.Container("c0", IommuBackend.model(65535))),
                 List.of(new VmTopology.Group("g0", "c0", false, true)), Optional.empty(),
-                List.of(new VmTopology.Device("balloon", c -> VirtioBalloonActor.create(memory,
+                List.of(new VmTopology.Device("balloon", c -> VirtioBalloonActor.create(c.guestMemory(),
                         c.balloon().orElseThrow(), true, Duration.ofSeconds(30)))),
                 Optional.of(new VmTopology.ScriptedGuest(() -> new WorkloadProgram(Duration.ofMinutes(1)),
                         new GuestLayout(GuestLayout.WORK_BASE, 64 << 10))));

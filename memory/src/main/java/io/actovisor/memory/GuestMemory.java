@@ -8,7 +8,8 @@ import java.util.Optional;
  * Guest-physical memory as a device model sees it: reads and writes by {@link GuestAddress}, resolved through a
  * {@link FlatView} to the host memory behind RAM and ROM sections. Accesses may span neighbouring sections; an
  * access touching MMIO, a hole or (for writes) ROM throws {@link GuestMemoryException} and changes nothing.
- * Immutable: a new flat view gives a new {@code GuestMemory}.
+ * Immutable: a new flat view gives a new {@code GuestMemory}. A device keeps the {@link GuestMemoryView} its address
+ * space publishes these snapshots into, not one snapshot, so that it sees RAM added later.
  */
 public final class GuestMemory {
     private final FlatView view;

@@ -12,9 +12,7 @@ import io.actovisor.devices.guest.scripted.GuestProgram;
 import io.actovisor.devices.guest.scripted.WorkloadProgram;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
 import io.actovisor.memory.AddressRange;
-import io.actovisor.memory.FlatView;
 import io.actovisor.memory.GuestAddress;
-import io.actovisor.memory.GuestMemory;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
@@ -121,11 +119,10 @@ public final class ScriptedVm {
             if (dma) {
                 regions.add(MemoryRegion.mmio("dma-mmio", AddressRange.of(DMA_BASE, 4096), "dma"));
             }
-            GuestMemory memory = GuestMemory.of(FlatView.of(regions));
             if (balloon) {
                 boolean oom = deflateOnOom;
                 Duration interval = statsInterval;
-                devices.add(new VmTopology.Device("balloon", c -> VirtioBalloonActor.create(memory,
+                devices.add(new VmTopology.Device("balloon", c -> VirtioBalloonActor.create(c.guestMemory(),
                         c.balloon().orElseThrow(), oom, interval)));
             }
             if (dma) {

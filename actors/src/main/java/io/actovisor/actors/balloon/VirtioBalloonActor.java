@@ -11,6 +11,7 @@ import io.actovisor.devices.virtio.Virtqueue;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import java.io.ByteArrayOutputStream;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -85,7 +86,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     // Its waits on the balloon and the discard manager: shorter than a vCPU's wait on this device.
     private final DeviceTimeouts timeouts;
 
-    private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemory memory,
+    private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemoryView memory,
             ActorRef<BalloonActor.Command> balloon, Optional<ActorRef<DiscardManager.Command>> discardManager,
             boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash, TimerScheduler<DeviceIo.Command> timers,
             Optional<io.actovisor.devices.kvm.IrqLine> irq) {
@@ -102,40 +103,41 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     }
 
     /**
-     * A virtio-balloon over {@code memory} feeding {@code balloon}; it asks the guest for statistics every
+     * A virtio-balloon over {@code memory} (guest memory as the address space publishes it: its queues and buffers
+     * may lie in RAM added after the VM started) feeding {@code balloon}; it asks the guest for statistics every
      * {@code statsInterval}.
      */
-    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+    public static Behavior<DeviceIo.Command> create(GuestMemoryView memory, ActorRef<BalloonActor.Command> balloon,
             boolean deflateOnOom, Duration statsInterval) {
         return create(memory, balloon, Optional.empty(), deflateOnOom, statsInterval, Optional.empty());
     }
 
     /**
-     * As {@link #create(GuestMemory, ActorRef, boolean, Duration)}, telling {@code discardManager} the guest's
+     * As {@link #create(GuestMemoryView, ActorRef, boolean, Duration)}, telling {@code discardManager} the guest's
      * contract: at {@code FEATURES_OK} whether the driver negotiated {@code VIRTIO_BALLOON_F_MUST_TELL_HOST}, and at
      * {@code FEATURES_OK} and on a reset that every discarded block must be mapped again (the driver may reuse
      * ballooned pages without telling); the status write completes only once that is done.
      */
-    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+    public static Behavior<DeviceIo.Command> create(GuestMemoryView memory, ActorRef<BalloonActor.Command> balloon,
             Optional<ActorRef<DiscardManager.Command>> discardManager, boolean deflateOnOom, Duration statsInterval) {
         return create(memory, balloon, discardManager, deflateOnOom, statsInterval, Optional.empty());
     }
 
     /**
-     * As {@link #create(GuestMemory, ActorRef, boolean, Duration)}, with an interrupt line that is high while
+     * As {@link #create(GuestMemoryView, ActorRef, boolean, Duration)}, with an interrupt line that is high while
      * {@code InterruptStatus} is not zero (level-triggered, as the DSDT describes it to a Linux guest).
      */
-    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+    public static Behavior<DeviceIo.Command> create(GuestMemoryView memory, ActorRef<BalloonActor.Command> balloon,
             boolean deflateOnOom, Duration statsInterval, Optional<io.actovisor.devices.kvm.IrqLine> irq) {
         return create(memory, balloon, Optional.empty(), deflateOnOom, statsInterval, irq);
     }
 
     /**
      * The device with all its parts: the {@code discardManager} as in
-     * {@link #create(GuestMemory, ActorRef, Optional, boolean, Duration)}, the interrupt line as in
-     * {@link #create(GuestMemory, ActorRef, boolean, Duration, Optional)}.
+     * {@link #create(GuestMemoryView, ActorRef, Optional, boolean, Duration)}, the interrupt line as in
+     * {@link #create(GuestMemoryView, ActorRef, boolean, Duration, Optional)}.
      */
-    public static Behavior<DeviceIo.Command> create(GuestMemory memory, ActorRef<BalloonActor.Command> balloon,
+    public static Behavior<DeviceIo.Command> create(GuestMemoryView memory, ActorRef<BalloonActor.Command> balloon,
             Optional<ActorRef<DiscardManager.Command>> discardManager, boolean deflateOnOom, Duration statsInterval,
             Optional<io.actovisor.devices.kvm.IrqLine> irq) {
         return Behaviors.withStash(1000, stash -> Behaviors.withTimers(timers -> {

@@ -3,6 +3,7 @@ package io.actovisor.actors.dma;
 import static io.actovisor.devices.dma.DmaEngine.*;
 
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import java.time.Duration;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -14,18 +15,18 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 
 /**
  * The emulated DMA engine behind a VFIO group: its registers ({@link io.actovisor.devices.dma.DmaEngine}) answer
- * the guest's MMIO, and its transfers go to its container as {@code DmaRead} / {@code DmaWrite}, so they reach
- * guest memory through the container's IOMMU (on the {@code pinned} backend: through the pinned pages). A transfer
+ * the guest's MMIO, and its transfers go to its container's DMA side ({@link ContainerDmaActor}) as
+ * {@code DmaRead} / {@code DmaWrite}, so they reach guest memory through the container's IOMMU (on the {@code pinned} backend: through the pinned pages). A transfer
  * runs while the guest polls {@code STATUS}; an IOMMU refusal ends it with {@code STATUS_ERROR} and
  * {@code ERROR_FAULT}.
  */
 public final class DmaEngineActor extends AbstractBehavior<DeviceIo.Command> {
     private static final Duration DMA_TIMEOUT = Duration.ofSeconds(10);
 
-    private record Read(VfioContainerActor.DmaResult result) implements DeviceIo.Command {
+    private record Read(ContainerDmaActor.ReadResult result) implements DeviceIo.Command {
     }
 
-    private record Written(VfioContainerActor.DmaResult result) implements DeviceIo.Command {
+    private record Written(ContainerDmaActor.WriteResult result) implements DeviceIo.Command {
     }
 
     private final ActorRef<VfioContainerActor.Command> container;
@@ -98,32 +99,32 @@ public final class DmaEngineActor extends AbstractBehavior<DeviceIo.Command> {
         }
         status = STATUS_BUSY;
         error = ERROR_NONE;
-        getContext().ask(VfioContainerActor.DmaResult.class, container, DMA_TIMEOUT,
-                replyTo -> new VfioContainerActor.DmaRead(source, (int) length, replyTo),
-                (res, failure) -> new Read(res != null ? res : new VfioContainerActor.DmaFailed(
+        getContext().ask(ContainerDmaActor.ReadResult.class, container, DMA_TIMEOUT,
+                replyTo -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(source, (int) length, replyTo)),
+                (res, failure) -> new Read(res != null ? res : new ContainerDmaActor.DmaFailed(
                         "the container did not answer: " + failure, java.util.Optional.empty())));
     }
 
     private Behavior<DeviceIo.Command> onDataRead(Read read) {
-        if (read.result() instanceof VfioContainerActor.DmaFailed failed) {
+        if (read.result() instanceof ContainerDmaActor.DmaFailed failed) {
             fail(ERROR_FAULT, failed.reason());
             return this;
         }
-        byte[] data = (byte[]) ((VfioContainerActor.DmaDone) read.result()).value();
+        byte[] data = ((ContainerDmaActor.DataRead) read.result()).data();
         if (mode == MODE_CHECKSUM) {
             result = checksum(data);
             done();
             return this;
         }
-        getContext().ask(VfioContainerActor.DmaResult.class, container, DMA_TIMEOUT,
-                replyTo -> new VfioContainerActor.DmaWrite(destination, data, replyTo),
-                (res, failure) -> new Written(res != null ? res : new VfioContainerActor.DmaFailed(
+        getContext().ask(ContainerDmaActor.WriteResult.class, container, DMA_TIMEOUT,
+                replyTo -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaWrite(destination, data, replyTo)),
+                (res, failure) -> new Written(res != null ? res : new ContainerDmaActor.DmaFailed(
                         "the container did not answer: " + failure, java.util.Optional.empty())));
         return this;
     }
 
     private Behavior<DeviceIo.Command> onDataWritten(Written written) {
-        if (written.result() instanceof VfioContainerActor.DmaFailed failed) {
+        if (written.result() instanceof ContainerDmaActor.DmaFailed failed) {
             fail(ERROR_FAULT, failed.reason());
         } else {
             done();

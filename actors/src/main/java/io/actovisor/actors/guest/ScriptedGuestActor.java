@@ -8,6 +8,7 @@ import io.actovisor.devices.guest.scripted.GuestProgram;
 import io.actovisor.devices.guest.scripted.RegisterBus;
 import io.actovisor.devices.guest.scripted.ScriptedGuestException;
 import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -113,7 +114,7 @@ public final class ScriptedGuestActor extends AbstractBehavior<ScriptedGuestActo
     private Optional<String> failure = Optional.empty();
 
     private ScriptedGuestActor(ActorContext<Command> context, TimerScheduler<Command> timers, String name,
-            GuestMemory memory, GuestLayout layout, List<Device> devices, GuestProgram program,
+            GuestMemoryView memory, GuestLayout layout, List<Device> devices, GuestProgram program,
             ActorRef<Event> observer) {
         super(context);
         this.timers = timers;
@@ -129,6 +130,15 @@ public final class ScriptedGuestActor extends AbstractBehavior<ScriptedGuestActo
      */
     public static Behavior<Command> create(String name, GuestMemory memory, GuestLayout layout, List<Device> devices,
             GuestProgram program, ActorRef<Event> observer) {
+        return create(name, GuestMemoryView.of(memory), layout, devices, program, observer);
+    }
+
+    /**
+     * As {@link #create(String, GuestMemory, GuestLayout, List, GuestProgram, ActorRef)}, over guest memory as the
+     * address space publishes it, so the program reaches RAM added after it started.
+     */
+    public static Behavior<Command> create(String name, GuestMemoryView memory, GuestLayout layout,
+            List<Device> devices, GuestProgram program, ActorRef<Event> observer) {
         List<Device> copy = List.copyOf(devices);
         return Behaviors.withTimers(timers -> Behaviors.setup(context -> {
             ScriptedGuestActor guest = new ScriptedGuestActor(context, timers, name, memory, layout, copy, program,
@@ -240,18 +250,18 @@ public final class ScriptedGuestActor extends AbstractBehavior<ScriptedGuestActo
 
     /** The program's view of the VM; its buses talk to device actors through this actor. */
     private final class Machine implements GuestMachine {
-        private final GuestMemory memory;
+        private final GuestMemoryView memory;
         private final GuestLayout layout;
         private final Map<String, RegisterBus> buses = new LinkedHashMap<>();
 
-        Machine(GuestMemory memory, GuestLayout layout, List<Device> devices) {
+        Machine(GuestMemoryView memory, GuestLayout layout, List<Device> devices) {
             this.memory = memory;
             this.layout = layout;
             devices.forEach(d -> buses.put(d.name(), new Bus(d)));
         }
 
         @Override
-        public GuestMemory memory() {
+        public GuestMemoryView memoryView() {
             return memory;
         }
 

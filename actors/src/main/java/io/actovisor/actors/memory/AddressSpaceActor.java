@@ -3,8 +3,9 @@ package io.actovisor.actors.memory;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.memory.FlatView;
 import io.actovisor.memory.FlatViewEditor;
+import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import io.actovisor.memory.MemoryRegion;
-import io.actovisor.memory.Section;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -36,6 +37,11 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * changes apply one at a time in the order they were sent. A new subscriber first receives the whole current view
  * as one update; a listener that stops is dropped (watched), and one that stops mid-commit counts as having applied
  * it (it holds nothing any more).
+ *
+ * <p>The address space publishes what devices read: after each acknowledged commit it puts an immutable
+ * {@link GuestMemory} snapshot of the new view into its {@link GuestMemoryView} ({@link GetGuestMemory}), so
+ * virtqueues, the DMA path, the boot layout and the scripted guest see RAM added after the VM started. A refused
+ * commit publishes nothing.
  */
 public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.Command> {
 
@@ -124,6 +130,16 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
     public record Unsubscribed(String name, boolean wasSubscribed) {
     }
 
+    /**
+     * Ask for the live guest memory: the {@link GuestMemoryView} this address space publishes each acknowledged
+     * commit into. Devices keep the view and take {@link GuestMemoryView#current()} per access.
+     */
+    public record GetGuestMemory(ActorRef<GuestMemoryView> replyTo) implements Command {
+        public GetGuestMemory {
+            Objects.requireNonNull(replyTo, "replyTo");
+        }
+    }
+
     /** Ask for the current view. */
     public record GetView(ActorRef<View> replyTo) implements Command {
     }
@@ -188,6 +204,7 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
     private final StashBuffer<Command> stash;
     private final TimerScheduler<Command> timers;
     private final ActorRef<MemoryListener.Reply> replyAdapter;
+    private final GuestMemoryView guestMemory;
     // The regions and the flat view, updated incrementally: a commit of k changes costs O(k log n).
     private final FlatViewEditor regions = new FlatViewEditor();
     private final List<Listener> listeners = new ArrayList<>();
@@ -198,8 +215,9 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
     private InFlight inFlight;
 
     private AddressSpaceActor(ActorContext<Command> context, String name, Duration ackTimeout,
-            StashBuffer<Command> stash, TimerScheduler<Command> timers) {
+            StashBuffer<Command> stash, TimerScheduler<Command> timers, GuestMemoryView guestMemory) {
         super(context);
+        this.guestMemory = guestMemory;
         this.name = name;
         this.ackTimeout = ackTimeout;
         this.stash = stash;
@@ -214,8 +232,19 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
 
     /** An empty address space whose listeners must acknowledge each update within {@code ackTimeout}. */
     public static Behavior<Command> create(String name, Duration ackTimeout) {
+        return create(name, ackTimeout, GuestMemoryView.empty());
+    }
+
+    /**
+     * An empty address space that publishes its guest memory into {@code guestMemory} (created by the caller, so
+     * devices can be given the view before the first commit). The view should be empty: the first publication
+     * replaces whatever it held.
+     */
+    public static Behavior<Command> create(String name, Duration ackTimeout, GuestMemoryView guestMemory) {
+        Objects.requireNonNull(guestMemory, "guestMemory");
         return Behaviors.withStash(STASH_CAPACITY, stash -> Behaviors.withTimers(timers ->
-                Behaviors.setup(context -> new AddressSpaceActor(context, name, ackTimeout, stash, timers))));
+                Behaviors.setup(context -> new AddressSpaceActor(context, name, ackTimeout, stash, timers,
+                        guestMemory))));
     }
 
     @Override
@@ -225,6 +254,7 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
                 .onMessage(Subscribe.class, this::onSubscribe)
                 .onMessage(Unsubscribe.class, this::onUnsubscribe)
                 .onMessage(GetView.class, this::onGetView)
+                .onMessage(GetGuestMemory.class, this::onGetGuestMemory)
                 .onMessage(ListenerReplied.class, this::onListenerReplied)
                 .onMessage(OwnerStopped.class, this::onOwnerStopped)
                 .onMessage(AckTimedOut.class, this::onAckTimedOut)
@@ -290,6 +320,11 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
     private Behavior<Command> onGetView(GetView get) {
         get.replyTo().tell(new View(name, commitId, view, regions.regions(),
                 listeners.stream().map(Listener::name).toList()));
+        return this;
+    }
+
+    private Behavior<Command> onGetGuestMemory(GetGuestMemory get) {
+        get.replyTo().tell(guestMemory);
         return this;
     }
 
@@ -406,6 +441,8 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
             if (f.failure == null) {
                 regions.accept(f.staged);
                 view = f.newView;
+                // Published before the reply, so a committer that hears Committed finds the new RAM in the view.
+                guestMemory.publish(GuestMemory.of(view));
                 commit.replyTo().tell(new Committed(f.commitId, f.diff.removed().size(), f.diff.added().size()));
                 ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.TopologyCommitted(name,
                         f.commitId, f.diff.removed().size(), f.diff.added().size(), f.targets.size()));

@@ -4,12 +4,9 @@ import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.memory.MemoryListener;
-import io.actovisor.devices.iommu.DmaFault;
 import io.actovisor.devices.iommu.DmaMapping;
 import io.actovisor.devices.iommu.DmaPermissions;
-import io.actovisor.devices.iommu.DmaPort;
 import io.actovisor.devices.iommu.Iommu;
-import io.actovisor.devices.iommu.IommuException;
 import io.actovisor.devices.iommu.IommuInfo;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
@@ -43,6 +40,10 @@ import org.apache.pekko.actor.typed.javadsl.StashBuffer;
  * them, read-only for ROM and read-only RAM; for each section removed it unmaps and unpins. MMIO and reserved
  * sections are skipped. If the IOMMU refuses a map (overlap, mapping limit, locked-memory limit), the container
  * undoes what it did for that update and refuses it, so the whole commit fails with the IOMMU's error.
+ *
+ * <p>User IOVA maps and the device data path are its child's, {@link ContainerDmaActor}, reached through {@link Dma}:
+ * the container hands the child its IOMMU (behind a lock, as backends are single-owner) when the first group
+ * attaches and takes it back when the last group leaves.
  *
  * <p>Pinning and mapping block for as long as the kernel takes: spawn it with {@link #DISPATCHER}.
  */
@@ -121,57 +122,14 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     public record Description(String container, DiscardMode mode, DiscardManager.PinOwner pinOwner) {
     }
 
-    /** Map {@code iova} to {@code host} outside the flat view (a user-managed IOVA, as a vIOMMU would). */
-    public record MapDma(AddressRange iova, HostAddress host, DmaPermissions permissions,
-            ActorRef<DmaResult> replyTo) implements Command {
-    }
-
-    /** Unmap every user mapping inside {@code iova}. */
-    public record UnmapDma(AddressRange iova, ActorRef<DmaResult> replyTo) implements Command {
-    }
-
-    /** Device DMA: read {@code length} bytes at {@code iova} through the IOMMU. */
-    public record DmaRead(long iova, int length, ActorRef<DmaResult> replyTo) implements Command {
-    }
-
-    /** Device DMA: write {@code data} at {@code iova} through the IOMMU. */
-    public record DmaWrite(long iova, byte[] data, ActorRef<DmaResult> replyTo) implements Command {
-        public DmaWrite {
-            data = java.util.Objects.requireNonNull(data, "data").clone();
-        }
-
-        /** A copy: the message stays as sent. */
-        @Override
-        public byte[] data() {
-            return data.clone();
-        }
-    }
-
-    /** Run {@code work} with the open IOMMU on the container's thread (audits, tests); refused when none is open. */
-    public record WithIommu(IommuWork work, ActorRef<DmaResult> replyTo) implements Command {
-    }
-
-    /** Work on a container's IOMMU, run by the container itself so the IOMMU keeps one owner. */
-    @FunctionalInterface
-    public interface IommuWork {
-        Object apply(Iommu iommu);
-    }
-
-    /** The outcome of a DMA-path command. */
-    public sealed interface DmaResult permits DmaDone, DmaFailed {
-    }
-
     /**
-     * The operation completed.
-     *
-     * @param value read bytes for {@link DmaRead}, the unmapped mappings for {@link UnmapDma}, the work's result for
-     *              {@link WithIommu}, otherwise null
+     * A request for the container's DMA side ({@link ContainerDmaActor}: user IOVA maps, device DMA, audits), which
+     * the container forwards to that child; the request's own {@code replyTo} gets the answer.
      */
-    public record DmaDone(Object value) implements DmaResult {
-    }
-
-    /** The operation failed: the IOMMU refused it, the IOVA faulted, or no IOMMU is open. */
-    public record DmaFailed(String reason, Optional<IommuException.Kind> kind) implements DmaResult {
+    public record Dma(ContainerDmaActor.Request request) implements Command {
+        public Dma {
+            Objects.requireNonNull(request, "request");
+        }
     }
 
     /** Ask for the container's state. */
@@ -233,7 +191,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private final Map<String, Attached> groups = new LinkedHashMap<>();
     private final Map<ActorRef<?>, List<ActorRef<GroupGone>>> goneWaiters = new LinkedHashMap<>();
     private final Map<ActorRef<?>, List<ActorRef<DiscardManager.PinsGone>>> pinsGoneWaiters = new LinkedHashMap<>();
-    private Iommu iommu;
+    private final ActorRef<ContainerDmaActor.Command> dma;
+    private GuardedIommu iommu;
     /** The open context of {@link #iommu}, through which further groups join and leave. */
     private IommuBackend.Context context;
     private boolean subscribed;
@@ -257,6 +216,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         this.pinOwner = new DiscardManager.PinOwner(context.getSelf(), context.messageAdapter(
                 DiscardManager.PinOwnerRequest.class, PinOwnerRequestReceived::new), discardBlockSize);
         this.listenerAdapter = context.messageAdapter(MemoryListener.Update.class, ListenerUpdate::new);
+        this.dma = context.spawn(ContainerDmaActor.create(name), "dma", DispatcherSelector.sameAsParent());
     }
 
     /**
@@ -295,11 +255,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
                 .onMessage(AwaitGroupGone.class, this::onAwaitGroupGone)
                 .onMessage(PinOwnerRequestReceived.class, this::onPinOwnerRequest)
                 .onMessage(Describe.class, this::onDescribe)
-                .onMessage(MapDma.class, this::onMapDma)
-                .onMessage(UnmapDma.class, this::onUnmapDma)
-                .onMessage(DmaRead.class, this::onDmaRead)
-                .onMessage(DmaWrite.class, this::onDmaWrite)
-                .onMessage(WithIommu.class, this::onWithIommu)
+                .onMessage(Dma.class, this::onDma)
                 .onMessage(GetState.class, this::onGetState)
                 .onMessageEquals(Ignore.INSTANCE, () -> this)
                 .onSignal(PostStop.class, signal -> onPostStop())
@@ -319,10 +275,14 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         try {
             if (iommu == null) {
                 context = backend.open(attach.groupId());
-                iommu = context.iommu();
+                iommu = new GuardedIommu(context.iommu(), name);
+                dma.tell(new ContainerDmaActor.IommuOpened(iommu));
                 checkBlockSize(iommu);
             } else {
-                context.attach(attach.groupId());
+                iommu.locked(() -> {
+                    context.attach(attach.groupId());
+                    return null;
+                });
             }
         } catch (RuntimeException e) {
             getContext().getLog().warn("Container {} cannot attach group {}: {}", name, attach.groupId(),
@@ -411,7 +371,10 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             closed = true;
         } else {
             try {
-                context.detach(attached.groupId());
+                iommu.locked(() -> {
+                    context.detach(attached.groupId());
+                    return null;
+                });
             } catch (RuntimeException e) {
                 getContext().getLog().error("Container {} could not detach group {} from its IOMMU: {}", name,
                         attached.groupId(), e.getMessage());
@@ -445,6 +408,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         if (iommu != null) {
             long pinned = iommu.pinnedBytes();
             iommu.close();
+            dma.tell(ContainerDmaActor.IommuClosed.INSTANCE);
             iommu = null;
             context = null;
             getContext().getLog().info("Container {} closed its IOMMU ({} bytes unpinned)", name, pinned);
@@ -680,50 +644,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         return Optional.of(new DmaMapping(iova, host, permissions));
     }
 
-    private Behavior<Command> onMapDma(MapDma map) {
-        return withOpenIommu(map.replyTo(), iommu -> {
-            iommu.map(map.iova(), map.host(), map.permissions());
-            return null;
-        });
-    }
-
-    private Behavior<Command> onUnmapDma(UnmapDma unmap) {
-        return withOpenIommu(unmap.replyTo(), iommu -> iommu.unmap(unmap.iova()));
-    }
-
-    private Behavior<Command> onDmaRead(DmaRead read) {
-        return withOpenIommu(read.replyTo(), iommu -> dmaPort(iommu).read(read.iova(), read.length()));
-    }
-
-    private Behavior<Command> onDmaWrite(DmaWrite write) {
-        return withOpenIommu(write.replyTo(), iommu -> {
-            dmaPort(iommu).write(write.iova(), write.data());
-            return null;
-        });
-    }
-
-    private Behavior<Command> onWithIommu(WithIommu with) {
-        return withOpenIommu(with.replyTo(), with.work());
-    }
-
-    private DmaPort dmaPort(Iommu iommu) {
-        return iommu.dmaPort().orElseThrow(() -> new UnsupportedOperationException("the " + iommu.backend()
-                + " backend has no device data path"));
-    }
-
-    private Behavior<Command> withOpenIommu(ActorRef<DmaResult> replyTo, IommuWork work) {
-        if (iommu == null) {
-            replyTo.tell(new DmaFailed("container " + name + " has no open IOMMU: no group is attached",
-                    Optional.of(IommuException.Kind.CLOSED)));
-            return this;
-        }
-        try {
-            replyTo.tell(new DmaDone(work.apply(iommu)));
-        } catch (IommuException e) {
-            replyTo.tell(new DmaFailed(e.getMessage(), Optional.of(e.kind())));
-        } catch (DmaFault | UnsupportedOperationException | IllegalArgumentException e) {
-            replyTo.tell(new DmaFailed(e.getMessage(), Optional.empty()));
-        }
+    private Behavior<Command> onDma(Dma request) {
+        dma.tell(request.request());
         return this;
     }
 

@@ -39,10 +39,10 @@ final class LinuxGuestStart {
     private LinuxGuestStart() {
     }
 
-    /** Load the guest into the VM's RAM. */
-    static LinuxBoot.Loaded load(VmTopology topology, VmTopology.Guest guest) {
+    /** Load the guest into the VM's RAM, as {@code memory} (the committed memory map) has it. */
+    static LinuxBoot.Loaded load(VmTopology.Guest guest, GuestMemory memory) {
         LinuxGuest linux = guest.linux().orElseThrow();
-        FlatView view = FlatView.of(topology.regions());
+        FlatView view = memory.view();
         List<AddressRange> ram = view.sections().stream().filter(s -> s.kind() == RegionKind.RAM)
                 .map(s -> s.range()).sorted().toList();
         String cmdline = linux.cmdline();
@@ -50,7 +50,7 @@ final class LinuxGuestStart {
             // KVM-PVM emulates the guest kernel; keep Linux off the instructions its emulator lacks.
             cmdline = (cmdline + " " + LinuxBoot.EMULATED_KVM_PARAMETERS).strip();
         }
-        return LinuxBoot.load(GuestMemory.of(view), ram, linux.kernel(), linux.initrd(), cmdline,
+        return LinuxBoot.load(memory, ram, linux.kernel(), linux.initrd(), cmdline,
                 guest.vcpus(), linux.acpiDevices());
     }
 

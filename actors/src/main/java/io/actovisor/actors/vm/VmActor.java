@@ -7,21 +7,14 @@ import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.guest.ScriptedGuestActor;
-import io.actovisor.actors.kvm.DelayPortActor;
 import io.actovisor.actors.kvm.IoMap;
 import io.actovisor.actors.kvm.KvmMemoryActor;
-import io.actovisor.actors.kvm.ReportPortActor;
-import io.actovisor.actors.kvm.SerialActor;
 import io.actovisor.actors.kvm.VcpuHandle;
 import io.actovisor.devices.kvm.BootLayout;
 import io.actovisor.devices.kvm.Kvm;
 import io.actovisor.devices.kvm.KvmVcpu;
 import io.actovisor.devices.kvm.KvmVm;
-import io.actovisor.devices.serial.Uart16550;
-import io.actovisor.memory.AddressRange;
-import io.actovisor.memory.FlatView;
-import io.actovisor.memory.GuestMemory;
-import io.actovisor.memory.RegionKind;
+import io.actovisor.memory.GuestMemoryView;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
@@ -160,14 +153,18 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     public record VmInfo(String name, State state, long ramBytes, int regions, Optional<Components> components) {
     }
 
-    /** The VM's actors, for management to talk to. */
+    /**
+     * The VM's actors, for management to talk to, and its live guest memory ({@code guestMemory}: what the address
+     * space {@code memory} publishes after each commit), for the devices it builds.
+     */
     public record Components(ActorRef<AddressSpaceActor.Command> memory,
             Optional<ActorRef<BalloonActor.Command>> balloon,
             Map<String, ActorRef<VfioContainerActor.Command>> containers,
             Map<String, ActorRef<VfioGroupActor.Command>> groups,
             List<VcpuHandle> vcpus,
             Map<String, ActorRef<DeviceIo.Command>> devices,
-            ActorRef<DiscardManager.Command> discardManager) {
+            ActorRef<DiscardManager.Command> discardManager,
+            GuestMemoryView guestMemory) {
         public Components {
             containers = Map.copyOf(containers);
             groups = Map.copyOf(groups);
@@ -207,6 +204,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private static final Duration VCPU_STOP_WAIT = Duration.ofSeconds(5);
 
     private final VmTopology topology;
+    /** What the address space publishes after each commit; devices, the boot layout and the guest read through it. */
+    private final GuestMemoryView guestMemory = GuestMemoryView.empty();
     private State state = State.CREATED;
     private ActorRef<StartResult> starter;
     private ActorRef<AddressSpaceActor.Command> memory;
@@ -265,7 +264,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         }
         state = State.STARTING;
         starter = start.replyTo();
-        memory = getContext().spawn(AddressSpaceActor.create(topology.name() + "-memory"), "memory");
+        memory = getContext().spawn(AddressSpaceActor.create(topology.name() + "-memory",
+                AddressSpaceActor.DEFAULT_ACK_TIMEOUT, guestMemory), "memory");
         if (topology.guest().isPresent()) {
             try {
                 kvm = Kvm.open();
@@ -306,17 +306,11 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         }
         if (topology.guest().isPresent()) {
             VmTopology.Guest guest = topology.guest().get();
-            if (guest.linux().isPresent()) {
-                try {
-                    linuxLoaded = LinuxGuestStart.load(topology, guest);
-                } catch (RuntimeException e) {
-                    return failStart("cannot load the Linux guest: " + e.getMessage());
-                }
-            } else try {
-                BootLayout.write(GuestMemory.of(FlatView.of(topology.regions())), guest.firmware(),
-                        new BootLayout.BootInfo(guest.program(), ramBelow4g(), guest.workBytes(), guest.args()));
+            try {
+                linuxLoaded = BootLayoutStep.write(guest, guestMemory.current()).orElse(null);
             } catch (RuntimeException e) {
-                return failStart("cannot lay out the guest's boot memory: " + e.getMessage());
+                return failStart((guest.linux().isPresent() ? "cannot load the Linux guest: "
+                        : "cannot lay out the guest's boot memory: ") + e.getMessage());
             }
         }
         long blockSize = topology.containers().stream().filter(c -> c.discard() == DiscardMode.COORDINATED)
@@ -378,17 +372,6 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
         return this;
     }
 
-    /** Bytes of RAM contiguous from guest-physical 0: what the firmware may assume. */
-    private long ramBelow4g() {
-        long end = 0;
-        for (var r : FlatView.of(topology.regions()).sections()) {
-            if (r.kind() == RegionKind.RAM && r.range().base() == end) {
-                end += r.range().size();
-            }
-        }
-        return end;
-    }
-
     /** Spawn the port and MMIO devices, create the vCPUs in long mode and start vCPU 0. */
     private void startGuest(VmTopology.Guest guest) {
         if (guest.linux().isPresent()) {
@@ -402,30 +385,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                     Optional.empty());
             return;
         }
-        List<IoMap.Entry> io = new ArrayList<>();
-        if (guest.serial()) {
-            io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(Uart16550.COM1, Uart16550.PORTS), "com1",
-                    getContext().spawn(SerialActor.create("com1"), "com1")));
-        }
-        io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(ReportPortActor.BASE, ReportPortActor.PORTS),
-                "reports", getContext().spawn(ReportPortActor.create(), "reports")));
-        io.add(new IoMap.Entry(DeviceIo.Space.PIO, AddressRange.of(DelayPortActor.PORT, 4), "delay",
-                getContext().spawn(DelayPortActor.create(), "delay")));
-        for (VmTopology.Device d : topology.devices()) {
-            devices.put(d.name(), getContext().spawn(d.factory().apply(components()), "device-" + d.name()));
-        }
-        for (var region : topology.regions()) {
-            if (region.kind() == RegionKind.MMIO && region.device().isPresent()) {
-                ActorRef<DeviceIo.Command> device = devices.get(region.device().get());
-                if (device == null) {
-                    throw new IllegalStateException("MMIO region " + region.name() + " names device '"
-                            + region.device().get() + "', which the VM does not have (devices: " + devices.keySet()
-                            + ")");
-                }
-                io.add(new IoMap.Entry(DeviceIo.Space.MMIO, region.range(), region.device().get(), device));
-            }
-        }
-        IoMap map = new IoMap(io);
+        DeviceWiring.spawnDevices(getContext(), topology, this::components, devices);
+        IoMap map = DeviceWiring.firmwareIoMap(getContext(), topology, guest.serial(), devices);
         ActorRef<VcpuHandle.Event> observer = getContext().messageAdapter(VcpuHandle.Event.class, VcpuReported::new);
         DeviceTimeouts timeouts = DeviceTimeouts.of(getContext().getSystem());
         for (int id = 0; id < guest.vcpus(); id++) {
@@ -446,19 +407,10 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
 
     /** Spawn the MMIO devices and the scripted guest that drives them (no KVM, no vCPU threads). */
     private void startScriptedGuest(VmTopology.ScriptedGuest scripted) {
-        for (VmTopology.Device d : topology.devices()) {
-            devices.put(d.name(), getContext().spawn(d.factory().apply(components()), "device-" + d.name()));
-        }
-        List<ScriptedGuestActor.Device> reachable = new ArrayList<>();
-        for (var region : topology.regions()) {
-            if (region.kind() == RegionKind.MMIO && region.device().isPresent()
-                    && devices.containsKey(region.device().get())) {
-                reachable.add(new ScriptedGuestActor.Device(region.device().get(), region.range().base(),
-                        devices.get(region.device().get())));
-            }
-        }
+        DeviceWiring.spawnDevices(getContext(), topology, this::components, devices);
+        List<ScriptedGuestActor.Device> reachable = DeviceWiring.scriptedDevices(topology, devices);
         var program = scripted.program().get();
-        getContext().spawn(ScriptedGuestActor.create(topology.name(), GuestMemory.of(FlatView.of(topology.regions())),
+        getContext().spawn(ScriptedGuestActor.create(topology.name(), guestMemory,
                 scripted.layout(), reachable, program, getContext().messageAdapter(ScriptedGuestActor.Event.class,
                         ScriptedGuestReported::new)), "guest");
         guestInfo = new GuestInfo("scripted", program.name(), GuestState.RUNNING, Optional.empty());
@@ -609,7 +561,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     }
 
     private Components components() {
-        return new Components(memory, balloon, containers, groups, vcpus, devices, discardManager);
+        return new Components(memory, balloon, containers, groups, vcpus, devices, discardManager, guestMemory);
     }
 
     /** Children have stopped (their IOMMUs closed, pins released) before this runs: now the memory can go. */

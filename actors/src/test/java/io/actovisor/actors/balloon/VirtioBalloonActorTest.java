@@ -11,6 +11,7 @@ import io.actovisor.devices.virtio.VirtioMmio;
 import io.actovisor.memory.FlatView;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
@@ -49,8 +50,8 @@ class VirtioBalloonActorTest {
                     ram))));
             TestProbe<BalloonActor.Command> balloon = kit.createTestProbe();
             TestProbe<DiscardManager.Command> manager = kit.createTestProbe();
-            ActorRef<DeviceIo.Command> device = kit.spawn(VirtioBalloonActor.create(memory, balloon.ref(),
-                    Optional.of(manager.ref()), true, Duration.ofHours(1)));
+            ActorRef<DeviceIo.Command> device = kit.spawn(VirtioBalloonActor.create(GuestMemoryView.of(memory),
+                    balloon.ref(), Optional.of(manager.ref()), true, Duration.ofHours(1)));
             TestProbe<DeviceIo.Result> replies = kit.createTestProbe();
             write(device, VirtioMmio.STATUS, VirtioMmio.S_ACKNOWLEDGE | VirtioMmio.S_DRIVER, replies);
             replies.receiveMessage();

@@ -11,6 +11,7 @@ import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
 import io.actovisor.actors.testing.NativeTestKit;
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.devices.iommu.DmaMapping;
@@ -142,17 +143,19 @@ class CoordinatedDiscardTest {
                     "the block's pins are gone");
             tree.assertInvariants("after a coordinated discard on pinned");
             // The device cannot reach the discarded block at all: an error, never the old 'A'.
-            VfioContainerActor.DmaResult dma = tree.ask(VfioContainerActor.DmaResult.class,
-                    r -> new VfioContainerActor.DmaRead(2 * BLOCK, 16, r), tree.containers.get("c0"));
-            assertInstanceOf(VfioContainerActor.DmaFailed.class, dma);
+            ContainerDmaActor.ReadResult dma = tree.ask(ContainerDmaActor.ReadResult.class,
+                    r -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(2 * BLOCK, 16, r)),
+                    tree.containers.get("c0"));
+            assertInstanceOf(ContainerDmaActor.DmaFailed.class, dma);
             assertEquals(new BalloonActor.DeflateResult(4, List.of()), tree.deflate(8, 9, 10, 11));
             assertEquals(pinnedBefore + 32 * PAGE / 1024, ProcessResources.statusKib("VmPin"), "pinned again");
             byte[] b = new byte[16];
             Arrays.fill(b, (byte) 'B');
             tree.memory.write(tree.memory.base().checkedAdd(2 * BLOCK), b);
-            VfioContainerActor.DmaDone read = (VfioContainerActor.DmaDone) tree.ask(VfioContainerActor.DmaResult.class,
-                    r -> new VfioContainerActor.DmaRead(2 * BLOCK, 16, r), tree.containers.get("c0"));
-            assertArrayEquals(b, (byte[]) read.value(), "device and CPU read the same fresh page");
+            ContainerDmaActor.DataRead read = (ContainerDmaActor.DataRead) tree.ask(ContainerDmaActor.ReadResult.class,
+                    r -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(2 * BLOCK, 16, r)),
+                    tree.containers.get("c0"));
+            assertArrayEquals(b, read.data(), "device and CPU read the same fresh page");
             tree.assertInvariants("after the remap on pinned");
         }
         assertEquals(pinnedBefore, ProcessResources.statusKib("VmPin"), "nothing left pinned");

@@ -19,9 +19,7 @@ import io.actovisor.devices.guest.scripted.WorkloadProgram;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
 import io.actovisor.devices.uring.IoUring;
 import io.actovisor.memory.AddressRange;
-import io.actovisor.memory.FlatView;
 import io.actovisor.memory.GuestAddress;
-import io.actovisor.memory.GuestMemory;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
 import io.actovisor.memory.testing.NativeRequirement;
@@ -65,9 +63,8 @@ class ScriptedGuestVmTest {
         HostMemory ram = HostMemory.anonymous(name + "-ram", RAM);
         List<MemoryRegion> regions = new ArrayList<>(List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram),
                 MemoryRegion.mmio("balloon-mmio", AddressRange.of(BALLOON_BASE, 4096), "balloon")));
-        GuestMemory memory = GuestMemory.of(FlatView.of(regions));
         List<VmTopology.Device> devices = new ArrayList<>(List.of(new VmTopology.Device("balloon",
-                c -> VirtioBalloonActor.create(memory, c.balloon().orElseThrow(), true, Duration.ofMillis(100)),
+                c -> VirtioBalloonActor.create(c.guestMemory(), c.balloon().orElseThrow(), true, Duration.ofMillis(100)),
                 VmTopology.Device.Role.VIRTIO_BALLOON)));
         if (dma) {
             regions.add(MemoryRegion.mmio("dma-mmio", AddressRange.of(DMA_BASE, 4096), "dma"));

@@ -129,7 +129,12 @@ public final class ActorTree implements AutoCloseable {
         @SuppressWarnings("unchecked")
         ActorRef<Object> target = (ActorRef<Object>) to;
         target.tell(message.apply(probe.ref()));
-        return probe.expectMessageClass(type, TIMEOUT);
+        try {
+            return probe.expectMessageClass(type, TIMEOUT);
+        } finally {
+            // A thousand seeds leave tens of thousands of probes otherwise, and the kit's shutdown outlasts its limit.
+            probe.stop();
+        }
     }
 
     public AddressSpaceActor.CommitResult commit(AddressSpaceActor.RegionChange... changes) {

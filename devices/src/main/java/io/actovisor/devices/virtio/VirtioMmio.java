@@ -1,6 +1,7 @@
 package io.actovisor.devices.virtio;
 
 import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import java.util.Optional;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -62,7 +63,7 @@ public final class VirtioMmio {
 
     private final String name;
     private final VirtioDevice device;
-    private final GuestMemory memory;
+    private final GuestMemoryView memory;
     private final int[] maxSizes;
     private final Queue[] queues;
     private int status;
@@ -84,7 +85,13 @@ public final class VirtioMmio {
         Virtqueue live;
     }
 
+    /** A transport over memory that never changes (tests, a fixed memory map). */
     public VirtioMmio(String name, VirtioDevice device, GuestMemory memory) {
+        this(name, device, GuestMemoryView.of(memory));
+    }
+
+    /** A transport whose queues live in {@code memory} as it is at each access (RAM added later included). */
+    public VirtioMmio(String name, VirtioDevice device, GuestMemoryView memory) {
         this.name = name;
         this.device = device;
         this.memory = memory;
@@ -216,7 +223,7 @@ public final class VirtioMmio {
                         + maxSizes[queueSel]);
             }
             Virtqueue live = new Virtqueue(queueSel, q.num, q.desc, q.driver, q.device);
-            live.checkRings(memory);
+            live.checkRings(memory.current());
             q.live = live;
         } catch (VirtioException e) {
             fail(e.getMessage());
@@ -242,8 +249,9 @@ public final class VirtioMmio {
         return index < queues.length ? Optional.ofNullable(queues[index].live) : Optional.empty();
     }
 
+    /** Guest memory as of now: take it once per request and use that snapshot for the whole request. */
     public GuestMemory memory() {
-        return memory;
+        return memory.current();
     }
 
     /** Whether the driver finished setup (DRIVER_OK) and the device is not waiting for a reset. */

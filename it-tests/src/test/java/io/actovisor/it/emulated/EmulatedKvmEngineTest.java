@@ -29,7 +29,8 @@ import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
 class EmulatedKvmEngineTest {
     private static final Set<String> KVM_CLASSES = Set.of("io.actovisor.devices.kvm.KvmGuestTest",
             "io.actovisor.devices.kvm.KvmKickTest", "io.actovisor.actors.kvm.KvmActorsTest",
-            "io.actovisor.it.GuestBalloonTest", "io.actovisor.it.CoordinatedGuestBalloonTest",
+            "io.actovisor.actors.embedding.EmbeddedVmmTest", "io.actovisor.it.GuestBalloonTest",
+            "io.actovisor.it.CoordinatedGuestBalloonTest",
             "io.actovisor.it.VmmProcessTest", "io.actovisor.it.linux.LinuxGuestTest",
             "io.actovisor.it.linux.LinuxRebootTest", "io.actovisor.it.linux.LinuxBadInputTest");
     private final String switchBefore = System.getProperty(KvmHost.PROPERTY);

@@ -93,7 +93,7 @@ public final class Misbehaviour implements GuestProgram {
     public CompletionStage<Void> boot(GuestMachine machine) {
         RegisterBus bus = machine.device("balloon").orElseThrow(() -> new ScriptedGuestException(
                 "a misbehaving balloon driver needs a device called 'balloon'; the VM has " + machine.devices()));
-        balloon = new BalloonDriver(machine.memory(), bus, 0);
+        balloon = new BalloonDriver(machine.memoryView(), bus, 0);
         return switch (kind) {
             case NOTIFY_BEFORE_DRIVER_OK, UNOFFERED_FEATURE, FEATURES_IGNORED -> CompletableFuture.completedFuture(null);
             default -> balloon.start();
@@ -177,7 +177,7 @@ public final class Misbehaviour implements GuestProgram {
         CompletionStage<Void> notify = transport.notify(VirtioBalloon.INFLATE_QUEUE);
         CompletionStage<Void> reset = transport.reset();
         return notify.thenCombine(reset, (a, b) -> null).thenCompose(v -> transport.status()).thenCompose(afterReset -> {
-            balloon = new BalloonDriver(machine.memory(), transport.bus(), 0);
+            balloon = new BalloonDriver(machine.memoryView(), transport.bus(), 0);
             return balloon.start().thenCompose(v -> balloon.deflate(first, RESET_FRAMES))
                     .thenApply(v -> "; after the reset 0x" + Long.toHexString(afterReset)
                             + ", started again and deflated " + RESET_FRAMES + " frames");

@@ -104,6 +104,9 @@ class FaultInjectionTest {
             TestProbe<Object> probe = kit.createTestProbe();
             tree.space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(
                     tree.ram("extra", 64, 0, 1))), probe.ref().narrow()));
+            // The commit is answered once the crashed container is gone: a check before that could ask it for its
+            // state after the crash, and wait out the whole limit for an answer that never comes.
+            probe.receiveMessage(Duration.ofSeconds(10));
             awaitInvariants(tree);
             assertEquals(0, tree.pins.pinnedBytes(), "the crashed container's IOMMU was closed");
             // The group hears of its container's end through its watch, then releases its registration.

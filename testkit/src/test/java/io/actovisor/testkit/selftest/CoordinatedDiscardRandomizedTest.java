@@ -9,10 +9,9 @@ import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
-import io.actovisor.devices.coherence.CoherenceAudit;
-import io.actovisor.devices.coherence.CoherenceReport;
 import io.actovisor.devices.coherence.CpuView;
 import io.actovisor.devices.iommu.DmaMapping;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
@@ -26,6 +25,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -108,9 +108,6 @@ class CoordinatedDiscardRandomizedTest {
     }
 
     /** What the audit saw: the mappings it read and its report. */
-    private record Audit(List<DmaMapping> mappings, CoherenceReport report) {
-    }
-
     /** One sequence: its own tree, containers and groups. */
     private final class Sequence {
         private final SplittableRandom random;
@@ -270,10 +267,11 @@ class CoordinatedDiscardRandomizedTest {
             }
             byte[] data = new byte[8];
             java.util.Arrays.fill(data, (byte) (1 + random.nextInt(200)));
-            VfioContainerActor.DmaResult result = tree.ask(VfioContainerActor.DmaResult.class,
-                    r -> new VfioContainerActor.DmaWrite(page * PAGE, data, r), tree.containers.get("co"));
+            ContainerDmaActor.WriteResult result = tree.ask(ContainerDmaActor.WriteResult.class,
+                    r -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaWrite(page * PAGE, data, r)),
+                    tree.containers.get("co"));
             log.add("dma write page " + page + " -> " + result.getClass().getSimpleName());
-            if (result instanceof VfioContainerActor.DmaDone && coordinated) {
+            if (result instanceof ContainerDmaActor.DataWritten && coordinated) {
                 assertEquals(java.util.Arrays.toString(data), java.util.Arrays.toString(tree.memory.read(
                         tree.memory.base().checkedAdd(page * PAGE), 8)), "the CPU reads what the device wrote");
             }
@@ -321,12 +319,10 @@ class CoordinatedDiscardRandomizedTest {
             if (!pinned || !tree.containers.containsKey("co")) {
                 return;
             }
-            VfioContainerActor.DmaResult result = tree.ask(VfioContainerActor.DmaResult.class,
-                    r -> new VfioContainerActor.WithIommu(iommu -> new Audit(iommu.mappings(), CoherenceAudit.audit(
-                            iommu.mappings(), iommu.dmaPort().orElseThrow(), CpuView.of(List.of(tree.memory)))), r),
-                    tree.containers.get("co"));
-            if (result instanceof VfioContainerActor.DmaDone done) {
-                Audit audit = (Audit) done.value();
+            ContainerDmaActor.AuditResult result = tree.ask(ContainerDmaActor.AuditResult.class,
+                    r -> new VfioContainerActor.Dma(new ContainerDmaActor.Audit(CpuView.of(List.of(tree.memory)),
+                            Optional.empty(), Optional.empty(), r)), tree.containers.get("co"));
+            if (result instanceof ContainerDmaActor.Audited audit) {
                 audited += audit.report().pagesChecked();
                 incoherent += audit.report().incoherent().size();
                 for (DmaMapping m : audit.mappings()) {

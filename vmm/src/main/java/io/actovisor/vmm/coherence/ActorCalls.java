@@ -1,6 +1,7 @@
 package io.actovisor.vmm.coherence;
 
 import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
@@ -47,13 +48,20 @@ final class ActorCalls {
         }
     }
 
-    /** Run {@code work} on the container's IOMMU, by the container; its failure is thrown here. */
-    Object withIommu(ActorRef<VfioContainerActor.Command> container, VfioContainerActor.IommuWork work) {
-        VfioContainerActor.DmaResult result = ask(container, r -> new VfioContainerActor.WithIommu(work, r));
-        if (result instanceof VfioContainerActor.DmaFailed failed) {
+    /** Ask the container's DMA side; the answer may be a {@link ContainerDmaActor.DmaFailed}. */
+    <R> R dma(ActorRef<VfioContainerActor.Command> container,
+            Function<ActorRef<R>, ContainerDmaActor.Request> request) {
+        return ask(container, (ActorRef<R> r) -> new VfioContainerActor.Dma(request.apply(r)));
+    }
+
+    /** Ask the container's DMA side for a {@code success}; a failure is thrown here. */
+    <R, S extends R> S dma(ActorRef<VfioContainerActor.Command> container,
+            Function<ActorRef<R>, ContainerDmaActor.Request> request, Class<S> success) {
+        R result = dma(container, request);
+        if (result instanceof ContainerDmaActor.DmaFailed failed) {
             throw new IllegalStateException(failed.reason());
         }
-        return ((VfioContainerActor.DmaDone) result).value();
+        return success.cast(result);
     }
 
     /** Stop the system and wait for every actor's PostStop. */

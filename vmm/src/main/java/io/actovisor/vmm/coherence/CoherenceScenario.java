@@ -7,6 +7,7 @@ import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.IommuBackend;
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.devices.coherence.CoherenceAudit;
@@ -18,6 +19,7 @@ import io.actovisor.memory.HostMemory;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Optional;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -120,8 +122,9 @@ public final class CoherenceScenario {
             throw new IllegalStateException("the DMA device's group could not attach: " + failed.reason());
         }
         CpuView cpu = CpuView.of(List.of(ram));
-        CoherenceAudit.PfnLedger ledger = (CoherenceAudit.PfnLedger) calls.withIommu(container,
-                iommu -> CoherenceAudit.PfnLedger.take(iommu.mappings(), cpu));
+        CoherenceAudit.PfnLedger ledger = calls.dma(container,
+                (ActorRef<ContainerDmaActor.LedgerResult> r) -> new ContainerDmaActor.TakePfnLedger(cpu, r),
+                ContainerDmaActor.LedgerTaken.class).ledger();
 
         BalloonActor.InflateResult inflated = calls.ask(balloon, r -> new BalloonActor.Inflate(INFLATED, r));
         calls.ask(balloon, (ActorRef<BalloonActor.DeflateResult> r) -> new BalloonActor.Deflate(INFLATED, r));
@@ -130,15 +133,16 @@ public final class CoherenceScenario {
             Arrays.fill(page, (byte) 'B');
             ram.write(ram.base().checkedAdd(frame * PAGE - RAM_BASE), page);
         }
-        CoherenceReport report = (CoherenceReport) calls.withIommu(container, iommu -> CoherenceAudit.audit(
-                iommu.mappings(), iommu.dmaPort().orElseThrow(), cpu, ledger));
+        CoherenceReport report = calls.dma(container, (ActorRef<ContainerDmaActor.AuditResult> r) ->
+                new ContainerDmaActor.Audit(cpu, Optional.of(ledger), Optional.empty(), r),
+                ContainerDmaActor.Audited.class).report();
         long first = INFLATED[0] * PAGE;
-        VfioContainerActor.DmaResult read = calls.ask(container, r -> new VfioContainerActor.DmaRead(first, 1, r));
-        if (read instanceof VfioContainerActor.DmaFailed failed) {
+        ContainerDmaActor.ReadResult read = calls.dma(container, r -> new ContainerDmaActor.DmaRead(first, 1, r));
+        if (read instanceof ContainerDmaActor.DmaFailed failed) {
             throw new IllegalStateException("the device could not read IOVA 0x" + Long.toHexString(first) + ": "
                     + failed.reason());
         }
-        byte deviceByte = ((byte[]) ((VfioContainerActor.DmaDone) read).value())[0];
+        byte deviceByte = ((ContainerDmaActor.DataRead) read).data()[0];
         byte cpuByte = ram.readByte(ram.base().checkedAdd(first - RAM_BASE));
         return new Outcome(name, unsafe, inflated.pagesDiscarded(), inflated.pagesSkipped(), report, deviceByte,
                 cpuByte, "all guest RAM", "-");
@@ -169,22 +173,22 @@ public final class CoherenceScenario {
         }
         long first = BLOCK_FRAMES[0] * PAGE;
         BalloonActor.InflateResult inflated = calls.ask(balloon, r -> new BalloonActor.Inflate(BLOCK_FRAMES, r));
-        VfioContainerActor.DmaResult during = calls.ask(container, r -> new VfioContainerActor.DmaRead(first, 1, r));
-        String duringDiscard = during instanceof VfioContainerActor.DmaFailed ? "fault"
-                : "read " + show(((byte[]) ((VfioContainerActor.DmaDone) during).value())[0]);
+        ContainerDmaActor.ReadResult during = calls.dma(container, r -> new ContainerDmaActor.DmaRead(first, 1, r));
+        String duringDiscard = during instanceof ContainerDmaActor.DataRead data ? "read " + show(data.data()[0])
+                : "fault";
         calls.ask(balloon, (ActorRef<BalloonActor.DeflateResult> r) -> new BalloonActor.Deflate(BLOCK_FRAMES, r));
         fill(ram, (int) (first - RAM_BASE) / (int) PAGE, BLOCK_FRAMES.length, (byte) 'B');
         CpuView cpu = CpuView.of(List.of(ram));
         AddressRange block = AddressRange.of(first, BLOCK);
-        CoherenceReport report = (CoherenceReport) calls.withIommu(container, iommu -> CoherenceAudit.audit(
-                iommu.mappings().stream().filter(m -> block.contains(m.iova())).toList(),
-                iommu.dmaPort().orElseThrow(), cpu));
-        VfioContainerActor.DmaResult read = calls.ask(container, r -> new VfioContainerActor.DmaRead(first, 1, r));
-        if (read instanceof VfioContainerActor.DmaFailed failed) {
+        CoherenceReport report = calls.dma(container, (ActorRef<ContainerDmaActor.AuditResult> r) ->
+                new ContainerDmaActor.Audit(cpu, Optional.empty(), Optional.of(block), r),
+                ContainerDmaActor.Audited.class).report();
+        ContainerDmaActor.ReadResult read = calls.dma(container, r -> new ContainerDmaActor.DmaRead(first, 1, r));
+        if (read instanceof ContainerDmaActor.DmaFailed failed) {
             throw new IllegalStateException("the device could not read IOVA 0x" + Long.toHexString(first)
                     + " after the remap: " + failed.reason());
         }
-        byte deviceByte = ((byte[]) ((VfioContainerActor.DmaDone) read).value())[0];
+        byte deviceByte = ((ContainerDmaActor.DataRead) read).data()[0];
         byte cpuByte = ram.readByte(ram.base().checkedAdd(first - RAM_BASE));
         return new Outcome("coordinated", false, inflated.pagesDiscarded(), inflated.pagesSkipped(), report,
                 deviceByte, cpuByte, "the discarded block " + block + " after deflate and remap", duringDiscard);

@@ -7,11 +7,11 @@ import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.IommuBackend;
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.devices.iommu.DmaPermissions;
 import io.actovisor.devices.iommu.IommuException;
-import io.actovisor.devices.iommu.vfio.VfioType1Iommu;
 import io.actovisor.devices.vfio.Vfio;
 import io.actovisor.devices.vfio.VfioAbi;
 import io.actovisor.devices.vfio.VfioDevice;
@@ -23,7 +23,6 @@ import io.actovisor.devices.vfio.edu.EduDevice;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import io.actovisor.memory.HostMemory;
-import io.actovisor.memory.sys.NativeException;
 import io.actovisor.memory.sys.ProcessResources;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -202,7 +201,9 @@ public final class EduVfioScenario {
                 return;
             }
             reportKernel();
-            EduDevice edu = (EduDevice) calls.withIommu(container, iommu -> openEdu((VfioType1Iommu) iommu));
+            EduDevice edu = openEdu(calls.dma(container, (ActorRef<ContainerDmaActor.DeviceResult> r) ->
+                    new ContainerDmaActor.OpenVfioDevice(group, device, r), ContainerDmaActor.VfioDeviceOpened.class)
+                    .device());
             if (!unsafe) {
                 probeRefusals();
             }
@@ -211,8 +212,7 @@ public final class EduVfioScenario {
 
         private void reportKernel() {
             VfioContainerActor.State state = calls.ask(container, VfioContainerActor.GetState::new);
-            VfioIommuInfo info = (VfioIommuInfo) calls.withIommu(container,
-                    iommu -> ((VfioType1Iommu) iommu).container().iommuInfo()); // now, not as cached at open
+            VfioIommuInfo info = kernelInfo();
             Map<String, Object> details = new LinkedHashMap<>();
             details.put("pageSizes", "0x" + Long.toHexString(info.pageSizes()));
             details.put("iovaRanges", info.iovaRanges().map(List::toString).orElse("not reported"));
@@ -226,8 +226,13 @@ public final class EduVfioScenario {
                     && (info.pageSizes() & PAGE) != 0, details));
         }
 
-        private EduDevice openEdu(VfioType1Iommu iommu) {
-            VfioDevice vfio = iommu.group(group).openDevice(device);
+        /** VFIO_IOMMU_GET_INFO now, not as cached at open. */
+        private VfioIommuInfo kernelInfo() {
+            return calls.dma(container, ContainerDmaActor.ReadKernelInfo::new, ContainerDmaActor.KernelInfo.class)
+                    .info();
+        }
+
+        private EduDevice openEdu(VfioDevice vfio) {
             VfioDeviceInfo info = vfio.info();
             VfioRegionInfo bar0 = vfio.regionInfo(VfioAbi.Pci.BAR0_REGION_INDEX);
             VfioRegionInfo config = vfio.regionInfo(VfioAbi.Pci.CONFIG_REGION_INDEX);
@@ -275,40 +280,33 @@ public final class EduVfioScenario {
         /** The kernel's refusals, each as the contract's kind with the kernel's errno in its message. */
         private void probeRefusals() {
             HostAddress hostRam = ram.base();
-            VfioContainerActor.DmaResult overlap = calls.ask(container, r -> new VfioContainerActor.MapDma(
+            ContainerDmaActor.MapResult overlap = calls.dma(container, r -> new ContainerDmaActor.MapDma(
                     AddressRange.of(RAM_BASE + PAGE, PAGE), hostRam, DmaPermissions.READ_WRITE, r));
             refusal("overlap refused with EEXIST", overlap, IommuException.Kind.OVERLAP, "EEXIST");
 
             // The backend checks alignment before the kernel; ask the kernel itself too.
-            VfioContainerActor.DmaResult misaligned = calls.ask(container, r -> new VfioContainerActor.MapDma(
+            ContainerDmaActor.MapResult misaligned = calls.dma(container, r -> new ContainerDmaActor.MapDma(
                     AddressRange.of(PROBE_IOVA + 512, PAGE), hostRam, DmaPermissions.READ_WRITE, r));
             refusal("misalignment refused before the kernel", misaligned, IommuException.Kind.MISALIGNED,
                     "aligned");
-            String kernel = (String) calls.withIommu(container, iommu -> {
-                try {
-                    ((VfioType1Iommu) iommu).container().mapDma(hostRam.value(), PROBE_IOVA + 512, PAGE,
-                            VfioAbi.DmaMap.FLAG_READ | VfioAbi.DmaMap.FLAG_WRITE);
-                    return "accepted";
-                } catch (NativeException e) {
-                    return e.getMessage();
-                }
-            });
+            ContainerDmaActor.KernelMapResult probe = calls.dma(container,
+                    r -> new ContainerDmaActor.KernelMap(PROBE_IOVA + 512, hostRam, PAGE, r));
+            String kernel = probe instanceof ContainerDmaActor.DmaFailed failed ? failed.reason() : "accepted";
             sink.accept(new Finding(name + ": misalignment refused by the kernel with EINVAL",
                     kernel.contains("EINVAL"), Map.of("error", kernel)));
             probeLimit();
         }
 
-        private void refusal(String step, VfioContainerActor.DmaResult result, IommuException.Kind kind,
+        private void refusal(String step, ContainerDmaActor.MapResult result, IommuException.Kind kind,
                 String text) {
-            boolean holds = result instanceof VfioContainerActor.DmaFailed failed
+            boolean holds = result instanceof ContainerDmaActor.DmaFailed failed
                     && failed.kind().equals(Optional.of(kind)) && failed.reason().contains(text);
             sink.accept(new Finding(name + ": " + step, holds, Map.of("result", result.toString())));
         }
 
         /** Map single pages until type1 says ENOSPC, then take them all back. */
         private void probeLimit() {
-            VfioIommuInfo info = (VfioIommuInfo) calls.withIommu(container,
-                    iommu -> ((VfioType1Iommu) iommu).container().iommuInfo()); // now, not as cached at open
+            VfioIommuInfo info = kernelInfo();
             OptionalLong available = info.dmaAvailable().isPresent()
                     ? OptionalLong.of(Integer.toUnsignedLong(info.dmaAvailable().getAsInt())) : OptionalLong.empty();
             if (available.isEmpty() || available.getAsLong() > PROBE_MAX) {
@@ -320,25 +318,25 @@ public final class EduVfioScenario {
             }
             int pages = (int) available.getAsLong() + 1;
             List<AddressRange> mapped = new ArrayList<>();
-            VfioContainerActor.DmaResult last = null;
+            ContainerDmaActor.MapResult last = null;
             try (HostMemory probe = HostMemory.anonymous("edu-limit-probe", pages * PAGE)) {
                 probe.populate(0, probe.size());
                 for (int i = 0; i < pages; i++) {
                     AddressRange iova = AddressRange.of(PROBE_IOVA + i * PAGE, PAGE);
                     HostAddress host = probe.base().checkedAdd(i * PAGE);
-                    last = calls.ask(container, r -> new VfioContainerActor.MapDma(iova, host,
+                    last = calls.dma(container, r -> new ContainerDmaActor.MapDma(iova, host,
                             DmaPermissions.READ_WRITE, r));
-                    if (!(last instanceof VfioContainerActor.DmaDone)) {
+                    if (!(last instanceof ContainerDmaActor.Mapped)) {
                         break;
                     }
                     mapped.add(iova);
                 }
                 for (AddressRange iova : mapped) {
-                    calls.ask(container, (ActorRef<VfioContainerActor.DmaResult> r) ->
-                            new VfioContainerActor.UnmapDma(iova, r));
+                    calls.dma(container, (ActorRef<ContainerDmaActor.UnmapResult> r) ->
+                            new ContainerDmaActor.UnmapDma(iova, r));
                 }
             }
-            boolean holds = mapped.size() == available.getAsLong() && last instanceof VfioContainerActor.DmaFailed f
+            boolean holds = mapped.size() == available.getAsLong() && last instanceof ContainerDmaActor.DmaFailed f
                     && f.kind().equals(Optional.of(IommuException.Kind.LIMIT)) && f.reason().contains("ENOSPC");
             sink.accept(new Finding(name + ": mapping limit refused with ENOSPC", holds, Map.of("available",
                     available.getAsLong(), "mappedBeforeRefusal", mapped.size(), "result", String.valueOf(last))));
@@ -387,11 +385,8 @@ public final class EduVfioScenario {
         /** The device copies the data page into its buffer and the buffer out to the readback page. */
         private byte deviceRead(EduDevice edu) {
             fill(READBACK_PAGE, (byte) 0);
-            calls.withIommu(container, iommu -> {
-                edu.copyToDevice(DATA_IOVA, 0, DMA_BYTES);
-                edu.copyFromDevice(0, READBACK_IOVA, DMA_BYTES);
-                return null;
-            });
+            edu.copyToDevice(DATA_IOVA, 0, DMA_BYTES);
+            edu.copyFromDevice(0, READBACK_IOVA, DMA_BYTES);
             byte[] seen = ram.read(ram.base().checkedAdd(READBACK_PAGE * PAGE), DMA_BYTES);
             byte first = seen[0];
             for (byte b : seen) {

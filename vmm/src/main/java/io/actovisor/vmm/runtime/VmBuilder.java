@@ -4,8 +4,6 @@ import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.balloon.VirtioBalloonActor;
 import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.dma.DmaEngineActor;
-import io.actovisor.memory.FlatView;
-import io.actovisor.memory.GuestMemory;
 import io.actovisor.devices.kvm.GuestFirmware;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vm.VmTopology;
@@ -117,9 +115,8 @@ public final class VmBuilder {
             }
             List<VmTopology.Device> devices = new ArrayList<>();
             if (spec.balloon().enabled()) {
-                GuestMemory guestMemory = GuestMemory.of(FlatView.of(regions));
                 Optional<io.actovisor.devices.kvm.IrqLine> irq = Optional.ofNullable(lines.get("balloon"));
-                devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(guestMemory,
+                devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(components.guestMemory(),
                         components.balloon().orElseThrow(), Optional.of(components.discardManager()),
                         spec.balloon().deflateOnOom(), spec.balloon().statsPollingInterval(), irq),
                         VmTopology.Device.Role.VIRTIO_BALLOON));

@@ -3,6 +3,7 @@ package io.actovisor.devices.guest.scripted;
 import io.actovisor.devices.balloon.VirtioBalloon;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.List;
@@ -24,7 +25,7 @@ public final class BalloonDriver {
     /** The statistics tags it reports (virtio 1.x: swap in/out, major/minor faults, free, total, available, caches). */
     private static final int STAT_TAGS = 8;
 
-    private final GuestMemory memory;
+    private final GuestMemoryView memory;
     private final VirtioMmioDriver transport;
     private final SplitQueueDriver inflate;
     private final SplitQueueDriver deflate;
@@ -34,6 +35,11 @@ public final class BalloonDriver {
 
     /** A driver for the balloon behind {@code bus}, its queues in device slot {@code slot} of the layout. */
     public BalloonDriver(GuestMemory memory, RegisterBus bus, int slot) {
+        this(GuestMemoryView.of(memory), bus, slot);
+    }
+
+    /** As {@link #BalloonDriver(GuestMemory, RegisterBus, int)}, in guest memory as it is at each access. */
+    public BalloonDriver(GuestMemoryView memory, RegisterBus bus, int slot) {
         this.memory = memory;
         this.transport = new VirtioMmioDriver("virtio-balloon", bus);
         this.inflate = new SplitQueueDriver(memory, GuestLayout.queue(slot, 0), QUEUE_SIZE);
@@ -171,7 +177,7 @@ public final class BalloonDriver {
         for (long f : frames) {
             pfns.putInt((int) f);
         }
-        memory.write(new GuestAddress(GuestLayout.PFN_BUFFER), pfns.array());
+        memory.current().write(new GuestAddress(GuestLayout.PFN_BUFFER), pfns.array());
         SplitQueueDriver q = queue == VirtioBalloon.INFLATE_QUEUE ? inflate : deflate;
         q.add(List.of(new SplitQueueDriver.Buffer(GuestLayout.PFN_BUFFER, 4 * frames.length, false)));
         // The device answers the notify once the host handled the frames: the chain is back by then.
@@ -213,7 +219,7 @@ public final class BalloonDriver {
         for (int tag = 0; tag < STAT_TAGS; tag++) {
             b.putShort((short) tag).putLong(values[tag]);
         }
-        memory.write(new GuestAddress(GuestLayout.STATS_BUFFER), b.array());
+        memory.current().write(new GuestAddress(GuestLayout.STATS_BUFFER), b.array());
         stats.add(List.of(new SplitQueueDriver.Buffer(GuestLayout.STATS_BUFFER, b.capacity(), false)));
         return transport.notify(VirtioBalloon.STATS_QUEUE);
     }

@@ -1,6 +1,7 @@
 package io.actovisor.devices.guest.scripted;
 
 import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import java.util.Optional;
 import java.util.Set;
 
@@ -11,8 +12,13 @@ import java.util.Set;
  * only chains non-async stages never runs concurrently with itself and never touches RAM after its VM stopped.
  */
 public interface GuestMachine {
-    /** Guest RAM, through the VM's flat view. */
-    GuestMemory memory();
+    /** Guest RAM as the VM's address space publishes it: keep this, not a snapshot, to see RAM added later. */
+    GuestMemoryView memoryView();
+
+    /** Guest RAM as of now, through the VM's flat view (one snapshot: take it per step). */
+    default GuestMemory memory() {
+        return memoryView().current();
+    }
 
     /** The register window of device {@code name}, if the VM maps one. */
     Optional<RegisterBus> device(String name);

@@ -3,6 +3,7 @@ package io.actovisor.devices.guest.scripted;
 import io.actovisor.devices.virtio.Virtqueue;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import java.lang.invoke.VarHandle;
 import java.util.ArrayDeque;
 import java.util.Deque;
@@ -28,7 +29,7 @@ public final class SplitQueueDriver {
     public record Used(int head, int written) {
     }
 
-    private final GuestMemory memory;
+    private final GuestMemoryView memory;
     private final int size;
     private final long descriptors;
     private final long available;
@@ -40,10 +41,15 @@ public final class SplitQueueDriver {
 
     /** A queue of {@code size} entries (a power of two up to {@link #MAX_SIZE}) in the page at {@code page}. */
     public SplitQueueDriver(GuestMemory memory, long page, int size) {
+        this(GuestMemoryView.of(memory), page, size);
+    }
+
+    /** As {@link #SplitQueueDriver(GuestMemory, long, int)}, in guest memory as it is at each access. */
+    public SplitQueueDriver(GuestMemoryView memory, long page, int size) {
         if (size <= 0 || size > MAX_SIZE || (size & (size - 1)) != 0) {
             throw new IllegalArgumentException("queue size " + size + " must be a power of two up to " + MAX_SIZE);
         }
-        if (page % GuestLayout.PAGE != 0 || !memory.isMemory(new GuestAddress(page), GuestLayout.PAGE)) {
+        if (page % GuestLayout.PAGE != 0 || !memory.current().isMemory(new GuestAddress(page), GuestLayout.PAGE)) {
             throw new IllegalArgumentException("queue page 0x" + Long.toHexString(page)
                     + " is not an aligned page of guest RAM");
         }
@@ -57,7 +63,7 @@ public final class SplitQueueDriver {
             free.add(i);
         }
         byte[] zero = new byte[(int) GuestLayout.PAGE];
-        memory.write(new GuestAddress(page), zero);
+        memory.current().write(new GuestAddress(page), zero);
     }
 
     public int size() {
@@ -111,36 +117,36 @@ public final class SplitQueueDriver {
     /** Write descriptor {@code index} as given, whatever it says (misbehaving scripts use this directly). */
     public void writeDescriptor(int index, long address, int length, int flags, int next) {
         long d = descriptors + 16L * Math.floorMod(index, size);
-        memory.writeLong(new GuestAddress(d), address);
-        memory.writeInt(new GuestAddress(d + 8), length);
-        memory.writeShort(new GuestAddress(d + 12), (short) flags);
-        memory.writeShort(new GuestAddress(d + 14), (short) next);
+        memory.current().writeLong(new GuestAddress(d), address);
+        memory.current().writeInt(new GuestAddress(d + 8), length);
+        memory.current().writeShort(new GuestAddress(d + 12), (short) flags);
+        memory.current().writeShort(new GuestAddress(d + 14), (short) next);
     }
 
     /** Put {@code head} in the next slot of the available ring and advance the available index. */
     public void publish(int head) {
-        memory.writeShort(new GuestAddress(available + 4 + 2L * (nextAvailable % size)), (short) head);
+        memory.current().writeShort(new GuestAddress(available + 4 + 2L * (nextAvailable % size)), (short) head);
         nextAvailable = (nextAvailable + 1) & 0xffff;
         VarHandle.releaseFence();
-        memory.writeShort(new GuestAddress(available + 2), (short) nextAvailable);
+        memory.current().writeShort(new GuestAddress(available + 2), (short) nextAvailable);
     }
 
     /** Set the available index to {@code index} without offering anything (a misbehaving driver's jump). */
     public void setAvailableIndex(int index) {
         nextAvailable = index & 0xffff;
-        memory.writeShort(new GuestAddress(available + 2), (short) nextAvailable);
+        memory.current().writeShort(new GuestAddress(available + 2), (short) nextAvailable);
     }
 
     /** The next chain the device handed back, if any; its descriptors become free again. */
     public Optional<Used> pollUsed() {
-        int usedIndex = memory.readShort(new GuestAddress(used + 2)) & 0xffff;
+        int usedIndex = memory.current().readShort(new GuestAddress(used + 2)) & 0xffff;
         if (usedIndex == lastUsed) {
             return Optional.empty();
         }
         VarHandle.acquireFence();
         long entry = used + 4 + 8L * (lastUsed % size);
-        int head = memory.readInt(new GuestAddress(entry));
-        int written = memory.readInt(new GuestAddress(entry + 4));
+        int head = memory.current().readInt(new GuestAddress(entry));
+        int written = memory.current().readInt(new GuestAddress(entry + 4));
         lastUsed = (lastUsed + 1) & 0xffff;
         if (head >= 0 && head < size && chainLength[head] > 0) {
             releaseChain(head);
@@ -150,7 +156,7 @@ public final class SplitQueueDriver {
 
     /** Chains handed back since the last poll, without consuming them. */
     public int usedPending() {
-        return ((memory.readShort(new GuestAddress(used + 2)) & 0xffff) - lastUsed) & 0xffff;
+        return ((memory.current().readShort(new GuestAddress(used + 2)) & 0xffff) - lastUsed) & 0xffff;
     }
 
     private void releaseChain(int head) {
@@ -158,7 +164,7 @@ public final class SplitQueueDriver {
         for (int i = chainLength[head]; i > 0; i--) {
             free.add(id);
             long d = descriptors + 16L * id;
-            id = memory.readShort(new GuestAddress(d + 14)) & 0xffff;
+            id = memory.current().readShort(new GuestAddress(d + 14)) & 0xffff;
         }
         chainLength[head] = 0;
     }

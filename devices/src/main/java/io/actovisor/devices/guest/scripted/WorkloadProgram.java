@@ -100,7 +100,7 @@ public final class WorkloadProgram implements GuestProgram {
             });
         }).orElse(CompletableFuture.completedFuture(null));
         return dmaProbe.thenCompose(v -> machine.device("balloon").map(bus -> {
-            BalloonDriver driver = new BalloonDriver(machine.memory(), bus, 0);
+            BalloonDriver driver = new BalloonDriver(machine.memoryView(), bus, 0);
             return driver.start().thenAccept(started -> {
                 balloon = Optional.of(driver);
                 machine.console("balloon: ready (stats " + (driver.hasStatistics() ? "on" : "off") + ")");
