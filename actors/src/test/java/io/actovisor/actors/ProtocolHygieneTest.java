@@ -9,6 +9,7 @@ import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.guest.ScriptedGuestActor;
 import io.actovisor.actors.kvm.KvmMemoryActor;
 import io.actovisor.actors.memory.AddressSpaceActor;
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.actors.vm.VmActor;
@@ -51,8 +52,8 @@ class ProtocolHygieneTest {
         assertArrayEquals(new long[] {1, 2, 3}, deflate.frames());
 
         byte[] data = {7, 8};
-        VfioContainerActor.DmaWrite write = new VfioContainerActor.DmaWrite(0x1000, data,
-                KIT.<VfioContainerActor.DmaResult>createTestProbe().ref());
+        ContainerDmaActor.DmaWrite write = new ContainerDmaActor.DmaWrite(0x1000, data,
+                KIT.<ContainerDmaActor.WriteResult>createTestProbe().ref());
         data[0] = 0;
         write.data()[1] = 0;
         assertArrayEquals(new byte[] {7, 8}, write.data());

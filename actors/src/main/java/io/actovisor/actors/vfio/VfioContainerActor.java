@@ -7,6 +7,7 @@ import io.actovisor.actors.memory.MemoryListener;
 import io.actovisor.devices.iommu.DmaMapping;
 import io.actovisor.devices.iommu.DmaPermissions;
 import io.actovisor.devices.iommu.Iommu;
+import io.actovisor.devices.iommu.IommuException;
 import io.actovisor.devices.iommu.IommuInfo;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;

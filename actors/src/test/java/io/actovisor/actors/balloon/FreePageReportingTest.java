@@ -59,9 +59,9 @@ class FreePageReportingTest {
     private static VmTopology topology(String name, HostMemory ram, boolean group) {
         List<MemoryRegion> regions = List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram),
                 MemoryRegion.mmio("balloon-mmio", AddressRange.of(BALLOON_BASE, 4096), "balloon"));
-        GuestMemory memory = GuestMemory.of(FlatView.of(regions));
         List<VmTopology.Device> devices = List.of(new VmTopology.Device("balloon", c -> VirtioBalloonActor.create(
-                memory, c.balloon().orElseThrow(), Optional.of(c.discardManager()), true, Duration.ofMillis(100))));
+                c.guestMemory(), c.balloon().orElseThrow(), Optional.of(c.discardManager()), true,
+                Duration.ofMillis(100)), VmTopology.Device.Role.VIRTIO_BALLOON));
         List<VmTopology.Container> containers = group ? List.of(new VmTopology.Container("c0",
                 IommuBackend.model(65535), DiscardMode.INHIBIT, VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE))
                 : List.of();

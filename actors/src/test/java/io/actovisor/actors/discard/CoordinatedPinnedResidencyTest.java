@@ -10,6 +10,7 @@ import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
 import io.actovisor.actors.testing.NativeTestKit;
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.devices.iommu.DmaMapping;
@@ -77,8 +78,9 @@ class CoordinatedPinnedResidencyTest {
             assertEquals(List.of(AddressRange.of(0, BLOCK), AddressRange.of(2 * BLOCK, BLOCK),
                     AddressRange.of(3 * BLOCK, BLOCK)), tree.containerState("c0").mappings().stream()
                     .map(DmaMapping::iova).toList(), "the block's mapping is gone");
-            assertInstanceOf(VfioContainerActor.DmaFailed.class, tree.ask(VfioContainerActor.DmaResult.class,
-                    r -> new VfioContainerActor.DmaRead(BLOCK + 3 * PAGE, 16, r), tree.containers.get("c0")),
+            assertInstanceOf(ContainerDmaActor.DmaFailed.class, tree.ask(ContainerDmaActor.ReadResult.class,
+                    r -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(BLOCK + 3 * PAGE, 16, r)),
+                    tree.containers.get("c0")),
                     "a device read of the discarded block fails, it never returns the old 'A'");
             assertEquals(0, tree.memory.residentBytes(hostBlock), "the failed device read touched nothing");
             tree.assertInvariants("with the block discarded");
@@ -90,15 +92,15 @@ class CoordinatedPinnedResidencyTest {
             byte[] fresh = new byte[16];
             assertArrayEquals(fresh, tree.memory.read(tree.memory.base().checkedAdd(BLOCK + 3 * PAGE), 16),
                     "the CPU reads a fresh page");
-            assertArrayEquals(fresh, (byte[]) ((VfioContainerActor.DmaDone) tree.ask(
-                    VfioContainerActor.DmaResult.class, r -> new VfioContainerActor.DmaRead(BLOCK + 3 * PAGE, 16, r),
-                    tree.containers.get("c0"))).value(), "so does the device");
+            assertArrayEquals(fresh, ((ContainerDmaActor.DataRead) tree.ask(ContainerDmaActor.ReadResult.class,
+                    r -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(BLOCK + 3 * PAGE, 16, r)),
+                    tree.containers.get("c0"))).data(), "so does the device");
             byte[] b = new byte[16];
             Arrays.fill(b, (byte) 'B');
             tree.memory.write(tree.memory.base().checkedAdd(BLOCK + 3 * PAGE), b);
-            assertArrayEquals(b, (byte[]) ((VfioContainerActor.DmaDone) tree.ask(VfioContainerActor.DmaResult.class,
-                    r -> new VfioContainerActor.DmaRead(BLOCK + 3 * PAGE, 16, r), tree.containers.get("c0"))).value(),
-                    "device and CPU read the same data");
+            assertArrayEquals(b, ((ContainerDmaActor.DataRead) tree.ask(ContainerDmaActor.ReadResult.class,
+                    r -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(BLOCK + 3 * PAGE, 16, r)),
+                    tree.containers.get("c0"))).data(), "device and CPU read the same data");
             tree.assertInvariants("after the deflate");
         }
         assertEquals(pinnedBefore, ProcessResources.statusKib("VmPin"), "nothing left pinned");

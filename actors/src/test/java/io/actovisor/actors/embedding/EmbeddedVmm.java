@@ -12,7 +12,8 @@ import io.actovisor.actors.kvm.IoMap;
 import io.actovisor.actors.kvm.KvmMemoryActor;
 import io.actovisor.actors.kvm.ReportPortActor;
 import io.actovisor.actors.kvm.SerialActor;
-import io.actovisor.actors.kvm.VcpuActor;
+import io.actovisor.actors.device.DeviceTimeouts;
+import io.actovisor.actors.kvm.VcpuHandle;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vfio.VfioContainerActor;
@@ -57,9 +58,9 @@ public final class EmbeddedVmm implements AutoCloseable {
     private final Kvm kvm = Kvm.open();
     private final KvmVm vm = kvm.createVm();
     private final ActorRef<BalloonActor.Command> balloon;
-    private final VcpuActor.Control vcpu;
+    private final VcpuHandle vcpu;
 
-    public EmbeddedVmm(ActorRef<VcpuActor.Event> observer) {
+    public EmbeddedVmm(ActorRef<VcpuHandle.Event> observer) {
         // The address space publishes guest memory into guestMemory; KVM slots mirror it from the first commit on.
         var memory = spawn(AddressSpaceActor.create("memory", AddressSpaceActor.DEFAULT_ACK_TIMEOUT, guestMemory));
         AddressSpaceActor.SubscribeResult slots = ask(system, r -> new SpawnProtocol.Spawn<>(
@@ -100,10 +101,8 @@ public final class EmbeddedVmm implements AutoCloseable {
                 new BootLayout.BootInfo("workload", RAM, RAM / 4, 20, DMA_MMIO, BALLOON_MMIO));
         KvmVcpu kvmVcpu = vm.createVcpu(0);
         BootLayout.enterLongMode(kvmVcpu, kvm.supportedCpuid());
-        var counters = new VcpuActor.ExitCounters();
-        vcpu = new VcpuActor.Control(spawn(VcpuActor.create(kvmVcpu, io, observer, counters), VcpuActor.DISPATCHER),
-                kvmVcpu, counters);
-        vcpu.ref().tell(VcpuActor.Run.INSTANCE);
+        vcpu = VcpuHandle.spawn(kvmVcpu, io, observer, system.scheduler(), DeviceTimeouts.of(system), "embedded-0");
+        vcpu.start();
     }
 
     /** Hear the VMM's events of {@code type}: guest console lines, reports, topology changes. */
@@ -124,7 +123,7 @@ public final class EmbeddedVmm implements AutoCloseable {
     /** Stop the vCPU, then every actor (the container unpins), then release KVM and the guest's RAM. */
     @Override
     public void close() {
-        vcpu.stop();
+        vcpu.awaitStopped(STEP);
         system.terminate();
         system.getWhenTerminated().toCompletableFuture().join();
         vm.close();

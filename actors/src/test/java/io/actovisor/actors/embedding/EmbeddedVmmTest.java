@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.events.ActovisorEvent;
-import io.actovisor.actors.kvm.VcpuActor;
+import io.actovisor.actors.kvm.VcpuHandle;
 import io.actovisor.devices.kvm.Kvm;
 import io.actovisor.devices.uring.IoUring;
 import io.actovisor.memory.sys.ProcessResources;
@@ -63,7 +63,7 @@ class EmbeddedVmmTest {
         NativeRequirement.requireKvm(Kvm.unavailabilityCause());
         NativeRequirement.require("io_uring (the pinned backend)", IoUring.unavailabilityCause());
         long pinnedBefore = ProcessResources.statusKib("VmPin");
-        TestProbe<VcpuActor.Event> vcpu = kit.createTestProbe();
+        TestProbe<VcpuHandle.Event> vcpu = kit.createTestProbe();
         TestProbe<ActovisorEvent.GuestConsoleLine> console = kit.createTestProbe();
         try (EmbeddedVmm vmm = new EmbeddedVmm(vcpu.ref())) {
             vmm.subscribe(ActovisorEvent.GuestConsoleLine.class, console.ref());

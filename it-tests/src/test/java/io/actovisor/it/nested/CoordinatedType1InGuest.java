@@ -117,7 +117,7 @@ class CoordinatedType1InGuest {
             long residentBefore = tree.memory.residentBytes(tree.memory.hostRange());
             assertEquals(BLOCKS * BLOCK, residentBefore);
 
-            EduDevice edu = (EduDevice) container.withIommu(tree, iommu -> openEdu(type1.get()));
+            EduDevice edu = openEdu(type1.get());
             try {
                 assertEquals('A', deviceRead(tree, container, edu, TARGET_IOVA), "the device reads the block");
 
@@ -167,10 +167,7 @@ class CoordinatedType1InGuest {
                         lockedBefore + BLOCKS * BLOCK / 1024, lockedWhileDiscarded, lockedKib(), residentBefore,
                         residentDiscarded, residentAfter, blocked, fault);
             } finally {
-                container.withIommu(tree, iommu -> {
-                    edu.device().close();
-                    return null;
-                });
+                edu.device().close();
             }
         }
         assertEquals(lockedBefore, lockedKib(), "nothing left pinned");
@@ -209,7 +206,11 @@ class CoordinatedType1InGuest {
         assertEquals(lockedBefore, lockedKib());
     }
 
-    /** The container's actor with the one call this test needs: work on its IOMMU, on its thread. */
+    /**
+     * The container under test and the type1 context its IOMMU wraps. The test calls that context (the kernel's
+     * IOMMU info, the edu device of the group) from its own thread only between answered requests, while the
+     * container is idle.
+     */
     private static final class ActorRef {
         private final org.apache.pekko.actor.typed.ActorRef<VfioContainerActor.Command> ref;
         /** The type1 context under the watch, when the container's IOMMU is wrapped. */
@@ -217,15 +218,6 @@ class CoordinatedType1InGuest {
 
         ActorRef(org.apache.pekko.actor.typed.ActorRef<VfioContainerActor.Command> ref) {
             this.ref = ref;
-        }
-
-        Object withIommu(ActorTree tree, VfioContainerActor.IommuWork work) {
-            VfioContainerActor.DmaResult result = tree.ask(VfioContainerActor.DmaResult.class,
-                    r -> new VfioContainerActor.WithIommu(work, r), ref);
-            if (result instanceof VfioContainerActor.DmaDone done) {
-                return done.value();
-            }
-            throw new AssertionError("work on the container's IOMMU failed: " + result);
         }
     }
 
@@ -235,8 +227,7 @@ class CoordinatedType1InGuest {
 
     /** Free DMA entries as type1 reports them now ({@code VFIO_IOMMU_GET_INFO}, the DMA-available capability). */
     private static int dmaAvailable(ActorTree tree, ActorRef container) {
-        return (int) container.withIommu(tree, iommu -> (container.type1 == null ? (VfioType1Iommu) iommu
-                : container.type1.get()).container().iommuInfo().dmaAvailable().orElseThrow());
+        return container.type1.get().container().iommuInfo().dmaAvailable().orElseThrow();
     }
 
     private static EduDevice openEdu(VfioType1Iommu iommu) {
@@ -263,14 +254,11 @@ class CoordinatedType1InGuest {
     /** As above, with the device's buffer first loaded from {@code seedIova} (when not -1). */
     private static byte deviceRead(ActorTree tree, ActorRef container, EduDevice edu, long seedIova, long iova) {
         fill(tree, READBACK_IOVA, '\0');
-        container.withIommu(tree, iommu -> {
-            if (seedIova >= 0) {
-                edu.copyToDevice(seedIova, 0, DMA_BYTES);
-            }
-            edu.copyToDevice(iova, 0, DMA_BYTES);
-            edu.copyFromDevice(0, READBACK_IOVA, DMA_BYTES);
-            return null;
-        });
+        if (seedIova >= 0) {
+            edu.copyToDevice(seedIova, 0, DMA_BYTES);
+        }
+        edu.copyToDevice(iova, 0, DMA_BYTES);
+        edu.copyFromDevice(0, READBACK_IOVA, DMA_BYTES);
         byte[] seen = tree.memory.read(host(tree, READBACK_IOVA), DMA_BYTES);
         byte[] uniform = new byte[DMA_BYTES];
         Arrays.fill(uniform, seen[0]);
