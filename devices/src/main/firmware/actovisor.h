@@ -7,7 +7,7 @@ typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long u64;
 
-/* Boot-info page written by the VMM (io.actovisor.devices.kvm.BootLayout.BootInfo mirrors this layout). */
+/* Boot-info page written by the VMM (io.actovisor.devices.boot.BootLayout.BootInfo mirrors this layout). */
 #define BOOT_INFO_MAGIC 0x6f666e69746f6f62UL /* "bootinfo" little-endian */
 struct boot_info {
     u64 magic;

@@ -1,7 +1,7 @@
 /* The first guest: greet, fill the work area with a pattern, checksum it, report the checksum, halt. */
 #include "actovisor.h"
 
-/* io.actovisor.devices.kvm.BootLayout.checksum computes the same function over guest memory on the host. */
+/* io.actovisor.devices.boot.BootLayout.checksum computes the same function over guest memory on the host. */
 #define FNV_OFFSET 0xcbf29ce484222325UL
 #define FNV_PRIME  0x100000001b3UL
 

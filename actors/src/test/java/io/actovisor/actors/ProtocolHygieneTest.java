@@ -13,7 +13,7 @@ import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.actors.vm.VmActor;
-import io.actovisor.devices.kvm.Registers;
+import io.actovisor.kernel.kvm.Registers;
 import java.util.List;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.typed.ActorRef;

@@ -4,10 +4,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.ConfigFactory;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.sys.ProcessResources;
 import io.actovisor.memory.testing.NativeRequirement;
-import io.actovisor.vmm.coherence.CoherenceScenario;
+import io.actovisor.demos.coherence.CoherenceScenario;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.BeforeAll;

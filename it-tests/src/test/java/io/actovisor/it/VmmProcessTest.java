@@ -4,8 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.actovisor.devices.kvm.Kvm;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.kvm.Kvm;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.testing.NativeRequirement;
 import io.actovisor.memory.testing.TestTimeouts;
 import java.io.BufferedReader;

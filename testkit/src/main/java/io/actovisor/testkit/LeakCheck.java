@@ -67,7 +67,7 @@ public final class LeakCheck {
             }
         }
         for (Map.Entry<Thread, StackTraceElement[]> e : Thread.getAllStackTraces().entrySet()) {
-            if (Arrays.stream(e.getValue()).anyMatch(f -> f.getClassName().equals("io.actovisor.devices.kvm.KvmVcpu")
+            if (Arrays.stream(e.getValue()).anyMatch(f -> f.getClassName().equals("io.actovisor.kernel.kvm.KvmVcpu")
                     && f.getMethodName().equals("run"))) {
                 leaks.add("thread " + e.getKey().getName() + " still runs a guest (KVM_RUN)");
             }

@@ -82,14 +82,14 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private long inflateCount;
     private long deflateCount;
     private long statsUpdates;
-    private final Optional<io.actovisor.devices.kvm.IrqLine> irq;
+    private final Optional<io.actovisor.kernel.kvm.IrqLine> irq;
     // Its waits on the balloon and the discard manager: shorter than a vCPU's wait on this device.
     private final DeviceTimeouts timeouts;
 
     private VirtioBalloonActor(ActorContext<DeviceIo.Command> context, GuestMemoryView memory,
             ActorRef<BalloonActor.Command> balloon, Optional<ActorRef<DiscardManager.Command>> discardManager,
             boolean deflateOnOom, StashBuffer<DeviceIo.Command> stash, TimerScheduler<DeviceIo.Command> timers,
-            Optional<io.actovisor.devices.kvm.IrqLine> irq) {
+            Optional<io.actovisor.kernel.kvm.IrqLine> irq) {
         super(context);
         this.timers = timers;
         this.irq = irq;
@@ -128,7 +128,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
      * {@code InterruptStatus} is not zero (level-triggered, as the DSDT describes it to a Linux guest).
      */
     public static Behavior<DeviceIo.Command> create(GuestMemoryView memory, ActorRef<BalloonActor.Command> balloon,
-            boolean deflateOnOom, Duration statsInterval, Optional<io.actovisor.devices.kvm.IrqLine> irq) {
+            boolean deflateOnOom, Duration statsInterval, Optional<io.actovisor.kernel.kvm.IrqLine> irq) {
         return create(memory, balloon, Optional.empty(), deflateOnOom, statsInterval, irq);
     }
 
@@ -139,7 +139,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
      */
     public static Behavior<DeviceIo.Command> create(GuestMemoryView memory, ActorRef<BalloonActor.Command> balloon,
             Optional<ActorRef<DiscardManager.Command>> discardManager, boolean deflateOnOom, Duration statsInterval,
-            Optional<io.actovisor.devices.kvm.IrqLine> irq) {
+            Optional<io.actovisor.kernel.kvm.IrqLine> irq) {
         return Behaviors.withStash(1000, stash -> Behaviors.withTimers(timers -> {
             startStatsTimer(timers, statsInterval);
             return Behaviors.setup(context -> new VirtioBalloonActor(context, memory, balloon, discardManager,

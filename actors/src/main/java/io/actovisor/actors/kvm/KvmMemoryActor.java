@@ -2,8 +2,8 @@ package io.actovisor.actors.kvm;
 
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.memory.MemoryListener;
-import io.actovisor.devices.kvm.KvmVm;
-import io.actovisor.devices.kvm.MemorySlot;
+import io.actovisor.kernel.kvm.KvmVm;
+import io.actovisor.kernel.kvm.MemorySlot;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.Section;

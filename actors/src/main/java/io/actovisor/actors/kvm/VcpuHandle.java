@@ -2,9 +2,9 @@ package io.actovisor.actors.kvm;
 
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.device.DeviceTimeouts;
-import io.actovisor.devices.kvm.KvmVcpu;
-import io.actovisor.devices.kvm.Registers;
-import io.actovisor.devices.kvm.VcpuExit;
+import io.actovisor.kernel.kvm.KvmVcpu;
+import io.actovisor.kernel.kvm.Registers;
+import io.actovisor.kernel.kvm.VcpuExit;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;

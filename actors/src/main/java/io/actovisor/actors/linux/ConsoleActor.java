@@ -2,7 +2,7 @@ package io.actovisor.actors.linux;
 
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.events.ActovisorEvent;
-import io.actovisor.devices.kvm.IrqLine;
+import io.actovisor.kernel.kvm.IrqLine;
 import io.actovisor.devices.serial.InterruptingUart;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;

@@ -31,7 +31,7 @@ public record LinuxGuest(BzImage kernel, Optional<LinuxBoot.Initrd> initrd, Stri
      * A virtio-mmio device: the name of its device actor, its register base, its interrupt, and the line its
      * device drives (connected to the GSI when the VM creates its interrupt controller).
      */
-    public record VirtioSlot(String device, long base, int gsi, io.actovisor.devices.kvm.DeferredIrqLine line) {
+    public record VirtioSlot(String device, long base, int gsi, io.actovisor.kernel.kvm.DeferredIrqLine line) {
     }
 
     /** The DSDT's view of the virtio devices. */

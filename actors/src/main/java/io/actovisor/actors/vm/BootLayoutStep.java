@@ -1,7 +1,7 @@
 package io.actovisor.actors.vm;
 
 import io.actovisor.devices.boot.linux.LinuxBoot;
-import io.actovisor.devices.kvm.BootLayout;
+import io.actovisor.devices.boot.BootLayout;
 import io.actovisor.memory.GuestMemory;
 import io.actovisor.memory.RegionKind;
 import java.util.Optional;

@@ -96,7 +96,7 @@ public record VmTopology(String name, List<HostMemory> memory, List<MemoryRegion
     }
 
     /**
-     * A guest on KVM: the firmware image (booted as {@code io.actovisor.devices.kvm.BootLayout} describes), the
+     * A guest on KVM: the firmware image (booted as {@code io.actovisor.devices.boot.BootLayout} describes), the
      * program it runs with its work area and arguments, the number of vCPUs (vCPU 0 runs the firmware; the others
      * are created and stay parked, as the bundled firmware is single-processor), and whether COM1 is present.
      */

@@ -21,7 +21,7 @@ import io.actovisor.devices.iommu.IommuException;
 import io.actovisor.devices.iommu.IommuInfo;
 import io.actovisor.devices.iommu.model.ModelIommu;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import io.actovisor.memory.sys.ProcessResources;

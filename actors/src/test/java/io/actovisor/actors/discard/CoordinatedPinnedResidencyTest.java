@@ -15,7 +15,7 @@ import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.devices.iommu.DmaMapping;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.sys.ProcessResources;
 import io.actovisor.memory.testing.NativeRequirement;

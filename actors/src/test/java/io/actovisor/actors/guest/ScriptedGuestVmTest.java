@@ -17,7 +17,7 @@ import io.actovisor.devices.guest.scripted.GuestMachine;
 import io.actovisor.devices.guest.scripted.GuestProgram;
 import io.actovisor.devices.guest.scripted.WorkloadProgram;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.HostMemory;

@@ -29,7 +29,7 @@ class ConsoleActorTest {
         KIT.shutdownTestKit();
     }
 
-    private static final class Line implements io.actovisor.devices.kvm.IrqLine {
+    private static final class Line implements io.actovisor.kernel.kvm.IrqLine {
         final List<Boolean> levels = Collections.synchronizedList(new ArrayList<>());
 
         @Override

@@ -19,7 +19,7 @@ import io.actovisor.devices.guest.scripted.ScriptedGuestException;
 import io.actovisor.devices.guest.scripted.SplitQueueDriver;
 import io.actovisor.devices.guest.scripted.VirtioMmioDriver;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.devices.virtio.VirtioMmio;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;

@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.devices.iommu.DmaPermissions;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import io.actovisor.memory.HostMemory;

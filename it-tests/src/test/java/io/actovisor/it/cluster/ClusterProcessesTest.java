@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.actovisor.devices.kvm.Kvm;
+import io.actovisor.kernel.kvm.Kvm;
 import io.actovisor.memory.testing.TestTimeouts;
 import io.actovisor.vmm.cli.ApiClient;
 import java.io.BufferedReader;

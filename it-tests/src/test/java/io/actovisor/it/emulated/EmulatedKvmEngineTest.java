@@ -27,8 +27,8 @@ import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
 
 /** The emulated host's engine without a guest: what it discovers, how ids and failures cross from the guest. */
 class EmulatedKvmEngineTest {
-    private static final Set<String> KVM_CLASSES = Set.of("io.actovisor.devices.kvm.KvmGuestTest",
-            "io.actovisor.devices.kvm.KvmKickTest", "io.actovisor.actors.kvm.KvmActorsTest",
+    private static final Set<String> KVM_CLASSES = Set.of("io.actovisor.devices.boot.KvmGuestTest",
+            "io.actovisor.kernel.kvm.KvmKickTest", "io.actovisor.actors.kvm.KvmActorsTest",
             "io.actovisor.actors.embedding.EmbeddedVmmTest", "io.actovisor.it.GuestBalloonTest",
             "io.actovisor.it.CoordinatedGuestBalloonTest",
             "io.actovisor.it.VmmProcessTest", "io.actovisor.it.linux.LinuxGuestTest",
@@ -60,13 +60,13 @@ class EmulatedKvmEngineTest {
         TestDescriptor root = discover();
         assertEquals(KVM_CLASSES, classes(root));
         TestDescriptor guestTest = root.getChildren().stream()
-                .filter(c -> c.getLegacyReportingName().equals("io.actovisor.devices.kvm.KvmGuestTest")).findFirst()
+                .filter(c -> c.getLegacyReportingName().equals("io.actovisor.devices.boot.KvmGuestTest")).findFirst()
                 .orElseThrow();
         TestDescriptor method = guestTest.getChildren().iterator().next();
         MethodSource source = (MethodSource) method.getSource().orElseThrow();
-        assertEquals("io.actovisor.devices.kvm.KvmGuestTest", source.getClassName(), "reported under its own class");
+        assertEquals("io.actovisor.devices.boot.KvmGuestTest", source.getClassName(), "reported under its own class");
         assertEquals("memtestRunsToHaltAndItsChecksumMatchesGuestMemory", source.getMethodName());
-        assertEquals(UniqueId.forEngine(EmulatedKvmEngine.ID).append("class", "io.actovisor.devices.kvm.KvmGuestTest")
+        assertEquals(UniqueId.forEngine(EmulatedKvmEngine.ID).append("class", "io.actovisor.devices.boot.KvmGuestTest")
                 .append("method", "memtestRunsToHaltAndItsChecksumMatchesGuestMemory()"), method.getUniqueId());
         assertTrue(method.getTags().isEmpty(), "no kvm tag: the module runs' tag filter must not drop the mirror");
     }
@@ -74,7 +74,7 @@ class EmulatedKvmEngineTest {
     @Test
     void classNameFiltersAndTheClassesPropertyNarrowTheRun() {
         System.setProperty(KvmHost.PROPERTY, "emulated");
-        assertEquals(Set.of("io.actovisor.devices.kvm.KvmGuestTest"),
+        assertEquals(Set.of("io.actovisor.devices.boot.KvmGuestTest"),
                 classes(discover(ClassNameFilter.includeClassNamePatterns(".*KvmGuestTest"))));
         System.setProperty(KvmTestClasses.ONLY, "KvmActorsTest, io.actovisor.it.VmmProcessTest");
         try {

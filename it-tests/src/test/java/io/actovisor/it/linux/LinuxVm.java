@@ -6,7 +6,7 @@ import io.actovisor.actors.linux.LinuxGuestEvent;
 import io.actovisor.actors.vm.VmActor;
 import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.devices.boot.linux.Initramfs;
-import io.actovisor.devices.kvm.Kvm;
+import io.actovisor.kernel.kvm.Kvm;
 import io.actovisor.memory.testing.NativeRequirement;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -176,9 +176,9 @@ final class LinuxVm implements AutoCloseable {
             paused.receiveMessage(Duration.ofSeconds(10));
             out.append("vCPU ").append(v.vcpu().id()).append(": ").append(v.vcpu().registers());
             try (var sregs = v.vcpu().specialRegisters()) {
-                out.append(" cr0=0x").append(Long.toHexString(sregs.getLong(io.actovisor.devices.kvm.KvmAbi.SREGS_CR0)))
-                        .append(" cr3=0x").append(Long.toHexString(sregs.getLong(io.actovisor.devices.kvm.KvmAbi.SREGS_CR3)))
-                        .append(" cr4=0x").append(Long.toHexString(sregs.getLong(io.actovisor.devices.kvm.KvmAbi.SREGS_CR4)));
+                out.append(" cr0=0x").append(Long.toHexString(sregs.getLong(io.actovisor.kernel.kvm.KvmAbi.SREGS_CR0)))
+                        .append(" cr3=0x").append(Long.toHexString(sregs.getLong(io.actovisor.kernel.kvm.KvmAbi.SREGS_CR3)))
+                        .append(" cr4=0x").append(Long.toHexString(sregs.getLong(io.actovisor.kernel.kvm.KvmAbi.SREGS_CR4)));
             }
             out.append('\n');
         }

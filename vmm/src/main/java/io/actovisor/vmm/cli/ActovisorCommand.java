@@ -1,8 +1,8 @@
 package io.actovisor.vmm.cli;
 
 import com.typesafe.config.ConfigFactory;
-import io.actovisor.vmm.coherence.CoherenceDemo;
-import io.actovisor.vmm.coherence.EduVfioDemo;
+import io.actovisor.demos.coherence.CoherenceDemo;
+import io.actovisor.demos.coherence.EduVfioDemo;
 import io.actovisor.vmm.runtime.RunCommand;
 import java.io.IOException;
 import java.io.InputStream;

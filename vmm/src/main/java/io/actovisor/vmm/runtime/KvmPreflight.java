@@ -1,6 +1,6 @@
 package io.actovisor.vmm.runtime;
 
-import io.actovisor.devices.kvm.Kvm;
+import io.actovisor.kernel.kvm.Kvm;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;

@@ -8,7 +8,7 @@ import io.actovisor.devices.boot.linux.Initramfs;
 import io.actovisor.devices.boot.linux.KernelLocator;
 import io.actovisor.devices.boot.linux.LinuxBoot;
 import io.actovisor.devices.boot.linux.LinuxBootException;
-import io.actovisor.devices.kvm.DeferredIrqLine;
+import io.actovisor.kernel.kvm.DeferredIrqLine;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.RegionKind;
 import java.io.IOException;

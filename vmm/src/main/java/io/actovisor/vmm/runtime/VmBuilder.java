@@ -4,7 +4,7 @@ import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.balloon.VirtioBalloonActor;
 import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.dma.DmaEngineActor;
-import io.actovisor.devices.kvm.GuestFirmware;
+import io.actovisor.devices.boot.GuestFirmware;
 import io.actovisor.actors.vfio.IommuBackend;
 import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.config.GuestKind;
@@ -93,7 +93,7 @@ public final class VmBuilder {
             Optional<BalloonSettings> balloon = spec.balloon().enabled()
                     ? Optional.of(balloonDefaults.withUnsafeIgnoreInhibitor(spec.balloon().unsafeIgnoreInhibitor()))
                     : Optional.empty();
-            Map<String, io.actovisor.devices.kvm.DeferredIrqLine> lines = choice.kind() == GuestKind.LINUX
+            Map<String, io.actovisor.kernel.kvm.DeferredIrqLine> lines = choice.kind() == GuestKind.LINUX
                     ? LinuxGuestBuilder.interruptLines(spec) : Map.of();
             Optional<VmTopology.Guest> guest = Optional.empty();
             Optional<VmTopology.ScriptedGuest> scripted = Optional.empty();
@@ -115,7 +115,7 @@ public final class VmBuilder {
             }
             List<VmTopology.Device> devices = new ArrayList<>();
             if (spec.balloon().enabled()) {
-                Optional<io.actovisor.devices.kvm.IrqLine> irq = Optional.ofNullable(lines.get("balloon"));
+                Optional<io.actovisor.kernel.kvm.IrqLine> irq = Optional.ofNullable(lines.get("balloon"));
                 devices.add(new VmTopology.Device("balloon", components -> VirtioBalloonActor.create(components.guestMemory(),
                         components.balloon().orElseThrow(), Optional.of(components.discardManager()),
                         spec.balloon().deflateOnOom(), spec.balloon().statsPollingInterval(), irq),

@@ -11,7 +11,7 @@ import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.config.GuestKind;
 import io.actovisor.config.VmSpec;
 import io.actovisor.config.VmSpecParser;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.sys.Posix;
 import io.actovisor.memory.testing.NativeRequirement;

@@ -1,11 +1,11 @@
 package io.actovisor.devices.boot.linux;
 
 import io.actovisor.devices.acpi.AcpiTables;
-import io.actovisor.devices.kvm.BootLayout;
-import io.actovisor.devices.kvm.CpuidEntries;
-import io.actovisor.devices.kvm.KvmAbi;
-import io.actovisor.devices.kvm.KvmVcpu;
-import io.actovisor.devices.kvm.Registers;
+import io.actovisor.devices.boot.BootLayout;
+import io.actovisor.kernel.kvm.CpuidEntries;
+import io.actovisor.kernel.kvm.KvmAbi;
+import io.actovisor.kernel.kvm.KvmVcpu;
+import io.actovisor.kernel.kvm.Registers;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;

@@ -1,6 +1,6 @@
 package io.actovisor.devices.iommu.pinned;
 
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.sys.Errno;
 import io.actovisor.memory.sys.NativeException;

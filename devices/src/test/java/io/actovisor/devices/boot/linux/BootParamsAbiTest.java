@@ -2,7 +2,7 @@ package io.actovisor.devices.boot.linux;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-import io.actovisor.devices.testing.CProbe;
+import io.actovisor.kernel.testing.CProbe;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;

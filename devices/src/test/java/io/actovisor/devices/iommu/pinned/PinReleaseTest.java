@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.actovisor.devices.iommu.DmaFault;
 import io.actovisor.devices.iommu.DmaPermissions;
 import io.actovisor.devices.iommu.DmaPort;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.sys.Mman;

@@ -2,7 +2,7 @@ package io.actovisor.devices.iommu.pinned;
 
 import io.actovisor.devices.iommu.Iommu;
 import io.actovisor.devices.iommu.IommuContractTest;
-import io.actovisor.devices.uring.IoUring;
+import io.actovisor.kernel.uring.IoUring;
 import io.actovisor.memory.sys.Posix;
 import io.actovisor.memory.testing.NativeRequirement;
 import org.junit.jupiter.api.BeforeAll;

@@ -2,9 +2,9 @@ package io.actovisor.devices.iommu.vfio;
 
 import io.actovisor.devices.iommu.Iommu;
 import io.actovisor.devices.iommu.IommuContractTest;
-import io.actovisor.devices.vfio.RecordingPosix;
-import io.actovisor.devices.vfio.ScriptedVfioHost;
-import io.actovisor.devices.vfio.Type1KernelModel;
+import io.actovisor.kernel.vfio.RecordingPosix;
+import io.actovisor.kernel.vfio.ScriptedVfioHost;
+import io.actovisor.kernel.vfio.Type1KernelModel;
 import java.nio.file.Path;
 import java.util.List;
 

@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.devices.iommu.DmaPermissions;
 import io.actovisor.devices.iommu.IommuException;
-import io.actovisor.devices.vfio.Vfio;
-import io.actovisor.devices.vfio.VfioException;
+import io.actovisor.kernel.vfio.Vfio;
+import io.actovisor.kernel.vfio.VfioException;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import io.actovisor.memory.sys.Mman;
@@ -74,7 +74,7 @@ class VfioType1IommuHostTest {
         Files.createFile(dir.resolve("7"));
         Map<Integer, String> before = fdsUnder(dir);
         VfioException e = assertThrows(VfioException.class,
-                () -> io.actovisor.devices.vfio.VfioGroup.open(Posix.system(), dir, 7));
+                () -> io.actovisor.kernel.vfio.VfioGroup.open(Posix.system(), dir, 7));
         assertEquals(VfioException.Reason.NATIVE, e.reason());
         assertTrue(e.getMessage().contains("ioctl(VFIO_GROUP_GET_STATUS) failed: ENOTTY (25)"), e.getMessage());
         assertEquals(before, fdsUnder(dir), "the group fd was not closed");
