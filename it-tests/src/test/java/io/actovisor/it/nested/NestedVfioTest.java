@@ -62,7 +62,7 @@ class NestedVfioTest {
         List<String> words = new ArrayList<>(List.of(java, "-Xmx256m", "-XX:+UseSerialGC",
                 "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Djava.io.tmpdir=/dev/shm", "-Djna.tmpdir=/dev/shm"));
         words.addAll(NestedGuest.logbackOption());
-        words.addAll(List.of("-cp", classPath, "io.actovisor.vmm.Main", "vfio-edu-demo"));
+        words.addAll(List.of("-cp", classPath, "io.actovisor.demos.DemosMain", "vfio-edu-demo"));
         String command = String.join(" ", words);
         Path work = Path.of("target", "nested").toAbsolutePath();
         NestedGuest.Outcome outcome = NestedGuest.run(facilities, work, command, Duration.ofSeconds(120),

@@ -1,19 +1,12 @@
 package io.actovisor.vmm.cli;
 
-import com.typesafe.config.ConfigFactory;
-import io.actovisor.demos.coherence.CoherenceDemo;
-import io.actovisor.demos.coherence.EduVfioDemo;
+import io.actovisor.vmm.BuildInfo;
 import io.actovisor.vmm.runtime.RunCommand;
-import java.io.IOException;
-import java.io.InputStream;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Optional;
-import java.util.Properties;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -33,8 +26,9 @@ import picocli.CommandLine.ParentCommand;
         exitCodeList = {"0:done", "1:the operation failed (refused by the VMM, no VMM answers, the VM failed)",
             "2:usage, an invalid VM definition, or this host cannot run it (no KVM)"},
         subcommands = {ActovisorCommand.Run.class, ActovisorCommand.Validate.class, ActovisorCommand.Status.class,
-            ActovisorCommand.Balloon.class, ActovisorCommand.Vfio.class, ActovisorCommand.CoherenceDemoCommand.class,
-            ActovisorCommand.VfioEduDemoCommand.class, CommandLine.HelpCommand.class})
+            ActovisorCommand.Balloon.class, ActovisorCommand.Vfio.class, CommandLine.HelpCommand.class},
+        footerHeading = "%nDemos:%n",
+        footer = "  coherence-demo, vfio-edu-demo: run by the demos module (see their --help).")
 public final class ActovisorCommand implements Callable<Integer> {
     final PrintStream out;
     final PrintStream err;
@@ -69,17 +63,9 @@ public final class ActovisorCommand implements Callable<Integer> {
         return ExitCode.USAGE;
     }
 
-    /** The version of this build, from the filtered {@code build-info.properties}. */
+    /** The version of this build (see {@link BuildInfo}). */
     public static String version() {
-        Properties p = new Properties();
-        try (InputStream in = ActovisorCommand.class.getResourceAsStream("/io/actovisor/vmm/build-info.properties")) {
-            if (in != null) {
-                p.load(in);
-            }
-        } catch (IOException e) {
-            return "unknown";
-        }
-        return p.getProperty("version", "unknown");
+        return BuildInfo.version();
     }
 
     static final class Version implements CommandLine.IVersionProvider {
@@ -200,37 +186,6 @@ public final class ActovisorCommand implements Callable<Integer> {
             public Integer call() throws Exception {
                 return ClientCommands.vfio(api.client(), false, group, vfio.parent.out, vfio.parent.err);
             }
-        }
-    }
-
-    @Command(name = "coherence-demo", mixinStandardHelpOptions = true,
-            description = "A balloon discard under a pin, with and without the inhibitor, on real io_uring pins: without it the device reads stale memory (no KVM needed).")
-    static final class CoherenceDemoCommand implements Callable<Integer> {
-        @ParentCommand
-        ActovisorCommand parent;
-
-        @Override
-        public Integer call() {
-            return CoherenceDemo.run(ConfigFactory.load(), parent.out, parent.err);
-        }
-    }
-
-    @Command(name = "vfio-edu-demo", mixinStandardHelpOptions = true,
-            description = "A balloon discard under a VFIO type1 pin, with and without the inhibitor, where /dev/vfio has QEMU's edu device: without it the device reads stale memory.")
-    static final class VfioEduDemoCommand implements Callable<Integer> {
-        @ParentCommand
-        ActovisorCommand parent;
-
-        @Option(names = "--device", paramLabel = "BDF", description = "the edu device's PCI address")
-        String device;
-
-        @Override
-        public Integer call() {
-            List<String> args = new ArrayList<>(List.of("vfio-edu-demo"));
-            if (device != null) {
-                args.addAll(List.of("--device", device));
-            }
-            return EduVfioDemo.run(ConfigFactory.load(), args.toArray(String[]::new), parent.out, parent.err);
         }
     }
 }

@@ -61,7 +61,7 @@ class CliTest {
         assertEquals(0, version.code());
         assertTrue(version.out().startsWith("actovisor "), version.out());
         assertFalse(version.out().contains("unknown"), version.out());
-        for (String command : List.of("run", "validate", "status", "balloon", "vfio", "coherence-demo")) {
+        for (String command : List.of("run", "validate", "status", "balloon", "vfio")) {
             for (String flag : List.of("-h", "--help")) {
                 Result help = run(command, flag);
                 assertEquals(0, help.code(), command + " " + flag + ": " + help.err());
