@@ -2,7 +2,7 @@ package io.actovisor.vmm.api;
 
 import io.actovisor.vmm.api.model.Balloon;
 import io.actovisor.vmm.api.model.VfioState;
-import io.actovisor.vmm.cli.ActovisorCommand;
+import io.actovisor.vmm.BuildInfo;
 import io.prometheus.metrics.expositionformats.PrometheusTextFormatWriter;
 import io.prometheus.metrics.instrumentation.jvm.JvmMetrics;
 import io.prometheus.metrics.model.registry.PrometheusRegistry;
@@ -53,7 +53,7 @@ public final class PrometheusMetrics {
         List<MetricSnapshot> out = new java.util.ArrayList<>();
         out.add(InfoSnapshot.builder().name("actovisor_build").help("The actovisor build serving this VM")
                 .dataPoint(InfoSnapshot.InfoDataPointSnapshot.builder().labels(Labels.of("version",
-                        ActovisorCommand.version(), "vm", m.vm().name())).build()).build());
+                        BuildInfo.version(), "vm", m.vm().name())).build()).build());
         GaugeSnapshot.Builder state = GaugeSnapshot.builder().name("actovisor_vm_state")
                 .help("1 for the VM's current state, 0 for the others");
         for (String s : STATES) {

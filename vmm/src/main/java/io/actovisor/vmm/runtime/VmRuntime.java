@@ -20,7 +20,7 @@ import io.actovisor.vmm.api.model.VfioState;
 import io.actovisor.vmm.api.model.VmConfig;
 import io.actovisor.vmm.api.model.VmInfo;
 import io.actovisor.vmm.api.model.VmStateUpdate;
-import io.actovisor.vmm.cli.ActovisorCommand;
+import io.actovisor.vmm.BuildInfo;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -98,7 +98,7 @@ public final class VmRuntime implements VmManagement {
     @Override
     public CompletionStage<InstanceInfo> instance() {
         return this.<VmActor.Command, VmActor.VmInfo>ask(vm, VmActor.GetInfo::new).thenApply(info ->
-                new InstanceInfo("actovisor", info.name(), stateName(info.state()), ActovisorCommand.version()));
+                new InstanceInfo("actovisor", info.name(), stateName(info.state()), BuildInfo.version()));
     }
 
     @Override
