@@ -58,7 +58,7 @@ public final class DemosCommand implements Callable<Integer> {
     }
 
     @Command(name = "coherence-demo", mixinStandardHelpOptions = true,
-            description = "The seed's bug and its fix, side by side, on real io_uring pins (no KVM needed).")
+            description = "A balloon discard under a pin, with and without the inhibitor, on real io_uring pins: without it the device reads stale memory (no KVM needed).")
     static final class CoherenceDemoCommand implements Callable<Integer> {
         @ParentCommand
         DemosCommand parent;
@@ -70,7 +70,7 @@ public final class DemosCommand implements Callable<Integer> {
     }
 
     @Command(name = "vfio-edu-demo", mixinStandardHelpOptions = true,
-            description = "The seed's bug on real VFIO type1 pins, where /dev/vfio has QEMU's edu device.")
+            description = "A balloon discard under a VFIO type1 pin, with and without the inhibitor, where /dev/vfio has QEMU's edu device: without it the device reads stale memory.")
     static final class VfioEduDemoCommand implements Callable<Integer> {
         @ParentCommand
         DemosCommand parent;

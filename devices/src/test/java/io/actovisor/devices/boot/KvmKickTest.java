@@ -1,12 +1,14 @@
-package io.actovisor.kernel.kvm;
+package io.actovisor.devices.boot;
 
-import io.actovisor.devices.boot.BootLayout;
-import io.actovisor.devices.boot.GuestFirmware;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.actovisor.kernel.kvm.Kvm;
+import io.actovisor.kernel.kvm.KvmVcpu;
+import io.actovisor.kernel.kvm.KvmVm;
+import io.actovisor.kernel.kvm.VcpuExit;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.FlatView;
 import io.actovisor.memory.GuestAddress;
