@@ -14,6 +14,7 @@ import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
 import io.actovisor.actors.testing.NativeTestKit;
 import io.actovisor.actors.vfio.IommuBackend;
+import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.actors.vfio.VfioGroupActor;
 import io.actovisor.devices.iommu.DmaMapping;
@@ -227,7 +228,16 @@ class CoordinatedType1InGuest {
 
     /** Free DMA entries as type1 reports them now ({@code VFIO_IOMMU_GET_INFO}, the DMA-available capability). */
     private static int dmaAvailable(ActorTree tree, ActorRef container) {
-        return container.type1.get().container().iommuInfo().dmaAvailable().orElseThrow();
+        if (container.type1 != null) {
+            return container.type1.get().container().iommuInfo().dmaAvailable().orElseThrow();
+        }
+        // A container on the plain vfio-type1 backend: ask it, through its DMA side, for the kernel's info now.
+        ContainerDmaActor.KernelInfoResult info = tree.ask(ContainerDmaActor.KernelInfoResult.class,
+                r -> new VfioContainerActor.Dma(new ContainerDmaActor.ReadKernelInfo(r)), container.ref);
+        if (info instanceof ContainerDmaActor.KernelInfo kernel) {
+            return kernel.info().dmaAvailable().orElseThrow();
+        }
+        throw new AssertionError("the container could not read type1's info: " + info);
     }
 
     private static EduDevice openEdu(VfioType1Iommu iommu) {
