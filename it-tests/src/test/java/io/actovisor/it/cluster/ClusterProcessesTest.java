@@ -182,6 +182,9 @@ class ClusterProcessesTest {
         }
     }
 
+    /** Node 2's last report while the test waits for its balloons (shown when the wait times out). */
+    private static volatile JsonNode lastPressureReport;
+
     static String vm(String name, boolean pinned) {
         return """
                 actovisor.vm {
@@ -190,9 +193,13 @@ class ClusterProcessesTest {
                     { name = ram, base = 0, size = 8 MiB }
                     { name = balloon-mmio, kind = mmio, base = "0xd0001000", size = 4 KiB, device = balloon }
                   ]
-                  guest { kind = auto, program = workload, workload-mib = 2 }
+                  # a 6 MiB work area that the guest touches: the guest balloons its untouched free RAM first, so
+                  # the balloon must reach into touched pages for the VM's resident memory to drop
+                  guest { kind = auto, program = workload, workload-mib = 6 }
                   devices.serial = false
-                  balloon { enabled = true, stats-polling-interval = 5s }
+                  # no free page reporting: the guest would give its free RAM back before any pressure, and
+                  # this test measures what the balloon gives back
+                  balloon { enabled = true, stats-polling-interval = 5s, free-page-reporting = false }
                   api.enabled = false
                   %s
                 }
@@ -283,13 +290,13 @@ class ClusterProcessesTest {
         List<String> onNode2 = eleven.entrySet().stream().filter(e -> e.getValue() == 2).map(Map.Entry::getKey)
                 .toList();
         assertEquals(3, onNode2.size(), "node 2 (the highest address) has the fewest VMs: " + eleven);
-        // Each guest touches its 2 MiB work area in its first rounds: wait until every one has, and read it.
+        // Each guest touches its 6 MiB work area in its first rounds: wait until every one has, and read it.
         Map<String, Long> residentBefore = await("node 2's guests have touched their work areas", () -> {
             Map<String, Long> out = new TreeMap<>();
             for (String id : onNode2) {
                 JsonNode vm = first.get("/cluster/vms/" + id);
                 assertEquals(0, vm.get("targetBytes").asLong(), "no pressure on node 2 yet: " + vm);
-                if (vm.get("residentBytes").asLong() < 2 * MIB) {
+                if (vm.get("residentBytes").asLong() < 6 * MIB) {
                     return null;
                 }
                 out.put(id, vm.get("residentBytes").asLong());
@@ -325,8 +332,10 @@ class ClusterProcessesTest {
         Node pressured = nodes.get(2);
         // Inflated: each targeted VM's guest gave pages back, and its resident memory (read by its own VM actor)
         // fell below what it was before the pressure.
-        JsonNode report = await("node 2's balloonable VMs inflate and their resident memory drops", () -> {
+        JsonNode report = awaitOr("node 2's balloonable VMs inflate and their resident memory drops",
+                () -> "node 2's last report: " + lastPressureReport + "; resident before: " + residentBefore, () -> {
             JsonNode r = reportOf(first, pressured.address);
+            lastPressureReport = r;
             int inflated = 0;
             for (JsonNode vm : r.get("vms")) {
                 if (vm.get("targetBytes").asLong() > 0) {
