@@ -10,9 +10,7 @@ import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.devices.guest.scripted.GuestLayout;
 import io.actovisor.devices.iommu.pinned.PinnedIommu;
 import io.actovisor.memory.AddressRange;
-import io.actovisor.memory.FlatView;
 import io.actovisor.memory.GuestAddress;
-import io.actovisor.memory.GuestMemory;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
@@ -104,7 +102,6 @@ public final class InflateEndToEnd {
         HostMemory ram = HostMemory.anonymous("e2e-ram", LOW + SIZE);
         List<MemoryRegion> regions = List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram),
                 MemoryRegion.mmio("balloon-mmio", AddressRange.of(0xd0001000L, 4096), "balloon"));
-        GuestMemory memory = GuestMemory.of(FlatView.of(regions));
         InflateProgram program = new InflateProgram(coordinated);
         List<VmTopology.Container> containers = coordinated
                 ? List.of(new VmTopology.Container("c0", IommuBackend.shared(PinnedIommu.BACKEND,
@@ -115,9 +112,9 @@ public final class InflateEndToEnd {
                 ? List.of(new VmTopology.Group("g0", "c0", Optional.empty(), true)) : List.of();
         VmTopology topology = new VmTopology("e2e-" + mode + "-" + batch, List.of(ram), regions,
                 Optional.of(BalloonSettings.DEFAULT), containers, groups, Optional.empty(),
-                List.of(new VmTopology.Device("balloon", parts -> VirtioBalloonActor.create(memory,
+                List.of(new VmTopology.Device("balloon", parts -> VirtioBalloonActor.create(parts.guestMemory(),
                         parts.balloon().orElseThrow(), Optional.of(parts.discardManager()), false,
-                        Duration.ofHours(1)))),
+                        Duration.ofHours(1)), VmTopology.Device.Role.VIRTIO_BALLOON)),
                 Optional.of(new VmTopology.ScriptedGuest(() -> program, GuestLayout.of(64 << 10))));
         ActorSystem<Void> system = Trees.system("inflate-" + mode);
         try {
