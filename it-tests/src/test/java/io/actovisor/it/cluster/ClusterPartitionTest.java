@@ -9,9 +9,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.actovisor.memory.testing.NativeRequirement;
 import io.actovisor.memory.testing.TestTimeouts;
 import io.actovisor.vmm.cli.ApiClient;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,8 +22,6 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -49,7 +45,6 @@ class ClusterPartitionTest {
     private static final Logger LOG = LoggerFactory.getLogger(ClusterPartitionTest.class);
     // Generous: the suite runs on a 2-core machine shared with other builds (load averages of 20 to 50 seen).
     private static final Duration TIMEOUT = TestTimeouts.scaled(Duration.ofSeconds(150));
-    private static final Pattern STARTED = Pattern.compile("cluster node (\\S+) started; API (http://\\S+) ");
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final int PORT = 25520;
     private static final long ID = ProcessHandle.current().pid() % 100_000;
@@ -63,32 +58,15 @@ class ClusterPartitionTest {
     private static String subnet;
 
     /** One node process in its namespace. */
-    static final class Node {
-        final int index;
+    /** A node JVM of this test, in its own network namespace with its own address and link. */
+    static final class Node extends NodeProcess {
         final String ip;
         final String link;
-        final Process process;
-        final List<String> output = new ArrayList<>();
-        ApiClient api;
-        String address;
 
-        Node(int index, String ip, String link, Process process) {
-            this.index = index;
+        Node(int index, String ip, String link, List<String> prefix, Path conf, Path dataDir) throws IOException {
+            super(index, prefix, conf, dataDir);
             this.ip = ip;
             this.link = link;
-            this.process = process;
-        }
-
-        JsonNode get(String path) throws Exception {
-            ApiClient.Reply reply = api.send("GET", path, null);
-            assertEquals(200, reply.status(), "node " + index + " " + path + ": " + reply.body());
-            return JSON.readTree(reply.body());
-        }
-
-        Set<String> live() throws Exception {
-            Set<String> out = new TreeSet<>();
-            get("/cluster/local").get("live").forEach(n -> out.add(n.asText()));
-            return out;
         }
     }
 
@@ -214,65 +192,18 @@ class ClusterPartitionTest {
                 }
                 pekko.http.server.request-timeout = 28s
                 """.formatted(ip, PORT, seeds, dir.resolve("data-" + index), ip));
-        List<String> command = List.of("ip", "netns", "exec", "actovisor-" + ID + "-n" + index,
-                Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                "--add-opens", "java.base/java.nio=ALL-UNNAMED", "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
-                "-cp", System.getProperty("java.class.path"), "io.actovisor.cluster.ClusterMain", "node",
-                file.toString());
-        Process p = new ProcessBuilder(command).redirectError(dir.resolve("node" + index + ".log").toFile()).start();
-        Node node = new Node(index, ip, PREFIX + "n" + index, p);
-        Thread reader = new Thread(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(),
-                    StandardCharsets.UTF_8))) {
-                for (String line; (line = r.readLine()) != null; ) {
-                    synchronized (node.output) {
-                        node.output.add(line);
-                        node.output.notifyAll();
-                    }
-                }
-            } catch (IOException ignored) {
-                // The process ended.
-            }
-        }, "partition-node-" + index + "-stdout");
-        reader.setDaemon(true);
-        reader.start();
+        Node node = new Node(index, ip, PREFIX + "n" + index, List.of("ip", "netns", "exec",
+                "actovisor-" + ID + "-n" + index), file, dir.resolve("data-" + index));
         nodes.add(node);
         return node;
     }
 
     private static void awaitStarted(Node node) throws Exception {
-        long deadline = System.nanoTime() + TIMEOUT.toNanos();
-        synchronized (node.output) {
-            while (System.nanoTime() < deadline) {
-                for (String line : node.output) {
-                    Matcher m = STARTED.matcher(line);
-                    if (m.find()) {
-                        node.address = m.group(1);
-                        String token = Files.readString(dir.resolve("data-" + node.index).resolve("api-token"))
-                                .trim();
-                        node.api = new ApiClient(m.group(2), Optional.of(token));
-                        return;
-                    }
-                }
-                if (!node.process.isAlive()) {
-                    fail("node " + node.index + " exited with " + node.process.exitValue() + ": " + node.output
-                            + "\n" + log(node));
-                }
-                node.output.wait(500);
-            }
-        }
-        fail("node " + node.index + " did not start: " + node.output + "\n" + log(node));
+        node.awaitStarted(TIMEOUT);
     }
 
     private static String log(Node node) {
-        try {
-            List<String> all = Files.readAllLines(dir.resolve("node" + node.index + ".log")).stream()
-                    .filter(l -> !l.startsWith("\tat ")).toList();
-            return String.join("\n", all.subList(Math.max(0, all.size() - 40), all.size()));
-        } catch (IOException e) {
-            return "(no log: " + e.getMessage() + ")";
-        }
+        return node.log();
     }
 
     /** The VM actors alive in each of {@code alive}, failing on a VM in two places; VM id -> node index. */

@@ -9,11 +9,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.actovisor.kernel.kvm.Kvm;
 import io.actovisor.memory.testing.TestTimeouts;
 import io.actovisor.vmm.cli.ApiClient;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.net.ServerSocket;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -21,7 +18,6 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
@@ -29,8 +25,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -53,7 +47,6 @@ class ClusterProcessesTest {
     private static final long MIB = 1 << 20;
     // Generous: the suite runs on a 2-core machine shared with other builds (load averages of 20 to 50 seen).
     private static final Duration TIMEOUT = TestTimeouts.scaled(Duration.ofSeconds(150));
-    private static final Pattern STARTED = Pattern.compile("cluster node (\\S+) started; API (http://\\S+) ");
     private static final ObjectMapper JSON = new ObjectMapper();
 
     @TempDir
@@ -61,29 +54,10 @@ class ClusterProcessesTest {
     private final List<Node> nodes = new ArrayList<>();
 
     /** One node process. */
-    final class Node {
-        final int index;
-        final Process process;
-        final List<String> output = new ArrayList<>();
-        String address;
-        ApiClient api;
-
-        Node(int index, Process process) {
-            this.index = index;
-            this.process = process;
-        }
-
-        JsonNode get(String path) throws Exception {
-            ApiClient.Reply reply = api.send("GET", path, null);
-            assertEquals(200, reply.status(), "node " + index + " " + path + ": " + reply.body());
-            return JSON.readTree(reply.body());
-        }
-
-        /** The VM actors alive in this JVM. */
-        Set<String> live() throws Exception {
-            Set<String> out = new TreeSet<>();
-            get("/cluster/local").get("live").forEach(n -> out.add(n.asText()));
-            return out;
+    /** A node JVM of this test. */
+    static final class Node extends NodeProcess {
+        Node(int index, Path conf, Path dataDir) throws IOException {
+            super(index, List.of(), conf, dataDir);
         }
     }
 
@@ -122,64 +96,17 @@ class ClusterProcessesTest {
                 }
                 pekko.http.server.request-timeout = 28s
                 """.formatted(ports[index], seeds, dir.resolve("data-" + index), guests, threshold));
-        List<String> command = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                "--add-opens", "java.base/java.nio=ALL-UNNAMED", "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
-                "-cp", System.getProperty("java.class.path"), "io.actovisor.cluster.ClusterMain", "node",
-                file.toString());
-        Process p = new ProcessBuilder(command).redirectError(dir.resolve("node" + index + ".log").toFile()).start();
-        Node node = new Node(index, p);
-        Thread reader = new Thread(() -> {
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(),
-                    StandardCharsets.UTF_8))) {
-                for (String line; (line = r.readLine()) != null; ) {
-                    synchronized (node.output) {
-                        node.output.add(line);
-                        node.output.notifyAll();
-                    }
-                }
-            } catch (IOException ignored) {
-                // The process ended.
-            }
-        }, "node-" + index + "-stdout");
-        reader.setDaemon(true);
-        reader.start();
+        Node node = new Node(index, file, dir.resolve("data-" + index));
         nodes.add(node);
         return node;
     }
 
     private void awaitStarted(Node node) throws Exception {
-        long deadline = System.nanoTime() + TIMEOUT.toNanos();
-        synchronized (node.output) {
-            while (System.nanoTime() < deadline) {
-                for (String line : node.output) {
-                    Matcher m = STARTED.matcher(line);
-                    if (m.find()) {
-                        node.address = m.group(1);
-                        String token = Files.readString(dir.resolve("data-" + node.index).resolve("api-token"))
-                                .trim();
-                        node.api = new ApiClient(m.group(2), Optional.of(token));
-                        return;
-                    }
-                }
-                if (!node.process.isAlive()) {
-                    fail("node " + node.index + " exited with " + node.process.exitValue() + ": " + node.output
-                            + "\n" + log(node));
-                }
-                node.output.wait(500);
-            }
-        }
-        fail("node " + node.index + " did not start: " + node.output + "\n" + log(node));
+        node.awaitStarted(TIMEOUT);
     }
 
     private String log(Node node) {
-        try {
-            List<String> all = Files.readAllLines(dir.resolve("node" + node.index + ".log")).stream()
-                    .filter(l -> !l.startsWith("\tat ")).toList();
-            return String.join("\n", all.subList(Math.max(0, all.size() - 40), all.size()));
-        } catch (IOException e) {
-            return "(no log: " + e.getMessage() + ")";
-        }
+        return node.log();
     }
 
     /** Node 2's last report while the test waits for its balloons (shown when the wait times out). */
