@@ -26,11 +26,13 @@ import org.apache.pekko.actor.typed.eventstream.EventStream;
 /** A Linux guest on actovisor for the tests: its VM actor, its console as text, and typing into it. */
 final class LinuxVm implements AutoCloseable {
     /**
-     * The tests' kernel command line: the example's, plus what shortens a boot on a slow virtual CPU (no crypto
-     * self-tests, one UART to probe, no speculation mitigations to patch in).
+     * The tests' kernel command line: the example's without {@code quiet} and with an early console on COM1 (so a
+     * boot that stops shows how far it got: the console lines reach the test log through ConsoleActor's DEBUG
+     * logger), plus what shortens a boot on a slow virtual CPU (no crypto self-tests, one UART to probe, no
+     * speculation mitigations to patch in).
      */
-    static final String CMDLINE = "console=ttyS0 reboot=k pci=off quiet mitigations=off cryptomgr.notests "
-            + "8250.nr_uarts=1 random.trust_cpu=on";
+    static final String CMDLINE = "console=ttyS0 earlycon=uart8250,io,0x3f8 reboot=k pci=off mitigations=off "
+            + "cryptomgr.notests 8250.nr_uarts=1 random.trust_cpu=on";
 
     /** The shell prompt busybox prints for root. */
     static final String PROMPT = "# ";
