@@ -1,5 +1,6 @@
 package io.actovisor.kernel.kvm;
 
+import io.actovisor.memory.sys.Errno;
 import io.actovisor.memory.sys.NativeBuffer;
 import io.actovisor.memory.sys.NativeException;
 import io.actovisor.memory.sys.Posix;
@@ -13,6 +14,7 @@ public final class Kvm implements AutoCloseable {
     /** Where the KVM device lives. */
     public static final String DEVICE = "/dev/kvm";
     private static final int MAX_CPUID_ENTRIES = 256;
+    private static final int CREATE_VM_ATTEMPTS = 100;
     private static final Optional<String> UNAVAILABILITY = probe();
 
     private final Posix posix;
@@ -122,9 +124,22 @@ public final class Kvm implements AutoCloseable {
         }
     }
 
-    /** KVM_CREATE_VM: a new, empty VM owned by the returned object. */
+    /**
+     * KVM_CREATE_VM: a new, empty VM owned by the returned object. The kernel may answer EINTR when a signal arrives
+     * while it sets the VM up (seen on a loaded KVM-PVM host); nothing was created then, and the call is repeated, as
+     * QEMU's {@code kvm_init} does.
+     */
     public KvmVm createVm() {
-        int vmFd = (int) posix.ioctl(fd(), KvmAbi.KVM_CREATE_VM, 0);
+        int vmFd = -1;
+        for (int attempt = 1; vmFd < 0; attempt++) {
+            try {
+                vmFd = (int) posix.ioctl(fd(), KvmAbi.KVM_CREATE_VM, 0);
+            } catch (NativeException e) {
+                if (e.errno() != Errno.EINTR || attempt == CREATE_VM_ATTEMPTS) {
+                    throw e;
+                }
+            }
+        }
         return new KvmVm(posix, vmFd, vcpuMmapSize(), maxMemorySlots());
     }
 
