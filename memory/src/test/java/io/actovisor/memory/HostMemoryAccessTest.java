@@ -11,7 +11,7 @@ import io.actovisor.memory.sys.Errno;
 import io.actovisor.memory.sys.Mman;
 import io.actovisor.memory.sys.NativeException;
 import io.actovisor.memory.sys.Posix;
-import io.actovisor.memory.testing.ForwardingPosix;
+import io.actovisor.memory.sys.ForwardingPosix;
 import io.actovisor.memory.testing.NativeRequirement;
 import java.io.IOException;
 import java.nio.file.Files;

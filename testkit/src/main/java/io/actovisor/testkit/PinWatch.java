@@ -7,6 +7,7 @@ import io.actovisor.devices.iommu.IommuInfo;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import io.actovisor.memory.sys.Mman;
+import io.actovisor.memory.sys.ForwardingPosix;
 import io.actovisor.memory.sys.Posix;
 import java.util.ArrayList;
 import java.util.List;

@@ -8,7 +8,7 @@ import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import io.actovisor.memory.sys.Mman;
 import io.actovisor.memory.sys.Posix;
-import io.actovisor.memory.testing.ForwardingPosix;
+import io.actovisor.memory.sys.ForwardingPosix;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;

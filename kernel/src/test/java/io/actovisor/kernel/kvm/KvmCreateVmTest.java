@@ -8,7 +8,7 @@ import io.actovisor.memory.sys.Errno;
 import io.actovisor.memory.sys.Ioctl;
 import io.actovisor.memory.sys.NativeException;
 import io.actovisor.memory.sys.Posix;
-import io.actovisor.memory.testing.ForwardingPosix;
+import io.actovisor.memory.sys.ForwardingPosix;
 import io.actovisor.memory.testing.NativeRequirement;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;

@@ -3,7 +3,7 @@ package io.actovisor.testkit.fault;
 import io.actovisor.memory.sys.Mman;
 import io.actovisor.memory.sys.NativeException;
 import io.actovisor.memory.sys.Posix;
-import io.actovisor.testkit.ForwardingPosix;
+import io.actovisor.memory.sys.ForwardingPosix;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**

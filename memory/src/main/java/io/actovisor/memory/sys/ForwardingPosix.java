@@ -1,12 +1,11 @@
-package io.actovisor.memory.testing;
+package io.actovisor.memory.sys;
 
-import io.actovisor.memory.sys.Ioctl;
-import io.actovisor.memory.sys.Posix;
 import java.util.Optional;
 
 /**
- * A {@link Posix} that forwards every call to another one: tests override the calls they want to observe or fail
- * (for example {@code madvise}, to catch a discard of pinned memory at the moment it happens).
+ * A {@link Posix} that forwards every call to another one: a decorator for the calls one wants to observe or fail.
+ * Fault-injection tests override, for example, {@code madvise} to catch a discard of pinned memory at the moment it
+ * happens (the testkit's {@code PinWatch}), or an {@code ioctl} to answer EINTR.
  */
 public class ForwardingPosix implements Posix {
     protected final Posix delegate;
