@@ -597,36 +597,36 @@ public final class ContainerDmaActor extends AbstractBehavior<ContainerDmaActor.
     // ---- the public requests ----
 
     private Behavior<Command> onMapDma(MapDma map) {
-        map.replyTo().tell(run(MapResult.class, io -> {
+        serve(map.replyTo(), MapResult.class, io -> {
             io.map(map.iova(), map.host(), map.permissions());
             return new Mapped(map.iova());
-        }));
+        });
         return this;
     }
 
     private Behavior<Command> onUnmapDma(UnmapDma unmap) {
-        unmap.replyTo().tell(run(UnmapResult.class, io -> new Unmapped(io.unmap(unmap.iova()))));
+        serve(unmap.replyTo(), UnmapResult.class, io -> new Unmapped(io.unmap(unmap.iova())));
         return this;
     }
 
     private Behavior<Command> onDmaRead(DmaRead read) {
-        read.replyTo().tell(run(ReadResult.class, io -> new DataRead(read.iova(),
-                port(io).read(read.iova(), read.length()))));
+        serve(read.replyTo(), ReadResult.class, io -> new DataRead(read.iova(),
+                port(io).read(read.iova(), read.length())));
         return this;
     }
 
     private Behavior<Command> onDmaWrite(DmaWrite write) {
-        write.replyTo().tell(run(WriteResult.class, io -> {
+        serve(write.replyTo(), WriteResult.class, io -> {
             byte[] data = write.data();
             port(io).write(write.iova(), data);
             return new DataWritten(write.iova(), data.length);
-        }));
+        });
         return this;
     }
 
     private Behavior<Command> onAudit(Audit audit) {
         // One handler for the whole audit: nothing else touches the IOMMU until it is done.
-        audit.replyTo().tell(run(AuditResult.class, io -> {
+        serve(audit.replyTo(), AuditResult.class, io -> {
             List<DmaMapping> mappings = io.mappings().stream()
                     .filter(m -> audit.within().map(w -> w.contains(m.iova())).orElse(true)).toList();
             DmaPort device = port(io);
@@ -634,35 +634,35 @@ public final class ContainerDmaActor extends AbstractBehavior<ContainerDmaActor.
                     ? CoherenceAudit.audit(mappings, device, audit.cpu(), audit.atMap().get())
                     : CoherenceAudit.audit(mappings, device, audit.cpu());
             return new Audited(mappings, report);
-        }));
+        });
         return this;
     }
 
     private Behavior<Command> onTakePfnLedger(TakePfnLedger take) {
-        take.replyTo().tell(run(LedgerResult.class, io -> new LedgerTaken(
-                CoherenceAudit.PfnLedger.take(io.mappings(), take.cpu()))));
+        serve(take.replyTo(), LedgerResult.class, io -> new LedgerTaken(
+                CoherenceAudit.PfnLedger.take(io.mappings(), take.cpu())));
         return this;
     }
 
     private Behavior<Command> onOpenVfioDevice(OpenVfioDevice open) {
-        open.replyTo().tell(run(DeviceResult.class, io -> type1(io, "open a VFIO device",
-                t -> new VfioDeviceOpened(t.group(open.group()).openDevice(open.device())))));
+        serve(open.replyTo(), DeviceResult.class, io -> type1(io, "open a VFIO device",
+                t -> new VfioDeviceOpened(t.group(open.group()).openDevice(open.device()))));
         return this;
     }
 
     private Behavior<Command> onReadKernelInfo(ReadKernelInfo read) {
-        read.replyTo().tell(run(KernelInfoResult.class, io -> type1(io, "ask the kernel for its IOMMU info",
-                t -> new KernelInfo(t.container().iommuInfo()))));
+        serve(read.replyTo(), KernelInfoResult.class, io -> type1(io, "ask the kernel for its IOMMU info",
+                t -> new KernelInfo(t.container().iommuInfo())));
         return this;
     }
 
     private Behavior<Command> onKernelMap(KernelMap map) {
-        map.replyTo().tell(run(KernelMapResult.class, io -> type1(io, "map DMA in the kernel", t -> {
+        serve(map.replyTo(), KernelMapResult.class, io -> type1(io, "map DMA in the kernel", t -> {
             t.container().mapDma(map.host().value(), map.iova(), map.size(),
                     VfioAbi.DmaMap.FLAG_READ | VfioAbi.DmaMap.FLAG_WRITE);
             t.container().unmapDma(map.iova(), map.size());
             return new KernelMapAccepted(map.iova(), map.size());
-        })));
+        }));
         return this;
     }
 
@@ -679,19 +679,30 @@ public final class ContainerDmaActor extends AbstractBehavior<ContainerDmaActor.
                 + " backend has no device data path"));
     }
 
-    /** Run {@code work} on the open IOMMU and turn every failure into a {@link DmaFailed} answer. */
-    private <R> R run(Class<R> result, Function<Iommu, ? extends R> work) {
+    /**
+     * Run {@code work} on the open IOMMU and answer {@code replyTo} with its result, every failure as a
+     * {@link DmaFailed}. A failure no backend declares (a bug) is answered too, and then crashes this actor: the IOMMU's
+     * state is unknown, so {@code PostStop} closes it and the container, watching, stops.
+     */
+    private <R> void serve(ActorRef<R> replyTo, Class<R> result, Function<Iommu, ? extends R> work) {
         if (iommu == null) {
-            return result.cast(closed(container));
+            replyTo.tell(result.cast(closed(container)));
+            return;
         }
+        R answer;
         try {
-            return work.apply(iommu);
+            answer = work.apply(iommu);
         } catch (IommuException e) {
-            return result.cast(new DmaFailed(e.getMessage(), Optional.of(e.kind())));
+            answer = result.cast(new DmaFailed(e.getMessage(), Optional.of(e.kind())));
         } catch (DmaFault | UnsupportedOperationException | IllegalArgumentException
                 | NativeException e) {
-            return result.cast(new DmaFailed(e.getMessage(), Optional.empty()));
+            answer = result.cast(new DmaFailed(e.getMessage(), Optional.empty()));
+        } catch (RuntimeException e) {
+            replyTo.tell(result.cast(new DmaFailed("container " + container + "'s IOMMU failed unexpectedly ("
+                    + e + "); the IOMMU is closed", Optional.empty())));
+            throw e;
         }
+        replyTo.tell(answer);
     }
 
     private static DmaFailed closed(String container) {
