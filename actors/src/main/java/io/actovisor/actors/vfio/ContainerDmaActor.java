@@ -330,8 +330,9 @@ public final class ContainerDmaActor extends AbstractBehavior<ContainerDmaActor.
     record Opened(IommuInfo info) implements OrderReply {
     }
 
-    /** The order was carried out; the IOMMU now holds {@code mappings} mappings and {@code pinnedBytes}. */
-    record Done(int mappings, long pinnedBytes) implements OrderReply {
+    /** The order was carried out. */
+    enum Done implements OrderReply {
+        INSTANCE
     }
 
     /** The IOMMU is closed; it had {@code unpinnedBytes} pinned. */
@@ -435,7 +436,7 @@ public final class ContainerDmaActor extends AbstractBehavior<ContainerDmaActor.
     private Behavior<Command> onJoin(Join join) {
         join.replyTo().tell(order(() -> {
             context.attach(join.groupId());
-            return done();
+            return Done.INSTANCE;
         }));
         return this;
     }
@@ -443,7 +444,7 @@ public final class ContainerDmaActor extends AbstractBehavior<ContainerDmaActor.
     private Behavior<Command> onLeave(Leave leave) {
         leave.replyTo().tell(order(() -> {
             context.detach(leave.groupId());
-            return done();
+            return Done.INSTANCE;
         }));
         return this;
     }
@@ -489,7 +490,7 @@ public final class ContainerDmaActor extends AbstractBehavior<ContainerDmaActor.
             apply.replyTo().tell(new OrderFailed(e.getMessage()));
             return this;
         }
-        apply.replyTo().tell(done());
+        apply.replyTo().tell(Done.INSTANCE);
         return this;
     }
 
@@ -563,10 +564,6 @@ public final class ContainerDmaActor extends AbstractBehavior<ContainerDmaActor.
         report.replyTo().tell(iommu == null ? new Snapshot(List.of(), 0, Optional.empty())
                 : order(() -> new Snapshot(iommu.mappings(), iommu.pinnedBytes(), Optional.of(iommu.info()))));
         return this;
-    }
-
-    private Done done() {
-        return new Done(iommu.mappings().size(), iommu.pinnedBytes());
     }
 
     private OrderFailed notOpen() {

@@ -30,19 +30,21 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 import org.apache.pekko.actor.typed.javadsl.StashBuffer;
 
 /**
- * One VFIO container: one IOMMU context shared by the groups attached to it. It opens the context and subscribes
- * to its {@link AddressSpaceActor} when the first group attaches, and unsubscribes and closes the context (which
- * unmaps and unpins everything) when the last group leaves, is stopped or crashes (groups are watched).
+ * One VFIO container: one IOMMU context shared by the groups attached to it. It has the context opened and
+ * subscribes to its {@link AddressSpaceActor} when the first group attaches, and unsubscribes and has the context
+ * closed (which unmaps and unpins everything) when the last group leaves, is stopped or crashes (groups are watched).
  *
  * <p>As a {@link MemoryListener} it mirrors the flat view into the IOMMU: for each RAM or ROM section added it
- * aligns the section inward to the IOMMU page size, pins the pages and maps IOVA (= guest-physical address) to
- * them, read-only for ROM and read-only RAM; for each section removed it unmaps and unpins. MMIO and reserved
- * sections are skipped. If the IOMMU refuses a map (overlap, mapping limit, locked-memory limit), the container
- * undoes what it did for that update and refuses it, so the whole commit fails with the IOMMU's error.
+ * aligns the section inward to the IOMMU page size, to be pinned and mapped IOVA (= guest-physical address) to its
+ * pages, read-only for ROM and read-only RAM; each section removed is unmapped and unpinned. MMIO and reserved
+ * sections are skipped. If the IOMMU refuses a map (overlap, mapping limit, locked-memory limit), what the update did
+ * is undone and the update refused, so the whole commit fails with the IOMMU's error.
  *
- * <p>User IOVA maps and the device data path are its child's, {@link ContainerDmaActor}, reached through {@link Dma}:
- * the container hands the child its IOMMU (behind a lock, as backends are single-owner) when the first group
- * attaches and takes it back when the last group leaves.
+ * <p>The IOMMU has one owner, the child {@link ContainerDmaActor}: this actor decides what to map (sections,
+ * alignment, coordinated blocks, released blocks) and orders every IOMMU effect from it (open, join, leave, close,
+ * apply one update, release and restore blocks, report), stashing other messages until the child answers. The
+ * child also serves user IOVA maps and the device data path, reached through {@link Dma}. If the child crashes, its
+ * {@code PostStop} closes the IOMMU, and this actor answers everything it holds and stops.
  *
  * <p>Pinning and mapping block for as long as the kernel takes: spawn it with {@link #DISPATCHER}.
  */
@@ -186,7 +188,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
 
     /** The one order the container waits for, with what it finishes when the answer comes. */
     private sealed interface Pending permits Opening, Joining, Applying, Leaving, Closing, Releasing, Restoring,
-            Reporting {
+            Reporting, Attaching {
     }
 
     private record Opening(AttachGroup attach) implements Pending {
@@ -217,6 +219,10 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private record Reporting(GetState get) implements Pending {
     }
 
+    /** The group is joined (and the view mapped, for the first one): the IOMMU's counts for its answer. */
+    private record Attaching(AttachGroup attach) implements Pending {
+    }
+
     private static final int STASH_CAPACITY = 10_000;
     /** The default {@code discard-block-size}: 2 MiB. */
     public static final long DEFAULT_DISCARD_BLOCK_SIZE = 2L << 20;
@@ -237,9 +243,6 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private final ActorRef<ContainerDmaActor.OrderReply> orderReplies;
     /** The open IOMMU's geometry; null while the IOMMU is closed. */
     private IommuInfo info;
-    /** The IOMMU's mapping count and pinned bytes after the last order that changed them. */
-    private int mappingCount;
-    private long pinnedBytes;
     private boolean subscribed;
     /** The RAM and ROM sections of the view, by guest base (what a restored block maps again). */
     private final TreeMap<Long, Section> memorySections = new TreeMap<>(Long::compareUnsigned);
@@ -363,12 +366,17 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         return completeAttach(attach);
     }
 
+    /** Ask the IOMMU side for its counts, then {@link #attached}. */
     private Behavior<Command> completeAttach(AttachGroup attach) {
+        return await(new Attaching(attach), new ContainerDmaActor.Report(orderReplies));
+    }
+
+    private Behavior<Command> attached(AttachGroup attach, ContainerDmaActor.Snapshot snapshot) {
         groups.put(attach.groupId(), new Attached(attach.groupId(), attach.group()));
         getContext().watchWith(attach.group(), new GroupStopped(attach.group()));
         getContext().getLog().info("Group {} attached to container {} ({} mappings, {} bytes pinned)",
-                attach.groupId(), name, mappingCount, pinnedBytes);
-        attach.replyTo().tell(new GroupAttached(name, attach.groupId(), mappingCount));
+                attach.groupId(), name, snapshot.mappings().size(), snapshot.pinnedBytes());
+        attach.replyTo().tell(new GroupAttached(name, attach.groupId(), snapshot.mappings().size()));
         return this;
     }
 
@@ -452,8 +460,6 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             return closed(closing, 0);
         }
         info = null;
-        mappingCount = 0;
-        pinnedBytes = 0;
         return await(closing, new ContainerDmaActor.Close(orderReplies));
     }
 
@@ -470,10 +476,6 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         Pending done = pending;
         pending = null;
         ContainerDmaActor.OrderReply reply = answered.reply();
-        if (reply instanceof ContainerDmaActor.Done counts) {
-            mappingCount = counts.mappings();
-            pinnedBytes = counts.pinnedBytes();
-        }
         Behavior<Command> next = finish(done, reply);
         return pending == null ? stash.unstashAll(next) : next;
     }
@@ -510,11 +512,16 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         } else if (done instanceof Restoring restoring) {
             blocksRestored(restoring, (ContainerDmaActor.BlocksOutcome) reply);
         } else if (done instanceof Reporting reporting) {
-            ContainerDmaActor.Snapshot snapshot = reply instanceof ContainerDmaActor.Snapshot s ? s
-                    : new ContainerDmaActor.Snapshot(List.of(), 0, Optional.empty());
-            reporting.get().replyTo().tell(state(snapshot));
+            reporting.get().replyTo().tell(state(snapshot(reply)));
+        } else if (done instanceof Attaching attaching) {
+            return attached(attaching.attach(), snapshot(reply));
         }
         return this;
+    }
+
+    private static ContainerDmaActor.Snapshot snapshot(ContainerDmaActor.OrderReply reply) {
+        return reply instanceof ContainerDmaActor.Snapshot s ? s
+                : new ContainerDmaActor.Snapshot(List.of(), 0, Optional.empty());
     }
 
     private static String failure(ContainerDmaActor.OrderReply reply) {
@@ -547,6 +554,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             answerStopped(new PinOwnerRequestReceived(r.request()), reason);
         } else if (lost instanceof Reporting r) {
             answerStopped(r.get(), reason);
+        } else if (lost instanceof Attaching a) {
+            answerStopped(a.attach(), reason);
         }
         if (subscribing != null) {
             answerStopped(subscribing, reason);
