@@ -45,6 +45,15 @@ import org.slf4j.LoggerFactory;
  * ({@link ExitCounters#deviceErrors()}), and the guest goes on. Accesses no device claims are treated the same way
  * and counted as unclaimed.
  *
+ * <p><b>Why a lock here, where actors use mailboxes.</b> The vCPU is a thread, not an actor: it has no mailbox, and
+ * its owner must reach it while it sits in {@code KVM_RUN}. The handle's one lock, never held across
+ * {@code KVM_RUN} or a device wait, guards two things atomics cannot: the kvm_run page against the thread's close
+ * (a kick checks "not closed" and then writes {@code immediate_exit} and signals the thread id; with a flag alone the
+ * close, which unmaps that page and frees the thread id, can fall between the check and the write, a use after
+ * unmap; excluding it needs mutual exclusion, and a count of kicks in flight that the close spins on would be a lock
+ * written by hand), and the thread's read of the wanted state together with its clear of {@code immediate_exit}, so
+ * a pause or stop cannot slip in between and be lost. It is also what the paused thread waits on.
+ *
  * <p><b>Events.</b> HLT, SHUTDOWN, INTERNAL_ERROR, FAIL_ENTRY, unknown exits and a failing {@code KVM_RUN} end the
  * run; the observer hears {@link Halted} or {@link Failed} and the thread waits for {@link #stop()}.
  */

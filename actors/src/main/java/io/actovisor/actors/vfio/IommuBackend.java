@@ -7,8 +7,9 @@ import java.util.List;
 import java.util.function.Supplier;
 
 /**
- * How a {@link VfioContainerActor} opens its IOMMU context and joins groups to it. A container opens a
- * {@link Context} when its first group attaches and closes its IOMMU when its last group leaves; further groups join
+ * How a {@link VfioContainerActor}'s IOMMU side, {@link ContainerDmaActor}, opens the container's IOMMU context and
+ * joins groups to it. It opens a {@link Context} when the container's first group attaches and closes its IOMMU when
+ * the last group leaves; further groups join
  * and leave through the context, which knows its own IOMMU's type (no downcast): for {@code vfio-type1} each group is
  * attached to the same kernel container, for the other backends groups share the context as it is.
  */
@@ -21,7 +22,7 @@ public interface IommuBackend {
 
     /** An open IOMMU context: its IOMMU, and how further groups join and leave it. */
     interface Context {
-        /** The context's IOMMU; the container owns it and closes it. */
+        /** The context's IOMMU; the container's {@link ContainerDmaActor} owns it and closes it. */
         Iommu iommu();
 
         /** Join {@code groupId} to this context. */

@@ -6,25 +6,23 @@ import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.memory.MemoryListener;
 import io.actovisor.devices.iommu.DmaMapping;
 import io.actovisor.devices.iommu.DmaPermissions;
-import io.actovisor.devices.iommu.Iommu;
 import io.actovisor.devices.iommu.IommuException;
 import io.actovisor.devices.iommu.IommuInfo;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import io.actovisor.memory.Section;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.OptionalLong;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
-import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -32,19 +30,21 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 import org.apache.pekko.actor.typed.javadsl.StashBuffer;
 
 /**
- * One VFIO container: one IOMMU context shared by the groups attached to it. It opens the context and subscribes
- * to its {@link AddressSpaceActor} when the first group attaches, and unsubscribes and closes the context (which
- * unmaps and unpins everything) when the last group leaves, is stopped or crashes (groups are watched).
+ * One VFIO container: one IOMMU context shared by the groups attached to it. It has the context opened and
+ * subscribes to its {@link AddressSpaceActor} when the first group attaches, and unsubscribes and has the context
+ * closed (which unmaps and unpins everything) when the last group leaves, is stopped or crashes (groups are watched).
  *
  * <p>As a {@link MemoryListener} it mirrors the flat view into the IOMMU: for each RAM or ROM section added it
- * aligns the section inward to the IOMMU page size, pins the pages and maps IOVA (= guest-physical address) to
- * them, read-only for ROM and read-only RAM; for each section removed it unmaps and unpins. MMIO and reserved
- * sections are skipped. If the IOMMU refuses a map (overlap, mapping limit, locked-memory limit), the container
- * undoes what it did for that update and refuses it, so the whole commit fails with the IOMMU's error.
+ * aligns the section inward to the IOMMU page size, to be pinned and mapped IOVA (= guest-physical address) to its
+ * pages, read-only for ROM and read-only RAM; each section removed is unmapped and unpinned. MMIO and reserved
+ * sections are skipped. If the IOMMU refuses a map (overlap, mapping limit, locked-memory limit), what the update did
+ * is undone and the update refused, so the whole commit fails with the IOMMU's error.
  *
- * <p>User IOVA maps and the device data path are its child's, {@link ContainerDmaActor}, reached through {@link Dma}:
- * the container hands the child its IOMMU (behind a lock, as backends are single-owner) when the first group
- * attaches and takes it back when the last group leaves.
+ * <p>The IOMMU has one owner, the child {@link ContainerDmaActor}: this actor decides what to map (sections,
+ * alignment, coordinated blocks, released blocks) and orders every IOMMU effect from it (open, join, leave, close,
+ * apply one update, release and restore blocks, report), stashing other messages until the child answers. The
+ * child also serves user IOVA maps and the device data path, reached through {@link Dma}. If the child crashes, its
+ * {@code PostStop} closes the IOMMU, and this actor answers everything it holds and stops.
  *
  * <p>Pinning and mapping block for as long as the kernel takes: spawn it with {@link #DISPATCHER}.
  */
@@ -170,11 +170,57 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private record PinOwnerRequestReceived(DiscardManager.PinOwnerRequest request) implements Command {
     }
 
+    /** The IOMMU side answered the order in {@link #pending}. */
+    private record IommuAnswered(ContainerDmaActor.OrderReply reply) implements Command {
+    }
+
+    /** The IOMMU side stopped (it crashed: the container never stops it while running). */
+    private enum IommuSideStopped implements Command {
+        INSTANCE
+    }
+
     private enum Ignore implements Command {
         INSTANCE
     }
 
     private record Attached(String groupId, ActorRef<?> group) {
+    }
+
+    /** The one order the container waits for, with what it finishes when the answer comes. */
+    private sealed interface Pending permits Opening, Joining, Applying, Leaving, Closing, Releasing, Restoring,
+            Reporting, Attaching {
+    }
+
+    private record Opening(AttachGroup attach) implements Pending {
+    }
+
+    private record Joining(AttachGroup attach) implements Pending {
+    }
+
+    private record Applying(MemoryListener.Update update) implements Pending {
+    }
+
+    private record Leaving(Attached attached, Optional<DetachGroup> detach) implements Pending {
+    }
+
+    /** Closing after the last group left ({@code removed}, answering {@code detach}) or after a failed attach. */
+    private record Closing(Optional<Attached> removed, Optional<DetachGroup> detach, Optional<AttachGroup> attach,
+            String attachFailure) implements Pending {
+    }
+
+    private record Releasing(DiscardManager.ReleaseBlocks request) implements Pending {
+    }
+
+    /** Restoring {@code sent}; {@code failed} could not be populated and were not sent. */
+    private record Restoring(DiscardManager.RestoreBlocks request, List<AddressRange> sent, List<AddressRange> failed,
+            List<String> reasons) implements Pending {
+    }
+
+    private record Reporting(GetState get) implements Pending {
+    }
+
+    /** The group is joined (and the view mapped, for the first one): the IOMMU's counts for its answer. */
+    private record Attaching(AttachGroup attach) implements Pending {
     }
 
     private static final int STASH_CAPACITY = 10_000;
@@ -192,10 +238,11 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private final Map<String, Attached> groups = new LinkedHashMap<>();
     private final Map<ActorRef<?>, List<ActorRef<GroupGone>>> goneWaiters = new LinkedHashMap<>();
     private final Map<ActorRef<?>, List<ActorRef<DiscardManager.PinsGone>>> pinsGoneWaiters = new LinkedHashMap<>();
+    /** The IOMMU side: the one actor that touches the IOMMU. */
     private final ActorRef<ContainerDmaActor.Command> dma;
-    private GuardedIommu iommu;
-    /** The open context of {@link #iommu}, through which further groups join and leave. */
-    private IommuBackend.Context context;
+    private final ActorRef<ContainerDmaActor.OrderReply> orderReplies;
+    /** The open IOMMU's geometry; null while the IOMMU is closed. */
+    private IommuInfo info;
     private boolean subscribed;
     /** The RAM and ROM sections of the view, by guest base (what a restored block maps again). */
     private final TreeMap<Long, Section> memorySections = new TreeMap<>(Long::compareUnsigned);
@@ -203,6 +250,8 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private final TreeSet<Long> released = new TreeSet<>();
     /** The attach that is waiting for the subscription (the initial view mapped) to complete. */
     private AttachGroup subscribing;
+    /** The order sent to the IOMMU side and not answered yet; everything else waits in the stash meanwhile. */
+    private Pending pending;
 
     private VfioContainerActor(ActorContext<Command> context, String name,
             ActorRef<AddressSpaceActor.Command> addressSpace, IommuBackend backend, DiscardMode mode,
@@ -217,7 +266,9 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         this.pinOwner = new DiscardManager.PinOwner(context.getSelf(), context.messageAdapter(
                 DiscardManager.PinOwnerRequest.class, PinOwnerRequestReceived::new), discardBlockSize);
         this.listenerAdapter = context.messageAdapter(MemoryListener.Update.class, ListenerUpdate::new);
-        this.dma = context.spawn(ContainerDmaActor.create(name), "dma", DispatcherSelector.sameAsParent());
+        this.orderReplies = context.messageAdapter(ContainerDmaActor.OrderReply.class, IommuAnswered::new);
+        this.dma = context.spawn(ContainerDmaActor.create(name, backend), "dma", DispatcherSelector.sameAsParent());
+        context.watchWith(dma, IommuSideStopped.INSTANCE);
     }
 
     /**
@@ -237,6 +288,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     public static Behavior<Command> create(String name, ActorRef<AddressSpaceActor.Command> addressSpace,
             IommuBackend backend, DiscardMode mode, long discardBlockSize) {
         Objects.requireNonNull(mode, "mode");
+        Objects.requireNonNull(backend, "backend");
         if (discardBlockSize <= 0 || Long.bitCount(discardBlockSize) != 1) {
             throw new IllegalArgumentException("discard-block-size of container " + name + " must be a power of two, "
                     + "was " + discardBlockSize);
@@ -248,6 +300,11 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     @Override
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
+                .onMessage(IommuAnswered.class, this::onIommuAnswered)
+                .onMessageEquals(IommuSideStopped.INSTANCE, this::onIommuSideStopped)
+                .onMessage(Dma.class, this::onDma)
+                .onMessage(Describe.class, this::onDescribe)
+                .onMessage(Command.class, c -> pending != null, this::stashWhilePending)
                 .onMessage(ListenerUpdate.class, this::onListenerUpdate)
                 .onMessage(SubscribeReplied.class, this::onSubscribeReplied)
                 .onMessage(AttachGroup.class, this::onAttachGroup)
@@ -255,12 +312,21 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
                 .onMessage(GroupStopped.class, this::onGroupStopped)
                 .onMessage(AwaitGroupGone.class, this::onAwaitGroupGone)
                 .onMessage(PinOwnerRequestReceived.class, this::onPinOwnerRequest)
-                .onMessage(Describe.class, this::onDescribe)
-                .onMessage(Dma.class, this::onDma)
                 .onMessage(GetState.class, this::onGetState)
                 .onMessageEquals(Ignore.INSTANCE, () -> this)
-                .onSignal(PostStop.class, signal -> onPostStop())
                 .build();
+    }
+
+    private Behavior<Command> stashWhilePending(Command command) {
+        stash.stash(command);
+        return this;
+    }
+
+    /** Send the IOMMU side {@code order} and wait (stashing) for its answer, which {@code then} finishes. */
+    private Behavior<Command> await(Pending then, ContainerDmaActor.Order order) {
+        pending = then;
+        dma.tell(order);
+        return this;
     }
 
     private Behavior<Command> onAttachGroup(AttachGroup attach) {
@@ -273,26 +339,22 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
                     + " is already attached to container " + name));
             return this;
         }
-        try {
-            if (iommu == null) {
-                context = backend.open(attach.groupId());
-                iommu = new GuardedIommu(context.iommu(), name);
-                dma.tell(new ContainerDmaActor.IommuOpened(iommu));
-                checkBlockSize(iommu);
-            } else {
-                iommu.locked(() -> {
-                    context.attach(attach.groupId());
-                    return null;
-                });
-            }
-        } catch (RuntimeException e) {
-            getContext().getLog().warn("Container {} cannot attach group {}: {}", name, attach.groupId(),
-                    e.getMessage());
-            attach.replyTo().tell(new GroupAttachFailed(name, attach.groupId(), "container " + name
-                    + " cannot attach group " + attach.groupId() + " (" + backend.name() + "): " + e.getMessage()));
-            closeIfUnused();
-            return this;
+        if (info == null) {
+            OptionalLong blockSize = mode == DiscardMode.COORDINATED ? OptionalLong.of(discardBlockSize)
+                    : OptionalLong.empty();
+            return await(new Opening(attach), new ContainerDmaActor.Open(attach.groupId(), blockSize, orderReplies));
         }
+        return await(new Joining(attach), new ContainerDmaActor.Join(attach.groupId(), orderReplies));
+    }
+
+    private String attachRefused(AttachGroup attach, String reason) {
+        getContext().getLog().warn("Container {} cannot attach group {}: {}", name, attach.groupId(), reason);
+        return "container " + name + " cannot attach group " + attach.groupId() + " (" + backend.name() + "): "
+                + reason;
+    }
+
+    /** The IOMMU is open and has the group: subscribe (the first group) or report the attach. */
+    private Behavior<Command> joined(AttachGroup attach) {
         if (!subscribed) {
             subscribing = attach;
             ActorRef<AddressSpaceActor.SubscribeResult> replyTo =
@@ -304,21 +366,17 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         return completeAttach(attach);
     }
 
-    /** A coordinated container unmaps whole blocks: a block smaller than an IOMMU page cannot be unmapped alone. */
-    private void checkBlockSize(Iommu opened) {
-        long page = opened.info().minPageSize();
-        if (mode == DiscardMode.COORDINATED && discardBlockSize < page) {
-            throw new IllegalArgumentException("discard-block-size " + discardBlockSize + " is smaller than the "
-                    + "IOMMU's minimum page size " + page);
-        }
+    /** Ask the IOMMU side for its counts, then {@link #attached}. */
+    private Behavior<Command> completeAttach(AttachGroup attach) {
+        return await(new Attaching(attach), new ContainerDmaActor.Report(orderReplies));
     }
 
-    private Behavior<Command> completeAttach(AttachGroup attach) {
+    private Behavior<Command> attached(AttachGroup attach, ContainerDmaActor.Snapshot snapshot) {
         groups.put(attach.groupId(), new Attached(attach.groupId(), attach.group()));
         getContext().watchWith(attach.group(), new GroupStopped(attach.group()));
         getContext().getLog().info("Group {} attached to container {} ({} mappings, {} bytes pinned)",
-                attach.groupId(), name, iommu.mappings().size(), iommu.pinnedBytes());
-        attach.replyTo().tell(new GroupAttached(name, attach.groupId(), iommu.mappings().size()));
+                attach.groupId(), name, snapshot.mappings().size(), snapshot.pinnedBytes());
+        attach.replyTo().tell(new GroupAttached(name, attach.groupId(), snapshot.mappings().size()));
         return this;
     }
 
@@ -328,11 +386,15 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         if (replied.result() instanceof AddressSpaceActor.Subscribed) {
             subscribed = true;
             completeAttach(attach);
+            return stash.unstashAll(this);
+        }
+        String reason = ((AddressSpaceActor.SubscribeFailed) replied.result()).reason();
+        String failure = "container " + name + " cannot map guest memory for group " + attach.groupId() + ": "
+                + reason;
+        if (groups.isEmpty()) {
+            close(new Closing(Optional.empty(), Optional.empty(), Optional.of(attach), failure));
         } else {
-            String reason = ((AddressSpaceActor.SubscribeFailed) replied.result()).reason();
-            attach.replyTo().tell(new GroupAttachFailed(name, attach.groupId(), "container " + name
-                    + " cannot map guest memory for group " + attach.groupId() + ": " + reason));
-            closeIfUnused();
+            attach.replyTo().tell(new GroupAttachFailed(name, attach.groupId(), failure));
         }
         return stash.unstashAll(this);
     }
@@ -349,38 +411,31 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             return this;
         }
         getContext().unwatch(attached.group());
-        boolean closed = removeGroup(attached);
-        detach.replyTo().tell(new GroupDetached(name, detach.groupId(), closed));
-        return this;
+        return removeGroup(attached, Optional.of(detach));
     }
 
     private Behavior<Command> onGroupStopped(GroupStopped stopped) {
-        groups.values().stream().filter(a -> a.group().equals(stopped.group())).findFirst().ifPresent(attached -> {
-            getContext().getLog().warn("Group {} stopped while attached to container {}; detaching it", attached
-                    .groupId(), name);
-            removeGroup(attached);
-        });
-        return this;
+        Optional<Attached> gone = groups.values().stream().filter(a -> a.group().equals(stopped.group()))
+                .findFirst();
+        if (gone.isEmpty()) {
+            return this;
+        }
+        getContext().getLog().warn("Group {} stopped while attached to container {}; detaching it",
+                gone.get().groupId(), name);
+        return removeGroup(gone.get(), Optional.empty());
     }
 
-    /** Detach one group; the last one closes the IOMMU. Returns whether it did. */
-    private boolean removeGroup(Attached attached) {
+    /** Detach one group; the last one closes the IOMMU. {@code detach} is answered when the IOMMU side is done. */
+    private Behavior<Command> removeGroup(Attached attached, Optional<DetachGroup> detach) {
         groups.remove(attached.groupId());
-        boolean closed = false;
         if (groups.isEmpty()) {
-            closeIommu();
-            closed = true;
-        } else {
-            try {
-                iommu.locked(() -> {
-                    context.detach(attached.groupId());
-                    return null;
-                });
-            } catch (RuntimeException e) {
-                getContext().getLog().error("Container {} could not detach group {} from its IOMMU: {}", name,
-                        attached.groupId(), e.getMessage());
-            }
+            return close(new Closing(Optional.of(attached), detach, Optional.empty(), ""));
         }
+        return await(new Leaving(attached, detach), new ContainerDmaActor.Leave(attached.groupId(), orderReplies));
+    }
+
+    /** The group holds nothing in this container any more: tell whoever waits for that. */
+    private void groupGone(Attached attached) {
         List<ActorRef<GroupGone>> waiters = goneWaiters.remove(attached.group());
         if (waiters != null) {
             waiters.forEach(w -> w.tell(new GroupGone(name, attached.group())));
@@ -389,16 +444,10 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         if (managers != null) {
             managers.forEach(w -> w.tell(new DiscardManager.PinsGone(name, attached.group())));
         }
-        return closed;
     }
 
-    private void closeIfUnused() {
-        if (groups.isEmpty() && subscribing == null) {
-            closeIommu();
-        }
-    }
-
-    private void closeIommu() {
+    /** Unsubscribe, and have the IOMMU side close the IOMMU (unmapping and unpinning everything). */
+    private Behavior<Command> close(Closing closing) {
         if (subscribed) {
             ActorRef<AddressSpaceActor.Unsubscribed> ignore = getContext().messageAdapter(
                     AddressSpaceActor.Unsubscribed.class, u -> Ignore.INSTANCE);
@@ -406,13 +455,147 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             subscribed = false;
         }
         released.clear();
-        if (iommu != null) {
-            long pinned = iommu.pinnedBytes();
-            iommu.close();
-            dma.tell(ContainerDmaActor.IommuClosed.INSTANCE);
-            iommu = null;
-            context = null;
-            getContext().getLog().info("Container {} closed its IOMMU ({} bytes unpinned)", name, pinned);
+        memorySections.clear();
+        if (info == null) {
+            return closed(closing, 0);
+        }
+        info = null;
+        return await(closing, new ContainerDmaActor.Close(orderReplies));
+    }
+
+    private Behavior<Command> closed(Closing closing, long unpinned) {
+        getContext().getLog().info("Container {} closed its IOMMU ({} bytes unpinned)", name, unpinned);
+        closing.removed().ifPresent(this::groupGone);
+        closing.detach().ifPresent(d -> d.replyTo().tell(new GroupDetached(name, d.groupId(), true)));
+        closing.attach().ifPresent(a -> a.replyTo().tell(new GroupAttachFailed(name, a.groupId(),
+                closing.attachFailure())));
+        return this;
+    }
+
+    private Behavior<Command> onIommuAnswered(IommuAnswered answered) {
+        Pending done = pending;
+        pending = null;
+        ContainerDmaActor.OrderReply reply = answered.reply();
+        Behavior<Command> next = finish(done, reply);
+        return pending == null ? stash.unstashAll(next) : next;
+    }
+
+    private Behavior<Command> finish(Pending done, ContainerDmaActor.OrderReply reply) {
+        if (done instanceof Opening opening) {
+            if (reply instanceof ContainerDmaActor.Opened opened) {
+                info = opened.info();
+                return joined(opening.attach());
+            }
+            AttachGroup attach = opening.attach();
+            attach.replyTo().tell(new GroupAttachFailed(name, attach.groupId(), attachRefused(attach,
+                    failure(reply))));
+        } else if (done instanceof Joining joining) {
+            if (reply instanceof ContainerDmaActor.Done) {
+                return joined(joining.attach());
+            }
+            AttachGroup attach = joining.attach();
+            attach.replyTo().tell(new GroupAttachFailed(name, attach.groupId(), attachRefused(attach,
+                    failure(reply))));
+        } else if (done instanceof Applying applying) {
+            applied(applying.update(), reply);
+        } else if (done instanceof Leaving leaving) {
+            if (reply instanceof ContainerDmaActor.OrderFailed failed) {
+                getContext().getLog().error("Container {} could not detach group {} from its IOMMU: {}", name,
+                        leaving.attached().groupId(), failed.reason());
+            }
+            groupGone(leaving.attached());
+            leaving.detach().ifPresent(d -> d.replyTo().tell(new GroupDetached(name, d.groupId(), false)));
+        } else if (done instanceof Closing closing) {
+            return closed(closing, reply instanceof ContainerDmaActor.Closed c ? c.unpinnedBytes() : 0);
+        } else if (done instanceof Releasing releasing) {
+            blocksReleased(releasing.request(), (ContainerDmaActor.BlocksOutcome) reply);
+        } else if (done instanceof Restoring restoring) {
+            blocksRestored(restoring, (ContainerDmaActor.BlocksOutcome) reply);
+        } else if (done instanceof Reporting reporting) {
+            reporting.get().replyTo().tell(state(snapshot(reply)));
+        } else if (done instanceof Attaching attaching) {
+            return attached(attaching.attach(), snapshot(reply));
+        }
+        return this;
+    }
+
+    private static ContainerDmaActor.Snapshot snapshot(ContainerDmaActor.OrderReply reply) {
+        return reply instanceof ContainerDmaActor.Snapshot s ? s
+                : new ContainerDmaActor.Snapshot(List.of(), 0, Optional.empty());
+    }
+
+    private static String failure(ContainerDmaActor.OrderReply reply) {
+        return reply instanceof ContainerDmaActor.OrderFailed failed ? failed.reason() : "unexpected answer " + reply;
+    }
+
+    /**
+     * The IOMMU side crashed; its {@code PostStop} closed the IOMMU. Answer the order in flight and everything
+     * waiting, then stop: the groups (watching this container) see it stop, and the address space drops it.
+     */
+    private Behavior<Command> onIommuSideStopped() {
+        String reason = "container " + name + " lost its IOMMU side (it stopped; the IOMMU is closed)";
+        getContext().getLog().error("{}; the container stops", reason);
+        Pending lost = pending;
+        pending = null;
+        if (lost instanceof Opening o) {
+            answerStopped(o.attach(), reason);
+        } else if (lost instanceof Joining j) {
+            answerStopped(j.attach(), reason);
+        } else if (lost instanceof Applying a) {
+            answerStopped(new ListenerUpdate(a.update()), reason);
+        } else if (lost instanceof Leaving l) {
+            groupGone(l.attached());
+            l.detach().ifPresent(d -> d.replyTo().tell(new GroupDetached(name, d.groupId(), true)));
+        } else if (lost instanceof Closing c) {
+            closed(c, 0);
+        } else if (lost instanceof Releasing r) {
+            answerStopped(new PinOwnerRequestReceived(r.request()), reason);
+        } else if (lost instanceof Restoring r) {
+            answerStopped(new PinOwnerRequestReceived(r.request()), reason);
+        } else if (lost instanceof Reporting r) {
+            answerStopped(r.get(), reason);
+        } else if (lost instanceof Attaching a) {
+            answerStopped(a.attach(), reason);
+        }
+        if (subscribing != null) {
+            answerStopped(subscribing, reason);
+            subscribing = null;
+        }
+        List.copyOf(groups.values()).forEach(this::groupGone);
+        stash.unstashAll(Behaviors.receive(Command.class).onMessage(Command.class, command -> {
+            answerStopped(command, reason);
+            return Behaviors.same();
+        }).build());
+        return Behaviors.stopped();
+    }
+
+    /** Answer {@code command} as a container whose IOMMU side stopped (so whose IOMMU is closed). */
+    private void answerStopped(Command command, String reason) {
+        if (command instanceof AttachGroup a) {
+            a.replyTo().tell(new GroupAttachFailed(name, a.groupId(), reason));
+        } else if (command instanceof DetachGroup d) {
+            d.replyTo().tell(groups.containsKey(d.groupId()) ? new GroupDetached(name, d.groupId(), true)
+                    : new GroupDetachFailed(name, d.groupId(), "group " + d.groupId()
+                    + " is not attached to container " + name));
+        } else if (command instanceof ListenerUpdate u) {
+            u.update().replyTo().tell(new MemoryListener.Refused(u.update().commitId(), name, reason));
+        } else if (command instanceof PinOwnerRequestReceived p) {
+            if (p.request() instanceof DiscardManager.ReleaseBlocks release) {
+                release.replyTo().tell(new DiscardManager.BlocksFailed(name, release.blocks(), reason));
+            } else if (p.request() instanceof DiscardManager.RestoreBlocks restore) {
+                restore.replyTo().tell(new DiscardManager.BlocksFailed(name, restore.blocks(), reason));
+            } else if (p.request() instanceof DiscardManager.AwaitPinsGone await) {
+                await.replyTo().tell(new DiscardManager.PinsGone(name, await.holder()));
+            }
+        } else if (command instanceof AwaitGroupGone await) {
+            await.replyTo().tell(new GroupGone(name, await.group()));
+        } else if (command instanceof GetState get) {
+            get.replyTo().tell(state(new ContainerDmaActor.Snapshot(List.of(), 0, Optional.empty())));
+        } else if (command instanceof Dma dma) {
+            ContainerDmaActor.fail(dma.request(), new ContainerDmaActor.DmaFailed(reason,
+                    Optional.of(IommuException.Kind.CLOSED)));
+        } else if (command instanceof Describe describe) {
+            describe.replyTo().tell(new Description(name, mode, pinOwner));
         }
     }
 
@@ -428,9 +611,9 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
 
     private Behavior<Command> onPinOwnerRequest(PinOwnerRequestReceived received) {
         if (received.request() instanceof DiscardManager.ReleaseBlocks release) {
-            release.replyTo().tell(releaseBlocks(release.blocks()));
+            return releaseBlocks(release);
         } else if (received.request() instanceof DiscardManager.RestoreBlocks restore) {
-            restore.replyTo().tell(restoreBlocks(restore.blocks()));
+            return restoreBlocks(restore);
         } else if (received.request() instanceof DiscardManager.AwaitPinsGone await) {
             boolean attached = groups.values().stream().anyMatch(a -> a.group().equals(await.holder()));
             if (attached) {
@@ -443,67 +626,89 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     }
 
     /** Unmap (and so unpin) every mapping inside each block; a closed IOMMU maps nothing, so there is nothing to do. */
-    private DiscardManager.BlockReply releaseBlocks(List<AddressRange> blocks) {
+    private Behavior<Command> releaseBlocks(DiscardManager.ReleaseBlocks release) {
         if (mode != DiscardMode.COORDINATED) {
-            return new DiscardManager.BlocksFailed(name, blocks, "container " + name + " has discard = "
-                    + mode.configName() + " and does not unmap blocks on request");
+            release.replyTo().tell(new DiscardManager.BlocksFailed(name, release.blocks(), "container " + name
+                    + " has discard = " + mode.configName() + " and does not unmap blocks on request"));
+            return this;
         }
-        if (iommu == null) {
-            return new DiscardManager.BlocksDone(name);
+        if (info == null) {
+            release.replyTo().tell(new DiscardManager.BlocksDone(name));
+            return this;
         }
-        List<AddressRange> failed = new ArrayList<>();
-        List<String> reasons = new ArrayList<>();
-        for (AddressRange block : blocks) {
-            try {
-                iommu.unmap(block);
-                released.add(block.base() / discardBlockSize);
-            } catch (RuntimeException e) {
-                failed.add(block);
-                reasons.add(e.getMessage());
-            }
-        }
-        if (failed.isEmpty()) {
-            getContext().getLog().debug("Container {} released blocks {}", name, blocks);
-            return new DiscardManager.BlocksDone(name);
-        }
-        getContext().getLog().warn("Container {} could not unmap blocks {}: {}", name, failed, reasons);
-        return new DiscardManager.BlocksFailed(name, failed, String.join("; ", reasons));
+        return await(new Releasing(release), new ContainerDmaActor.Release(release.blocks(), orderReplies));
     }
 
-    /** Populate each released block and map it again (the parts of it that RAM and ROM sections cover). */
-    private DiscardManager.BlockReply restoreBlocks(List<AddressRange> blocks) {
-        if (iommu == null) {
-            return new DiscardManager.BlocksDone(name);
+    private void blocksReleased(DiscardManager.ReleaseBlocks release, ContainerDmaActor.BlocksOutcome outcome) {
+        for (AddressRange block : release.blocks()) {
+            if (!outcome.failed().contains(block)) {
+                released.add(block.base() / discardBlockSize);
+            }
         }
+        if (outcome.failed().isEmpty()) {
+            getContext().getLog().debug("Container {} released blocks {}", name, release.blocks());
+            release.replyTo().tell(new DiscardManager.BlocksDone(name));
+            return;
+        }
+        getContext().getLog().warn("Container {} could not unmap blocks {}: {}", name, outcome.failed(),
+                outcome.reasons());
+        release.replyTo().tell(new DiscardManager.BlocksFailed(name, outcome.failed(),
+                String.join("; ", outcome.reasons())));
+    }
+
+    /** Populate each released block and have it mapped again (the parts of it that RAM and ROM sections cover). */
+    private Behavior<Command> restoreBlocks(DiscardManager.RestoreBlocks restore) {
+        if (info == null) {
+            restore.replyTo().tell(new DiscardManager.BlocksDone(name));
+            return this;
+        }
+        List<ContainerDmaActor.BlockMappings> toMap = new ArrayList<>();
+        List<AddressRange> sent = new ArrayList<>();
         List<AddressRange> failed = new ArrayList<>();
         List<String> reasons = new ArrayList<>();
-        for (AddressRange block : blocks) {
-            long index = block.base() / discardBlockSize;
-            if (!released.contains(index)) {
+        for (AddressRange block : restore.blocks()) {
+            if (!released.contains(block.base() / discardBlockSize)) {
                 continue; // mapped here already (this container opened after the discard)
             }
-            List<DmaMapping> done = new ArrayList<>();
             try {
-                for (DmaMapping m : blockMappings(block)) {
+                List<DmaMapping> mappings = blockMappings(block);
+                for (DmaMapping m : mappings) {
                     Section section = memorySections.floorEntry(m.iova().base()).getValue();
                     if (!section.region().readOnly()) {
                         section.hostSpan(m.iova()).populate();
                     }
-                    iommu.map(m.iova(), m.host(), m.permissions());
-                    done.add(m);
                 }
-                released.remove(index);
+                toMap.add(new ContainerDmaActor.BlockMappings(block, mappings));
+                sent.add(block);
             } catch (RuntimeException e) {
-                done.forEach(m -> iommu.unmap(m.iova()));
                 failed.add(block);
                 reasons.add(e.getMessage());
             }
         }
+        Restoring restoring = new Restoring(restore, List.copyOf(sent), List.copyOf(failed), List.copyOf(reasons));
+        if (toMap.isEmpty()) {
+            blocksRestored(restoring, new ContainerDmaActor.BlocksOutcome(List.of(), List.of()));
+            return this;
+        }
+        return await(restoring, new ContainerDmaActor.Restore(toMap, orderReplies));
+    }
+
+    private void blocksRestored(Restoring restoring, ContainerDmaActor.BlocksOutcome outcome) {
+        for (AddressRange block : restoring.sent()) {
+            if (!outcome.failed().contains(block)) {
+                released.remove(block.base() / discardBlockSize);
+            }
+        }
+        List<AddressRange> failed = new ArrayList<>(restoring.failed());
+        failed.addAll(outcome.failed());
+        List<String> reasons = new ArrayList<>(restoring.reasons());
+        reasons.addAll(outcome.reasons());
         if (failed.isEmpty()) {
-            return new DiscardManager.BlocksDone(name);
+            restoring.request().replyTo().tell(new DiscardManager.BlocksDone(name));
+            return;
         }
         getContext().getLog().error("Container {} could not map blocks {} again: {}", name, failed, reasons);
-        return new DiscardManager.BlocksFailed(name, failed, String.join("; ", reasons));
+        restoring.request().replyTo().tell(new DiscardManager.BlocksFailed(name, failed, String.join("; ", reasons)));
     }
 
     /** The mappings that mirror the view inside {@code block}, released or not. */
@@ -524,35 +729,34 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         return this;
     }
 
+    /** Turn one flat-view update into one {@code Apply} for the IOMMU side, answered when it answers. */
     private Behavior<Command> onListenerUpdate(ListenerUpdate wrapped) {
         MemoryListener.Update update = wrapped.update();
-        if (iommu == null) {
+        if (info == null) {
             // Unsubscribed and closed while this update was on its way: there is nothing to mirror.
             update.replyTo().tell(new MemoryListener.Applied(update.commitId(), name));
             return this;
         }
-        List<DmaMapping> unmapped = new ArrayList<>();
-        List<DmaMapping> mapped = new ArrayList<>();
-        try {
-            checkMappingLimit(update);
-            for (Section section : update.regionDel()) {
-                for (DmaMapping m : mappingsOf(section)) {
-                    unmapped.addAll(iommu.unmap(m.iova()));
-                }
-            }
-            for (Section section : update.regionAdd()) {
-                for (DmaMapping m : mappingsOf(section)) {
-                    iommu.map(m.iova(), m.host(), m.permissions());
-                    mapped.add(m);
-                }
-            }
-        } catch (RuntimeException e) {
-            undo(mapped, unmapped);
+        List<AddressRange> unmap = new ArrayList<>();
+        List<DmaMapping> map = new ArrayList<>();
+        for (Section section : update.regionDel()) {
+            mappingsOf(section).forEach(m -> unmap.add(m.iova()));
+        }
+        for (Section section : update.regionAdd()) {
+            map.addAll(mappingsOf(section));
+        }
+        OptionalLong perBlock = mode == DiscardMode.COORDINATED ? OptionalLong.of(discardBlockSize)
+                : OptionalLong.empty();
+        return await(new Applying(update), new ContainerDmaActor.Apply(unmap, map, perBlock, orderReplies));
+    }
+
+    private void applied(MemoryListener.Update update, ContainerDmaActor.OrderReply reply) {
+        if (!(reply instanceof ContainerDmaActor.Done)) {
             String reason = "container " + name + " (" + backend.name() + ") refused commit " + update.commitId()
-                    + ": " + e.getMessage();
+                    + ": " + failure(reply);
             getContext().getLog().warn(reason);
             update.replyTo().tell(new MemoryListener.Refused(update.commitId(), name, reason));
-            return this;
+            return;
         }
         for (Section section : update.regionDel()) {
             memorySections.remove(section.range().base(), section);
@@ -563,43 +767,6 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
             }
         }
         update.replyTo().tell(new MemoryListener.Applied(update.commitId(), name));
-        return this;
-    }
-
-    /**
-     * A coordinated container needs one mapping per block, so type1's {@code dma_entry_limit} counts blocks: refuse
-     * an update that would need more before anything is pinned, naming both numbers. (Other modes map a section as
-     * one mapping; there the IOMMU's own refusal, mid-update and undone, says it.)
-     */
-    private void checkMappingLimit(MemoryListener.Update update) {
-        if (mode != DiscardMode.COORDINATED) {
-            return;
-        }
-        long needed = iommu.mappings().size();
-        for (Section section : update.regionDel()) {
-            needed -= mappingsOf(section).size();
-        }
-        for (Section section : update.regionAdd()) {
-            needed += mappingsOf(section).size();
-        }
-        int limit = iommu.info().maxMappings();
-        if (needed > limit) {
-            throw new IommuException(IommuException.Kind.LIMIT, null, "guest memory needs " + needed
-                    + " IOMMU mappings (one per discard-block-size block of " + discardBlockSize + " bytes) but the "
-                    + iommu.backend() + " IOMMU accepts at most " + limit
-                    + (iommu.backend().equals("vfio-type1") ? " (type1's dma_entry_limit, see "
-                    + "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit)" : ""));
-        }
-    }
-
-    /** Undo a partly applied update: unmap what it mapped, map again what it unmapped. */
-    private void undo(List<DmaMapping> mapped, List<DmaMapping> unmapped) {
-        for (int i = mapped.size() - 1; i >= 0; i--) {
-            iommu.unmap(mapped.get(i).iova());
-        }
-        for (DmaMapping m : unmapped) {
-            iommu.map(m.iova(), m.host(), m.permissions());
-        }
     }
 
     /**
@@ -634,7 +801,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
         if (!section.kind().isMemory()) {
             return Optional.empty();
         }
-        long page = iommu.info().minPageSize();
+        long page = info.minPageSize();
         Optional<AddressRange> aligned = section.range().alignInward(page);
         if (aligned.isEmpty()) {
             return Optional.empty();
@@ -651,21 +818,12 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     }
 
     private Behavior<Command> onGetState(GetState get) {
-        get.replyTo().tell(new State(name, backend.name(), List.copyOf(groups.keySet()),
-                iommu == null ? List.of() : iommu.mappings(), iommu == null ? 0 : iommu.pinnedBytes(), subscribed,
-                iommu == null ? Optional.empty() : Optional.of(iommu.info()), mode,
-                released.stream().map(b -> AddressRange.of(b * discardBlockSize, discardBlockSize)).toList()));
-        return this;
+        return await(new Reporting(get), new ContainerDmaActor.Report(orderReplies));
     }
 
-    private Behavior<Command> onPostStop() {
-        if (iommu != null) {
-            getContext().getLog().info("Container {} stopped with groups {} attached; closing its IOMMU", name,
-                    Collections.unmodifiableSet(groups.keySet()));
-            iommu.close();
-            iommu = null;
-            context = null;
-        }
-        return this;
+    private State state(ContainerDmaActor.Snapshot snapshot) {
+        return new State(name, backend.name(), List.copyOf(groups.keySet()), snapshot.mappings(),
+                snapshot.pinnedBytes(), subscribed, snapshot.info(), mode,
+                released.stream().map(b -> AddressRange.of(b * discardBlockSize, discardBlockSize)).toList());
     }
 }
