@@ -2,7 +2,6 @@ package io.actovisor.memory;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -58,22 +57,18 @@ class HostMemoryTest {
     }
 
     @Test
-    void the_pfn_of_a_discarded_page_changes_after_it_is_touched_again() {
+    void a_discarded_page_loses_its_frame_and_comes_back_zeroed_on_a_fresh_one() {
         NativeRequirement.require("page frame numbers in /proc/self/pagemap", pfnsHidden());
-        try (HostMemory mem = HostMemory.anonymous("pfn", 2 * PAGE);
-                HostMemory decoys = HostMemory.anonymous("pfn-decoys", 16 * PAGE)) {
+        try (HostMemory mem = HostMemory.anonymous("pfn", 2 * PAGE)) {
             mem.writeByte(mem.base(), (byte) 'A');
-            long before = mem.pfn(mem.base()).orElseThrow();
+            assertTrue(mem.pfn(mem.base()).isPresent(), "a written page has a frame");
             mem.discard(0, PAGE);
             assertEquals(OptionalLong.empty(), mem.pfn(mem.base()), "a discarded page is not present");
-            // The page allocator hands the most recently freed frame out first: let other pages take it, so the
-            // re-touched page gets a fresh frame, as a guest page does after a balloon discard.
-            for (int p = 0; p < 16; p++) {
-                decoys.writeByte(decoys.base().checkedAdd(p * PAGE), (byte) p);
-            }
+            // Whether the page allocator hands the same frame back is its business (under load it often does):
+            // what a balloon relies on is that the old contents are gone and the next write gets a frame again.
+            assertEquals(0, mem.readByte(mem.base()), "the old contents are gone");
             mem.writeByte(mem.base(), (byte) 'B');
-            long after = mem.pfn(mem.base()).orElseThrow();
-            assertNotEquals(before, after);
+            assertTrue(mem.pfn(mem.base()).isPresent(), "the re-touched page has a frame again");
             assertEquals('B', mem.readByte(mem.base()));
         }
     }
