@@ -39,7 +39,8 @@ import org.apache.pekko.actor.typed.Props;
  * <p>In the same run: C's one coalesced madvise of 256 MiB ({@code madvise_bench}, compiled with gcc now), the same
  * single madvise from Java, and the bare round trip of {@link BareChain} (four hand-offs, default → blocking-io →
  * default dispatcher, no work). Plain {@code main}, one line per result:
- * {@code java -cp benchmarks.jar io.actovisor.benchmarks.InflateEndToEnd [repetitions]}.
+ * {@code java -cp benchmarks.jar io.actovisor.benchmarks.InflateEndToEnd [repetitions [modes]]} ({@code modes}:
+ * {@code plain,coordinated} by default; one of them for a short look).
  */
 public final class InflateEndToEnd {
     static final long LOW = 2L << 20;
@@ -67,7 +68,8 @@ public final class InflateEndToEnd {
         }
         line("bare-round-trip-4-hand-offs-p50", "us", bareUs, "");
         double plain256 = 0;
-        for (String mode : List.of("plain", "coordinated")) {
+        List<String> modes = args.length > 1 ? List.of(args[1].split(",")) : List.of("plain", "coordinated");
+        for (String mode : modes) {
             for (int batch : List.of(256, 4096)) {
                 Result r = run(mode, batch, reps);
                 line("inflate-" + mode + "-batch" + batch, "ms", r.inflateMs, "runs " + runs(r.runs));
