@@ -39,8 +39,8 @@ import org.apache.pekko.actor.typed.Props;
  * <p>In the same run: C's one coalesced madvise of 256 MiB ({@code madvise_bench}, compiled with gcc now), the same
  * single madvise from Java, and the bare round trip of {@link BareChain} (four hand-offs, default → blocking-io →
  * default dispatcher, no work). Plain {@code main}, one line per result:
- * {@code java -cp benchmarks.jar io.actovisor.benchmarks.InflateEndToEnd [repetitions [modes]]} ({@code modes}:
- * {@code plain,coordinated} by default; one of them for a short look).
+ * {@code java -cp benchmarks.jar io.actovisor.benchmarks.InflateEndToEnd [repetitions [modes [batch]]]}
+ * ({@code modes}: {@code plain,coordinated} by default; {@code batch}: 256 and 4096 by default).
  */
 public final class InflateEndToEnd {
     static final long LOW = 2L << 20;
@@ -70,7 +70,7 @@ public final class InflateEndToEnd {
         double plain256 = 0;
         List<String> modes = args.length > 1 ? List.of(args[1].split(",")) : List.of("plain", "coordinated");
         for (String mode : modes) {
-            for (int batch : List.of(256, 4096)) {
+            for (int batch : args.length > 2 ? List.of(Integer.parseInt(args[2])) : List.of(256, 4096)) {
                 Result r = run(mode, batch, reps);
                 line("inflate-" + mode + "-batch" + batch, "ms", r.inflateMs, "runs " + runs(r.runs));
                 if (mode.equals("plain") && batch == 256) {

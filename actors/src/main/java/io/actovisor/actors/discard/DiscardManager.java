@@ -956,7 +956,8 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
     }
 
     private void holdersChanged(String cause) {
-        getContext().getLog().info("Discard manager {} holders: {} {} ({})", name, holders.size(), names(), cause);
+        // Every attach and detach passes here: the InhibitChanged event carries it; the log only when asked for.
+        getContext().getLog().debug("Discard manager {} holders: {} {} ({})", name, holders.size(), names(), cause);
         ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.InhibitChanged(name, holders.size(),
                 names(), cause));
     }

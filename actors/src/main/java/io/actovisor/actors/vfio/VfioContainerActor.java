@@ -316,7 +316,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private Behavior<Command> completeAttach(AttachGroup attach) {
         groups.put(attach.groupId(), new Attached(attach.groupId(), attach.group()));
         getContext().watchWith(attach.group(), new GroupStopped(attach.group()));
-        getContext().getLog().info("Group {} attached to container {} ({} mappings, {} bytes pinned)",
+        getContext().getLog().debug("Group {} attached to container {} ({} mappings, {} bytes pinned)",
                 attach.groupId(), name, iommu.mappings().size(), iommu.pinnedBytes());
         attach.replyTo().tell(new GroupAttached(name, attach.groupId(), iommu.mappings().size()));
         return this;
