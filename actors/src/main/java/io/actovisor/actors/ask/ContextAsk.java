@@ -31,7 +31,8 @@ public final class ContextAsk {
      * type {@code resClass} arrived within {@code timeout}. The arguments are those of {@code ActorContext.ask}.
      */
     public static <T, Req, Res> void ask(ActorContext<T> context, Class<Res> resClass, RecipientRef<Req> target,
-            Duration timeout, Function<ActorRef<Res>, Req> createRequest, Function2<Res, Throwable, T> applyToResponse) {
+            Duration timeout, Function<ActorRef<Res>, Req> createRequest,
+            Function2<Res, Throwable, T> applyToResponse) {
         context.asScala().<Req, Res>ask(target, ref -> call(() -> createRequest.apply(ref)), result -> call(() ->
                 result.isSuccess() ? applyToResponse.apply(result.get(), null)
                         : applyToResponse.apply(null, result.failed().get())),

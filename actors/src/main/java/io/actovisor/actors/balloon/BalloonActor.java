@@ -519,7 +519,8 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     }
 
     private Behavior<Command> onGetStatus(GetStatus get) {
-        ContextAsk.ask(getContext(), DiscardState.class, discardManager, timeouts.balloonDecision(), DiscardManager.GetState::new,
+        ContextAsk.ask(getContext(), DiscardState.class, discardManager, timeouts.balloonDecision(),
+                DiscardManager.GetState::new,
                 (state, failure) -> new StatusReady(get.replyTo(), state, failure));
         return this;
     }

@@ -39,9 +39,10 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * update, the net change of all of them applied in order; each committer gets its own {@link Committed}, in order.
  * If that update is refused, it is rolled back everywhere and the commits are applied again one by one, so that
  * exactly the commits a listener refuses are refused; a group that is invalid as a whole is split the same way. A
- * committer that waits for each answer never has a commit queued, so nothing changes for it. A new subscriber first receives the whole current view
- * as one update; a listener that stops is dropped (watched), and one that stops mid-commit counts as having applied
- * it (it holds nothing any more).
+ * committer that waits for each answer never has a commit queued, so nothing changes for it.
+ *
+ * <p>A new subscriber first receives the whole current view as one update; a listener that stops is dropped
+ * (watched), and one that stops mid-commit counts as having applied it (it holds nothing any more).
  *
  * <p>The address space publishes what devices read: after each acknowledged commit it puts an immutable
  * {@link GuestMemory} snapshot of the new view into its {@link GuestMemoryView} ({@link GetGuestMemory}), so
