@@ -82,7 +82,7 @@ public class InflateBenchmark {
         Trees.ask(system, space, (ActorRef<AddressSpaceActor.CommitResult> r) -> new AddressSpaceActor.Commit(
                 List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", GuestAddress.ZERO, memory))), r));
         discard = system.systemActorOf(DiscardManager.create("bench", BalloonSettings.DEFAULT.drainTimeout()),
-                "discard", Props.empty());
+                "discard", DiscardManager.DISPATCHER);
         balloon = system.systemActorOf(BalloonActor.create("bench", space, BalloonSettings.DEFAULT, discard), "balloon",
                 BalloonActor.DISPATCHER);
         batches = new long[FRAMES / batch][batch];

@@ -39,7 +39,8 @@ import org.apache.pekko.actor.typed.Props;
  * <p>In the same run: C's one coalesced madvise of 256 MiB ({@code madvise_bench}, compiled with gcc now), the same
  * single madvise from Java, and the bare round trip of {@link BareChain} (four hand-offs, default → blocking-io →
  * default dispatcher, no work). Plain {@code main}, one line per result:
- * {@code java -cp benchmarks.jar io.actovisor.benchmarks.InflateEndToEnd [repetitions]}.
+ * {@code java -cp benchmarks.jar io.actovisor.benchmarks.InflateEndToEnd [repetitions [modes [batch]]]}
+ * ({@code modes}: {@code plain,coordinated} by default; {@code batch}: 256 and 4096 by default).
  */
 public final class InflateEndToEnd {
     static final long LOW = 2L << 20;
@@ -67,8 +68,9 @@ public final class InflateEndToEnd {
         }
         line("bare-round-trip-4-hand-offs-p50", "us", bareUs, "");
         double plain256 = 0;
-        for (String mode : List.of("plain", "coordinated")) {
-            for (int batch : List.of(256, 4096)) {
+        List<String> modes = args.length > 1 ? List.of(args[1].split(",")) : List.of("plain", "coordinated");
+        for (String mode : modes) {
+            for (int batch : args.length > 2 ? List.of(Integer.parseInt(args[2])) : List.of(256, 4096)) {
                 Result r = run(mode, batch, reps);
                 line("inflate-" + mode + "-batch" + batch, "ms", r.inflateMs, "runs " + runs(r.runs));
                 if (mode.equals("plain") && batch == 256) {

@@ -72,13 +72,13 @@ public class InhibitBenchmark {
         Trees.ask(system, space, (ActorRef<AddressSpaceActor.CommitResult> r) -> new AddressSpaceActor.Commit(
                 List.of(new AddressSpaceActor.AddRegion(MemoryRegion.ram("ram", GuestAddress.ZERO, memory))), r));
         discard = system.systemActorOf(DiscardManager.create("bench", BalloonSettings.DEFAULT.drainTimeout()),
-                "discard", Props.empty());
+                "discard", DiscardManager.DISPATCHER);
         balloon = system.systemActorOf(BalloonActor.create("bench", space, BalloonSettings.DEFAULT, discard), "balloon",
                 BalloonActor.DISPATCHER);
         container = system.systemActorOf(VfioContainerActor.create("c", space, IommuBackend.model(65535)),
                 "container", VfioContainerActor.DISPATCHER);
         containerRelay = BareChain.relay(system, "container-relay", VfioContainerActor.DISPATCHER);
-        discardRelay = BareChain.relay(system, "discard-relay", Props.empty());
+        discardRelay = BareChain.relay(system, "discard-relay", DiscardManager.DISPATCHER);
     }
 
     @TearDown(Level.Trial)

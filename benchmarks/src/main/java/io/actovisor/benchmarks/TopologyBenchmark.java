@@ -7,12 +7,15 @@ import io.actovisor.devices.iommu.model.ModelIommu;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -37,6 +40,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * <p>{@code *OneCommit}: one operation = add all N in one commit, remove all N in another. {@code *SingleCommit}:
  * the N regions stay mapped; one operation = one commit that adds or removes one more region in a gap between them
  * (alternately), so ops/s at N = 10,000 against N = 1,000 shows what a commit costs as the space grows.
+ * {@code actorsPipelinedSingleCommit}: the same commits with up to {@value #WINDOW} in flight (group commit).
  */
 @State(Scope.Benchmark)
 @Fork(value = 1, jvmArgsAppend = {"-Xmx2g"})
@@ -151,6 +155,57 @@ public class TopologyBenchmark {
         MemoryRegion r = extra.get((step >> 1) % regions);
         return commit(List.of((step & 1) == 0 ? new AddressSpaceActor.AddRegion(r)
                 : new AddressSpaceActor.RemoveRegion(r.name())));
+    }
+
+    /** Commits a pipelined caller keeps in flight: it waits for the oldest answer before it sends one more. */
+    static final int WINDOW = 64;
+
+    private final ArrayDeque<CompletableFuture<AddressSpaceActor.CommitResult>> inFlight = new ArrayDeque<>();
+    private long lastAnswered = -1;
+
+    /**
+     * The same single-region commits from a caller that does not wait for each answer: one operation sends one
+     * commit, with up to {@value #WINDOW} in flight (a sliding window); each answer must be
+     * {@link AddressSpaceActor.Committed}, in commit order. The address space sends the commits queued behind the
+     * update in flight to the container as one update (group commit).
+     */
+    @Benchmark
+    @BenchmarkMode(Mode.Throughput)
+    @OutputTimeUnit(TimeUnit.SECONDS)
+    public long actorsPipelinedSingleCommit() {
+        if (!actorsPopulated) {
+            commit(addAll());
+            actorsPopulated = true;
+        }
+        while (inFlight.size() >= WINDOW) {
+            answered(inFlight.poll().join());
+        }
+        // Commit k adds a region in a gap, commit k + WINDOW removes it again: never both in flight, so no two
+        // commits of a group cancel out and every commit's change reaches the container.
+        int step = actorsNext++;
+        int round = step / WINDOW;
+        MemoryRegion r = extra.get(((round >> 1) * WINDOW + step % WINDOW) % regions);
+        List<AddressSpaceActor.RegionChange> change = List.of((round & 1) == 0 ? new AddressSpaceActor.AddRegion(r)
+                : new AddressSpaceActor.RemoveRegion(r.name()));
+        inFlight.add(AskPattern.<AddressSpaceActor.Command, AddressSpaceActor.CommitResult>ask(space,
+                reply -> new AddressSpaceActor.Commit(change, reply), Trees.TIMEOUT, system.scheduler())
+                .toCompletableFuture());
+        return lastAnswered;
+    }
+
+    private void answered(AddressSpaceActor.CommitResult result) {
+        if (!(result instanceof AddressSpaceActor.Committed) || result.commitId() <= lastAnswered) {
+            throw new IllegalStateException("pipelined commit answered " + result + " after " + lastAnswered);
+        }
+        lastAnswered = result.commitId();
+    }
+
+    /** A pipelined caller's last answers are checked too. */
+    @TearDown(Level.Iteration)
+    public void drainPipeline() {
+        while (!inFlight.isEmpty()) {
+            answered(inFlight.poll().join());
+        }
     }
 
     @Benchmark

@@ -1,5 +1,6 @@
 package io.actovisor.actors.balloon;
 
+import io.actovisor.actors.ask.ContextAsk;
 import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.actors.memory.AddressSpaceActor;
@@ -46,9 +47,12 @@ import org.apache.pekko.actor.typed.javadsl.StashBuffer;
  * dropped (resume supervision).
  */
 public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
-    /** The dispatcher balloons run on ({@code actovisor.dispatchers.blocking-io}). */
-    public static final DispatcherSelector DISPATCHER =
-            DispatcherSelector.fromConfig("actovisor.dispatchers.blocking-io");
+    /**
+     * The dispatcher balloons run on: {@code actovisor.dispatchers.vm-io}, one thread shared with the VM's
+     * virtio-balloon device and discard manager, so a buffer's way device → balloon → discard manager → balloon →
+     * device wakes no other thread. The {@code madvise} it runs is blocking work; that dispatcher is not the default.
+     */
+    public static final DispatcherSelector DISPATCHER = DispatcherSelector.fromConfig("actovisor.dispatchers.vm-io");
     /** Listener priority in the address space: last, after containers and memory slots. */
     public static final int LISTENER_PRIORITY = 100;
 
@@ -367,7 +371,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             inflate.replyTo().tell(new InflateResult(0, 0, 0, 0, pending.rejected()));
             return this;
         }
-        getContext().ask(DiscardManager.Decision.class, discardManager, timeouts.balloonDecision(),
+        ContextAsk.ask(getContext(), DiscardManager.Decision.class, discardManager, timeouts.balloonDecision(),
                 replyTo -> new DiscardManager.RequestDiscard(getContext().getSelf(),
                         pieces.stream().map(Piece::guest).toList(), pending.pages(), replyTo),
                 (decision, failure) -> new Decided(pending, decision, failure));
@@ -473,7 +477,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         long[] frames = java.util.Arrays.copyOf(taken, (int) returned);
         PendingDeflate pending = new PendingDeflate(deflate.replyTo(), frames, List.copyOf(notInflated));
         // A discarded block the frames touch is mapped again in every coordinated container before the answer.
-        getContext().ask(DiscardManager.ReclaimResult.class, discardManager, timeouts.balloonReclaim(),
+        ContextAsk.ask(getContext(), DiscardManager.ReclaimResult.class, discardManager, timeouts.balloonReclaim(),
                 replyTo -> new DiscardManager.Reclaim(FrameRuns.coalesce(frames), replyTo),
                 (result, failure) -> new Reclaimed(pending, result, failure));
         return reclaiming();
@@ -515,7 +519,8 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     }
 
     private Behavior<Command> onGetStatus(GetStatus get) {
-        getContext().ask(DiscardState.class, discardManager, timeouts.balloonDecision(), DiscardManager.GetState::new,
+        ContextAsk.ask(getContext(), DiscardState.class, discardManager, timeouts.balloonDecision(),
+                DiscardManager.GetState::new,
                 (state, failure) -> new StatusReady(get.replyTo(), state, failure));
         return this;
     }
@@ -588,7 +593,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
             return this;
         }
         List<Piece> pieces = pieces(accepted);
-        getContext().ask(DiscardManager.Decision.class, discardManager, DECISION_TIMEOUT,
+        ContextAsk.ask(getContext(), DiscardManager.Decision.class, discardManager, DECISION_TIMEOUT,
                 replyTo -> new DiscardManager.ReportFreePages(getContext().getSelf(), accepted,
                         bytes / FrameRuns.FRAME_SIZE, replyTo),
                 (decision, failure) -> new ReportDecided(report, pieces, bytes, rejected, decision, failure));

@@ -1,5 +1,6 @@
 package io.actovisor.actors.balloon;
 
+import io.actovisor.actors.ask.ContextAsk;
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.discard.DiscardManager;
@@ -69,6 +70,9 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     }
 
     private static final int FRAME = 4096;
+
+    /** The dispatcher the device runs on: the VM's I/O thread, with its balloon ({@link BalloonActor#DISPATCHER}). */
+    public static final org.apache.pekko.actor.typed.DispatcherSelector DISPATCHER = BalloonActor.DISPATCHER;
 
     private final ActorRef<BalloonActor.Command> balloon;
     private final Optional<ActorRef<DiscardManager.Command>> discardManager;
@@ -241,11 +245,11 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         busy = true;
         if (queue == VirtioBalloon.INFLATE_QUEUE) {
             inflateCount++;
-            getContext().ask(BalloonActor.InflateResult.class, balloon, timeouts.deviceOnBalloon(),
+            ContextAsk.ask(getContext(), BalloonActor.InflateResult.class, balloon, timeouts.deviceOnBalloon(),
                     r -> new BalloonActor.Inflate(pfns, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
         } else {
             deflateCount++;
-            getContext().ask(BalloonActor.DeflateResult.class, balloon, timeouts.deviceOnBalloon(),
+            ContextAsk.ask(getContext(), BalloonActor.DeflateResult.class, balloon, timeouts.deviceOnBalloon(),
                     r -> new BalloonActor.Deflate(pfns, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
         }
     }
@@ -266,7 +270,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             }
         }
         busy = true;
-        getContext().ask(BalloonActor.ReportResult.class, balloon, Duration.ofSeconds(30),
+        ContextAsk.ask(getContext(), BalloonActor.ReportResult.class, balloon, Duration.ofSeconds(30),
                 r -> new BalloonActor.ReportFree(chunks, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
     }
 
@@ -279,7 +283,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         boolean mustTellHost = !reset && (mmio.negotiatedFeatures() & VirtioBalloon.F_MUST_TELL_HOST) != 0;
         manager.tell(new DiscardManager.SetGuestContract(mustTellHost));
         busy = true;
-        getContext().ask(DiscardManager.ReclaimResult.class, manager, timeouts.deviceRestore(),
+        ContextAsk.ask(getContext(), DiscardManager.ReclaimResult.class, manager, timeouts.deviceRestore(),
                 DiscardManager.RestoreAll::new, (result, failure) -> new BlocksRestored(replyTo, result == null
                         ? "the discard manager did not answer: " + failure.getMessage()
                         : result instanceof DiscardManager.ReclaimFailed failed ? failed.reason() : null));

@@ -1,5 +1,6 @@
 package io.actovisor.actors.discard;
 
+import io.actovisor.actors.ask.ContextAsk;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.memory.AddressRange;
 import java.time.Duration;
@@ -19,6 +20,7 @@ import java.util.TreeMap;
 import java.util.TreeSet;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.SupervisorStrategy;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
@@ -47,10 +49,15 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * <p>Coordinated discard of blocks needs a container that unmaps blocks on request; no container offers that yet,
  * so a coordinated holder disables discards like an uncoordinated one and is listed in
  * {@link DiscardState#fallbacks()} with that reason. A failure while handling one message is logged and that
- * message dropped; the holder table survives (resume supervision). The manager never blocks: it runs on the
- * default dispatcher.
+ * message dropped; the holder table survives (resume supervision). The manager never blocks; a VM spawns it on
+ * {@link #DISPATCHER}, the thread its balloon discards on.
  */
 public final class DiscardManager extends AbstractBehavior<DiscardManager.Command> {
+    /**
+     * The dispatcher a VM's manager runs on: the VM's I/O thread with the balloon it answers
+     * ({@code actovisor.dispatchers.vm-io}), so a decision is a hand-off without a thread wake-up.
+     */
+    public static final DispatcherSelector DISPATCHER = DispatcherSelector.fromConfig("actovisor.dispatchers.vm-io");
 
     /** What a discard manager accepts. */
     public sealed interface Command permits Register, Unregister, RequestDiscard, ReportFreePages, DiscardDone,
@@ -653,7 +660,7 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
         for (PinOwner owner : coordinatedOwners()) {
             next.awaiting.add(owner.actor());
             long id = next.id;
-            getContext().ask(BlockReply.class, owner.port(), settings.releaseTimeout(),
+            ContextAsk.ask(getContext(), BlockReply.class, owner.port(), settings.releaseTimeout(),
                     replyTo -> next.kind == RoundKind.RELEASE ? new ReleaseBlocks(ranges, replyTo)
                             : new RestoreBlocks(ranges, replyTo),
                     (reply, failure) -> new OwnerReplied(id, owner.actor(), reply, failure));
@@ -886,7 +893,7 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
 
     private void askDrain(Holder holder) {
         ActorRef<PinOwnerRequest> port = holder.pinOwner.orElseThrow().port();
-        getContext().ask(PinsGone.class, port, settings.drainTimeout(),
+        ContextAsk.ask(getContext(), PinsGone.class, port, settings.drainTimeout(),
                 replyTo -> new AwaitPinsGone(holder.ref, replyTo),
                 (gone, failure) -> failure == null ? new DrainConfirmed(holder.ref)
                         : new DrainUnconfirmed(holder.ref, failure.getMessage()));
@@ -949,7 +956,8 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
     }
 
     private void holdersChanged(String cause) {
-        getContext().getLog().info("Discard manager {} holders: {} {} ({})", name, holders.size(), names(), cause);
+        // Every attach and detach passes here: the InhibitChanged event carries it; the log only when asked for.
+        getContext().getLog().debug("Discard manager {} holders: {} {} ({})", name, holders.size(), names(), cause);
         ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.InhibitChanged(name, holders.size(),
                 names(), cause));
     }

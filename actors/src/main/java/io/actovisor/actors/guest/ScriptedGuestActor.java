@@ -1,5 +1,6 @@
 package io.actovisor.actors.guest;
 
+import io.actovisor.actors.ask.ContextAsk;
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.devices.guest.scripted.GuestLayout;
@@ -314,7 +315,7 @@ public final class ScriptedGuestActor extends AbstractBehavior<ScriptedGuestActo
         private CompletionStage<Long> access(String what,
                 org.apache.pekko.japi.function.Function<ActorRef<DeviceIo.Result>, DeviceIo.Command> request) {
             CompletableFuture<Long> pending = new CompletableFuture<>();
-            getContext().ask(DeviceIo.Result.class, device.ref(), ACCESS_TIMEOUT, request,
+            ContextAsk.ask(getContext(), DeviceIo.Result.class, device.ref(), ACCESS_TIMEOUT, request,
                     (result, failure) -> new Access(pending, result, failure, what));
             return pending;
         }

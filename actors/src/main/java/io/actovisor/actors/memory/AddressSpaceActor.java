@@ -7,6 +7,7 @@ import io.actovisor.memory.GuestMemory;
 import io.actovisor.memory.GuestMemoryView;
 import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -18,7 +19,6 @@ import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
-import org.apache.pekko.actor.typed.javadsl.StashBuffer;
 import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 
 /**
@@ -33,10 +33,16 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * with {@code rollback = true}, in reverse order, and the committer gets {@link CommitFailed} with that listener's
  * reason: a commit applies everywhere or nowhere.
  *
- * <p>Commits, subscriptions and unsubscriptions that arrive while a commit is in flight are stashed, so topology
- * changes apply one at a time in the order they were sent. A new subscriber first receives the whole current view
- * as one update; a listener that stops is dropped (watched), and one that stops mid-commit counts as having applied
- * it (it holds nothing any more).
+ * <p>Commits, subscriptions and unsubscriptions that arrive while a commit is in flight wait in a queue, so topology
+ * changes apply in the order they were sent. <b>Group commit:</b> when the update in flight is done, the commits
+ * queued behind it (up to {@value #MAX_GROUP}, none past a queued subscription) go to the listeners as <b>one</b>
+ * update, the net change of all of them applied in order; each committer gets its own {@link Committed}, in order.
+ * If that update is refused, it is rolled back everywhere and the commits are applied again one by one, so that
+ * exactly the commits a listener refuses are refused; a group that is invalid as a whole is split the same way. A
+ * committer that waits for each answer never has a commit queued, so nothing changes for it.
+ *
+ * <p>A new subscriber first receives the whole current view as one update; a listener that stops is dropped
+ * (watched), and one that stops mid-commit counts as having applied it (it holds nothing any more).
  *
  * <p>The address space publishes what devices read: after each acknowledged commit it puts an immutable
  * {@link GuestMemory} snapshot of the new view into its {@link GuestMemoryView} ({@link GetGuestMemory}), so
@@ -80,7 +86,10 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
         long commitId();
     }
 
-    /** Every listener applied the commit. */
+    /**
+     * Every listener applied the commit. The section counts are those of the update that carried it: with group
+     * commit, the net change of the group.
+     */
     public record Committed(long commitId, int sectionsRemoved, int sectionsAdded) implements CommitResult {
     }
 
@@ -167,10 +176,13 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
             ActorRef<?> owner) {
     }
 
-    /** A commit (or a subscription's initial update) on its way through the listeners. */
+    /** A commit group (or a subscription's initial update) on its way through the listeners. */
     private static final class InFlight {
         final long commitId;
         final Command origin;
+        /** The commits this update carries, in order, with their ids (empty for a subscription). */
+        List<Commit> group = List.of();
+        long firstId;
         final FlatView newView;
         final FlatViewEditor.Staged staged; // null for a subscription's initial update
         final FlatView.Diff diff;
@@ -196,12 +208,13 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
 
     /** Default time a listener has to acknowledge one update before the commit fails. */
     public static final Duration DEFAULT_ACK_TIMEOUT = Duration.ofSeconds(30);
-    private static final int STASH_CAPACITY = 100_000;
+    private static final int QUEUE_CAPACITY = 100_000;
+    /** The most commits one update carries. */
+    static final int MAX_GROUP = 256;
     private static final String SELF = "address-space";
 
     private final String name;
     private final Duration ackTimeout;
-    private final StashBuffer<Command> stash;
     private final TimerScheduler<Command> timers;
     private final ActorRef<MemoryListener.Reply> replyAdapter;
     private final GuestMemoryView guestMemory;
@@ -213,14 +226,18 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
     private long subscriptions;
     private long sequence;
     private InFlight inFlight;
+    /** Commits, subscriptions and unsubscriptions that arrived while an update was in flight, in arrival order. */
+    private final ArrayDeque<Command> queued = new ArrayDeque<>();
+    /** How many commits at the head of {@link #queued} must go alone (a refused or invalid group is being split). */
+    private int alone;
+    private boolean draining;
 
     private AddressSpaceActor(ActorContext<Command> context, String name, Duration ackTimeout,
-            StashBuffer<Command> stash, TimerScheduler<Command> timers, GuestMemoryView guestMemory) {
+            TimerScheduler<Command> timers, GuestMemoryView guestMemory) {
         super(context);
         this.guestMemory = guestMemory;
         this.name = name;
         this.ackTimeout = ackTimeout;
-        this.stash = stash;
         this.timers = timers;
         this.replyAdapter = context.messageAdapter(MemoryListener.Reply.class, ListenerReplied::new);
     }
@@ -242,9 +259,8 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
      */
     public static Behavior<Command> create(String name, Duration ackTimeout, GuestMemoryView guestMemory) {
         Objects.requireNonNull(guestMemory, "guestMemory");
-        return Behaviors.withStash(STASH_CAPACITY, stash -> Behaviors.withTimers(timers ->
-                Behaviors.setup(context -> new AddressSpaceActor(context, name, ackTimeout, stash, timers,
-                        guestMemory))));
+        return Behaviors.withTimers(timers -> Behaviors.setup(context -> new AddressSpaceActor(context, name,
+                ackTimeout, timers, guestMemory)));
     }
 
     @Override
@@ -262,14 +278,44 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
     }
 
     private Behavior<Command> onCommit(Commit commit) {
-        if (inFlight != null) {
-            stash.stash(commit);
-            return this;
+        if (inFlight != null || !queued.isEmpty()) {
+            return enqueue(commit);
         }
+        return startGroup(List.of(commit));
+    }
+
+    private Behavior<Command> enqueue(Command command) {
+        if (queued.size() >= QUEUE_CAPACITY) {
+            throw new IllegalStateException("address space " + name + " has " + queued.size() + " topology changes "
+                    + "queued; a sender does not wait for its answers");
+        }
+        queued.add(command);
+        return this;
+    }
+
+    /** Start one update carrying {@code group} (consecutive commits, in order); a single commit goes alone. */
+    private Behavior<Command> startGroup(List<Commit> group) {
+        if (group.size() > 1) {
+            List<FlatViewEditor.Change> all = new ArrayList<>();
+            group.forEach(c -> all.addAll(changes(c)));
+            FlatViewEditor.Staged staged = regions.stage(all);
+            if (!staged.isValid()) {
+                // Some commit of the group is invalid (the editor has undone it): split it, so exactly that one is
+                // refused.
+                return split(group);
+            }
+            long first = commitId + 1;
+            commitId += group.size();
+            FlatView.Diff diff = staged.diff();
+            List<Listener> targets = diff.isEmpty() ? List.of() : List.copyOf(listeners);
+            inFlight = new InFlight(commitId, group.get(group.size() - 1), staged.view(), staged, diff, targets);
+            inFlight.group = group;
+            inFlight.firstId = first;
+            return advance();
+        }
+        Commit commit = group.get(0);
         long id = ++commitId;
-        FlatViewEditor.Staged staged = regions.stage(commit.changes().stream().map(c -> c instanceof AddRegion add
-                ? new FlatViewEditor.Add(add.region()) : new FlatViewEditor.Remove(((RemoveRegion) c).name()))
-                .toList());
+        FlatViewEditor.Staged staged = regions.stage(changes(commit));
         if (!staged.isValid()) {
             String reason = "commit " + id + " refused: " + staged.problems().stream()
                     .map(p -> p + " in address space " + name).collect(java.util.stream.Collectors.joining("; "));
@@ -282,14 +328,67 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
         FlatView.Diff diff = staged.diff();
         List<Listener> targets = diff.isEmpty() ? List.of() : List.copyOf(listeners);
         inFlight = new InFlight(id, commit, staged.view(), staged, diff, targets);
+        inFlight.group = group;
+        inFlight.firstId = id;
         return advance();
     }
 
-    private Behavior<Command> onSubscribe(Subscribe subscribe) {
-        if (inFlight != null) {
-            stash.stash(subscribe);
+    private static List<FlatViewEditor.Change> changes(Commit commit) {
+        return commit.changes().stream().<FlatViewEditor.Change>map(c -> c instanceof AddRegion add
+                ? new FlatViewEditor.Add(add.region()) : new FlatViewEditor.Remove(((RemoveRegion) c).name()))
+                .toList();
+    }
+
+    /** Put {@code group} back at the head of the queue, each commit to go alone. */
+    private Behavior<Command> split(List<Commit> group) {
+        for (int i = group.size() - 1; i >= 0; i--) {
+            queued.addFirst(group.get(i));
+        }
+        alone += group.size();
+        return drain();
+    }
+
+    /** Start what waited, while nothing is in flight: runs of queued commits as groups. */
+    private Behavior<Command> drain() {
+        if (draining) {
             return this;
         }
+        draining = true;
+        try {
+            while (inFlight == null && !queued.isEmpty()) {
+                Command next = queued.poll();
+                if (next instanceof Commit commit) {
+                    List<Commit> group = new ArrayList<>();
+                    group.add(commit);
+                    if (alone > 0) {
+                        alone--;
+                    } else {
+                        while (group.size() < MAX_GROUP && queued.peek() instanceof Commit more && alone == 0) {
+                            group.add(more);
+                            queued.poll();
+                        }
+                    }
+                    startGroup(group);
+                } else if (next instanceof Subscribe subscribe) {
+                    startSubscribe(subscribe);
+                } else if (next instanceof Unsubscribe unsubscribe) {
+                    unsubscribe(unsubscribe);
+                }
+            }
+        } finally {
+            draining = false;
+        }
+        return this;
+    }
+
+    private Behavior<Command> onSubscribe(Subscribe subscribe) {
+        if (inFlight != null || !queued.isEmpty()) {
+            return enqueue(subscribe);
+        }
+        return startSubscribe(subscribe);
+    }
+
+    private Behavior<Command> startSubscribe(Subscribe subscribe) {
         if (listeners.stream().anyMatch(l -> l.name().equals(subscribe.name()))) {
             subscribe.replyTo().tell(new SubscribeFailed(subscribe.name(), "a listener called '" + subscribe.name()
                     + "' is already subscribed to address space " + name));
@@ -304,10 +403,13 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
     }
 
     private Behavior<Command> onUnsubscribe(Unsubscribe unsubscribe) {
-        if (inFlight != null) {
-            stash.stash(unsubscribe);
-            return this;
+        if (inFlight != null || !queued.isEmpty()) {
+            return enqueue(unsubscribe);
         }
+        return unsubscribe(unsubscribe);
+    }
+
+    private Behavior<Command> unsubscribe(Unsubscribe unsubscribe) {
         Optional<Listener> listener = listeners.stream().filter(l -> l.name().equals(unsubscribe.name())).findFirst();
         listener.ifPresent(l -> {
             listeners.remove(l);
@@ -443,9 +545,18 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
                 view = f.newView;
                 // Published before the reply, so a committer that hears Committed finds the new RAM in the view.
                 guestMemory.publish(GuestMemory.of(view));
-                commit.replyTo().tell(new Committed(f.commitId, f.diff.removed().size(), f.diff.added().size()));
-                ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.TopologyCommitted(name,
-                        f.commitId, f.diff.removed().size(), f.diff.added().size(), f.targets.size()));
+                for (int i = 0; i < f.group.size(); i++) {
+                    f.group.get(i).replyTo().tell(new Committed(f.firstId + i, f.diff.removed().size(),
+                            f.diff.added().size()));
+                    ActovisorEvent.publish(getContext().getSystem(), new ActovisorEvent.TopologyCommitted(name,
+                            f.firstId + i, f.diff.removed().size(), f.diff.added().size(), f.targets.size()));
+                }
+            } else if (f.group.size() > 1) {
+                // Every listener is back where it was: apply the commits one by one to find the refused ones.
+                regions.reject(f.staged);
+                getContext().getLog().debug("Address space {}: update {} of {} commits refused by {} ({}); applying "
+                        + "them one by one", name, f.commitId, f.group.size(), f.failedListener, f.failure);
+                return split(f.group);
             } else {
                 regions.reject(f.staged);
                 commit.replyTo().tell(new CommitFailed(f.commitId, f.failedListener, f.failure));
@@ -467,6 +578,6 @@ public final class AddressSpaceActor extends AbstractBehavior<AddressSpaceActor.
                 subscribe.replyTo().tell(new SubscribeFailed(subscribe.name(), reason));
             }
         }
-        return stash.unstashAll(this);
+        return drain();
     }
 }

@@ -374,7 +374,7 @@ public final class VfioContainerActor extends AbstractBehavior<VfioContainerActo
     private Behavior<Command> attached(AttachGroup attach, ContainerDmaActor.Snapshot snapshot) {
         groups.put(attach.groupId(), new Attached(attach.groupId(), attach.group()));
         getContext().watchWith(attach.group(), new GroupStopped(attach.group()));
-        getContext().getLog().info("Group {} attached to container {} ({} mappings, {} bytes pinned)",
+        getContext().getLog().debug("Group {} attached to container {} ({} mappings, {} bytes pinned)",
                 attach.groupId(), name, snapshot.mappings().size(), snapshot.pinnedBytes());
         attach.replyTo().tell(new GroupAttached(name, attach.groupId(), snapshot.mappings().size()));
         return this;

@@ -1,5 +1,6 @@
 package io.actovisor.actors.vm;
 
+import io.actovisor.actors.balloon.VirtioBalloonActor;
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.guest.ScriptedGuestActor;
 import io.actovisor.actors.kvm.DelayPortActor;
@@ -14,6 +15,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.Supplier;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 
 /**
@@ -29,8 +31,14 @@ final class DeviceWiring {
     static void spawnDevices(ActorContext<?> context, VmTopology topology, Supplier<VmActor.Components> components,
             Map<String, ActorRef<DeviceIo.Command>> devices) {
         for (VmTopology.Device d : topology.devices()) {
-            devices.put(d.name(), context.spawn(d.factory().apply(components.get()), "device-" + d.name()));
+            devices.put(d.name(), context.spawn(d.factory().apply(components.get()), "device-" + d.name(),
+                    props(d)));
         }
+    }
+
+    /** The virtio-balloon runs on the VM's I/O dispatcher with its balloon and discard manager; others: default. */
+    static Props props(VmTopology.Device d) {
+        return d.role() == VmTopology.Device.Role.VIRTIO_BALLOON ? VirtioBalloonActor.DISPATCHER : Props.empty();
     }
 
     /**

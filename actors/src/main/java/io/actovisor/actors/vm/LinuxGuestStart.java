@@ -74,7 +74,8 @@ final class LinuxGuestStart {
             slot.line().connect(new InterruptLine(vm, slot.gsi()));
         }
         for (VmTopology.Device d : topology.devices()) {
-            devices.put(d.name(), context.spawn(d.factory().apply(components), "device-" + d.name()));
+            devices.put(d.name(), context.spawn(d.factory().apply(components), "device-" + d.name(),
+                    DeviceWiring.props(d)));
         }
         for (var region : topology.regions()) {
             if (region.kind() == RegionKind.MMIO && region.device().isPresent()) {

@@ -322,7 +322,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 DiscardManager.Settings.withDrainTimeout(topology.balloon().orElse(BalloonSettings.DEFAULT)
                         .drainTimeout()).withBlockSize(blockSize),
                 Optional.of(getContext().messageAdapter(DiscardManager.FailStop.class, DiscardFailStop::new))),
-                "discard");
+                "discard", DiscardManager.DISPATCHER);
         topology.balloon().ifPresent(settings -> balloon = Optional.of(getContext().spawn(
                 BalloonActor.create(topology.name() + "-balloon", memory, settings, discardManager), "balloon",
                 BalloonActor.DISPATCHER)));
