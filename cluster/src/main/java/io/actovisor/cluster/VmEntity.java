@@ -1,5 +1,6 @@
 package io.actovisor.cluster;
 
+import io.actovisor.actors.ask.ContextAsk;
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.vm.VmActor;
@@ -223,7 +224,8 @@ public final class VmEntity {
         treeAlive = true;
         events.started(id);
         context.watchWith(vm, new VmTerminated(vm));
-        context.ask(VmActor.StartResult.class, vm, settings.startTimeout(), VmActor.Start::new, StartOutcome::new);
+        ContextAsk.ask(context, VmActor.StartResult.class, vm, settings.startTimeout(), VmActor.Start::new,
+                StartOutcome::new);
         if (!self.equals(record.node())) {
             context.getLog().info("VM {} was placed on {} and starts here, on {}", id, record.node(), self);
             data.putVm(record.on(self)).whenComplete((ok, failure) -> {

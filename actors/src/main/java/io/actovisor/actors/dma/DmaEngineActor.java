@@ -2,6 +2,7 @@ package io.actovisor.actors.dma;
 
 import static io.actovisor.devices.dma.DmaEngine.*;
 
+import io.actovisor.actors.ask.ContextAsk;
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
@@ -99,7 +100,7 @@ public final class DmaEngineActor extends AbstractBehavior<DeviceIo.Command> {
         }
         status = STATUS_BUSY;
         error = ERROR_NONE;
-        getContext().ask(ContainerDmaActor.ReadResult.class, container, DMA_TIMEOUT,
+        ContextAsk.ask(getContext(), ContainerDmaActor.ReadResult.class, container, DMA_TIMEOUT,
                 replyTo -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(source, (int) length, replyTo)),
                 (res, failure) -> new Read(res != null ? res : new ContainerDmaActor.DmaFailed(
                         "the container did not answer: " + failure, java.util.Optional.empty())));
@@ -116,7 +117,7 @@ public final class DmaEngineActor extends AbstractBehavior<DeviceIo.Command> {
             done();
             return this;
         }
-        getContext().ask(ContainerDmaActor.WriteResult.class, container, DMA_TIMEOUT,
+        ContextAsk.ask(getContext(), ContainerDmaActor.WriteResult.class, container, DMA_TIMEOUT,
                 replyTo -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaWrite(destination, data, replyTo)),
                 (res, failure) -> new Written(res != null ? res : new ContainerDmaActor.DmaFailed(
                         "the container did not answer: " + failure, java.util.Optional.empty())));

@@ -1,5 +1,6 @@
 package io.actovisor.actors.vm;
 
+import io.actovisor.actors.ask.ContextAsk;
 import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.discard.DiscardManager;
@@ -296,7 +297,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
     private Behavior<Command> commitMemory() {
         List<AddressSpaceActor.RegionChange> changes = new ArrayList<>();
         topology.regions().forEach(r -> changes.add(new AddressSpaceActor.AddRegion(r)));
-        getContext().ask(AddressSpaceActor.CommitResult.class, memory, STEP_TIMEOUT,
+        ContextAsk.ask(getContext(), AddressSpaceActor.CommitResult.class, memory, STEP_TIMEOUT,
                 replyTo -> new AddressSpaceActor.Commit(changes, replyTo),
                 (result, failure) -> result != null ? new Committed(result) : new StepTimedOut("memory commit"));
         return this;
@@ -367,7 +368,7 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
             return this;
         }
         ActorRef<VfioContainerActor.Command> container = containers.get(next.container());
-        getContext().ask(VfioGroupActor.AttachResult.class, groups.get(next.id()), STEP_TIMEOUT,
+        ContextAsk.ask(getContext(), VfioGroupActor.AttachResult.class, groups.get(next.id()), STEP_TIMEOUT,
                 replyTo -> new VfioGroupActor.Attach(container, next.container(), replyTo),
                 (result, failure) -> result != null ? new GroupAttached(next.id(), result)
                         : new StepTimedOut("attach of group " + next.id()));
