@@ -37,6 +37,7 @@ import org.junit.jupiter.api.TestMethodOrder;
  * the last console lines.
  */
 @Tag("kvm")
+@Tag("linux-boot")
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class LinuxGuestTest {
     static final Duration BOOT = TestTimeouts.scaled(Duration.ofMinutes(20));
