@@ -69,7 +69,10 @@ class LinuxGuestTest {
     static LinuxVm boot(ActorTestKit kit, String name) {
         VmSpec spec = VmSpecParser.parse(ConfigFactory.parseString(definition(name)));
         long start = System.nanoTime();
-        LinuxVm vm = new LinuxVm(kit, VmBuilder.topology(spec, BalloonSettings.DEFAULT), name);
+        var topology = VmBuilder.topology(spec, BalloonSettings.DEFAULT);
+        System.out.printf("Linux %s: kernel and initramfs loaded in %.1f s%n", name, (System.nanoTime() - start) / 1e9);
+        LinuxVm vm = new LinuxVm(kit, topology, name);
+        System.out.printf("Linux %s: the VM started %.1f s after the start%n", name, (System.nanoTime() - start) / 1e9);
         Matcher ready = vm.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", BOOT);
         System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
                 (System.nanoTime() - start) / 1e9, ready.group(1));

@@ -68,7 +68,9 @@ public record Vmlinux(long entry, List<Segment> segments) {
     static Vmlinux unpackCached(String source, byte[] image, int setupBytes, Path cached) {
         if (Files.isRegularFile(cached)) {
             try {
-                return parse(source + " (unpacked in " + cached + ")", Files.readAllBytes(cached));
+                Vmlinux vmlinux = parse(source + " (unpacked in " + cached + ")", Files.readAllBytes(cached));
+                LOG.info("The kernel {} was unpacked before: {}", source, cached);
+                return vmlinux;
             } catch (IOException | LinuxBootException e) {
                 LOG.warn("Cannot use the unpacked kernel {} ({}); unpacking {} again", cached, e.getMessage(), source);
             }
