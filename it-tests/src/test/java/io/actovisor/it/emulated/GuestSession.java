@@ -126,8 +126,6 @@ final class GuestSession {
                 .toAbsolutePath()).toString())).append('\n');
         Optional.ofNullable(System.getenv("ACTOVISOR_PROJECT_ROOT"))
                 .ifPresent(root -> command.append("export ACTOVISOR_PROJECT_ROOT=").append(quote(root)).append('\n'));
-        Optional.ofNullable(System.getenv("ACTOVISOR_LINUX_ON_EMULATED_KVM")).ifPresent(value -> command.append(
-                "export ACTOVISOR_LINUX_ON_EMULATED_KVM=").append(quote(value)).append('\n'));
         if (NativeRequirement.required()) {
             command.append("export ").append(NativeRequirement.VARIABLE).append("=1\n");
         }

@@ -155,7 +155,7 @@ class LinuxGuestTest {
     @Order(2)
     void linuxsBalloonDriverInflatesAndDeflates() {
         HostMemory ram = vm.topology.memory().get(0);
-        AddressRange all = AddressRange.of(0, RAM);
+        AddressRange all = ram.hostRange();
         // Touch free memory first (a tmpfs file, then freed), so the pages the balloon takes are resident on the host.
         vm.run("dd if=/dev/zero of=/tmp/fill bs=1M count=48 2>/dev/null; rm /tmp/fill", COMMAND);
         long inflated = vmstat("balloon_inflate");
