@@ -11,7 +11,7 @@ import java.util.List;
 /**
  * The ACPI tables of a VM without firmware (ACPI 6.5, chapter 5.2): an RSDP pointing to an XSDT that lists a
  * hardware-reduced FADT (no PM timer, no SCI, no fixed-feature hardware) with its DSDT, and a MADT with each
- * vCPU's local APIC and the I/O APIC. The DSDT describes one {@code LNRO0005} device (virtio-mmio, the id Linux's
+ * vCPU's local APIC and the I/O APIC. The DSDT describes COM1 ({@code PNP0501}) and one {@code LNRO0005} device (virtio-mmio, the id Linux's
  * {@code virtio_mmio} driver matches) per virtio-mmio window, with its registers and its interrupt, so a stock kernel
  * without {@code CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES} finds them. The boot flags say there is no VGA and no CMOS
  * RTC, which the VM does not emulate.
@@ -21,6 +21,9 @@ public final class AcpiTables {
     public static final long LOCAL_APIC_ADDRESS = 0xfee00000L;
     /** Where the I/O APIC is (the architectural default; KVM's in-kernel I/O APIC sits here). */
     public static final long IO_APIC_ADDRESS = 0xfec00000L;
+    /** COM1's ports and interrupt, as the DSDT describes them (the Linux guest's console is there). */
+    public static final int COM1_PORT = 0x3f8;
+    public static final int COM1_GSI = 4;
     public static final String OEM_ID = "ACTOVS";
     public static final String OEM_TABLE_ID = "ACTOVSOR";
 
@@ -137,9 +140,24 @@ public final class AcpiTables {
         return finish(b);
     }
 
-    /** The DSDT: {@code \_SB} holds one {@code LNRO0005} device per virtio-mmio window. */
+    /**
+     * The DSDT: {@code \_SB} holds COM1 and one {@code LNRO0005} device per virtio-mmio window.
+     *
+     * <p>COM1 must be there: with a hardware-reduced FADT Linux has no legacy PIC and maps no ISA interrupt by
+     * default ({@code acpi_reduced_hw_init}: "preallocated irqs: 0"), so the 8250 driver's built-in port at 0x3f8
+     * could not get IRQ 4 and the console would have no interrupts (the kernel's own messages, which poll, still
+     * print; user space's output and input would not move). Described as a {@code PNP0501} with its ports and an
+     * edge-triggered, active-high interrupt on GSI 4 (as QEMU and Firecracker describe it), it is claimed by
+     * 8250_pnp, whose interrupt goes through the I/O APIC's pin 4.
+     */
     static byte[] dsdt(List<VirtioMmioDevice> virtio) {
         List<byte[]> devices = new ArrayList<>();
+        devices.add(Aml.device("COM1", List.of(
+                Aml.name("_HID", Aml.string("PNP0501")),
+                Aml.name("_UID", Aml.integer(1)),
+                Aml.name("_CRS", Aml.resourceTemplate(List.of(
+                        Aml.io(COM1_PORT, 8),
+                        Aml.interrupt(COM1_GSI, true, false, false)))))));
         for (int i = 0; i < virtio.size(); i++) {
             VirtioMmioDevice d = virtio.get(i);
             devices.add(Aml.device(String.format("VR%02X", i), List.of(

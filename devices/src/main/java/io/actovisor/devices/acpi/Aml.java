@@ -29,6 +29,8 @@ public final class Aml {
 
     // Resource descriptors (ACPI 6.5, 6.4.3.4 and 6.4.3.6).
     private static final int MEMORY32_FIXED = 0x86;
+    /** Small item 0x08 (I/O port descriptor) with 7 data bytes. */
+    private static final int IO_PORT = 0x47;
     private static final int EXTENDED_INTERRUPT = 0x89;
     private static final int END_TAG = 0x79;
 
@@ -119,6 +121,19 @@ public final class Aml {
         putU32(out, 4, base);
         putU32(out, 8, length);
         return out;
+    }
+
+    /**
+     * {@code IO(Decode16, base, base, 1, length)}: a small I/O port descriptor (ACPI 6.5, 6.4.2.5) for a fixed range
+     * of {@code length} ports from {@code base}, which decodes all 16 address bits.
+     */
+    public static byte[] io(int base, int length) {
+        if (base < 0 || base > 0xffff || length < 1 || length > 0xff || base + length > 0x10000) {
+            throw new IllegalArgumentException("an I/O descriptor covers ports 0-0xffff with 1-255 ports, not 0x"
+                    + Integer.toHexString(base) + " + " + length);
+        }
+        return new byte[] {(byte) IO_PORT, 1, (byte) base, (byte) (base >> 8), (byte) base, (byte) (base >> 8), 1,
+            (byte) length};
     }
 
     /**

@@ -172,8 +172,11 @@ public final class VirtioMmio {
                 }
             }
             case QUEUE_NOTIFY -> {
-                if ((status & S_DRIVER_OK) == 0) {
-                    fail("the driver notified queue " + v + " before DRIVER_OK");
+                // A notify between FEATURES_OK and DRIVER_OK on a ready queue is served, as QEMU serves it: Linux's
+                // virtio_balloon kicks its statistics queue before it sets DRIVER_OK. Before FEATURES_OK there is no
+                // queue to serve.
+                if ((status & S_DRIVER_OK) == 0 && (status & S_FEATURES_OK) == 0) {
+                    fail("the driver notified queue " + v + " before DRIVER_OK (and before FEATURES_OK)");
                 } else if (v < 0 || v >= queues.length || queues[v].live == null) {
                     fail("the driver notified queue " + v + ", which is not ready");
                 } else if ((status & S_DEVICE_NEEDS_RESET) == 0) {

@@ -72,4 +72,20 @@ class AcpiTablesTest {
         assertEquals(2, text.split("LNRO0005", -1).length - 1);
         assertTrue(text.contains("VR00") && text.contains("VR01"));
     }
+
+    @Test
+    void dsdtDescribesCom1WithItsPortsAndAnEdgeTriggeredGsi4() {
+        byte[] dsdt = AcpiTables.dsdt(List.of());
+        String text = new String(dsdt, StandardCharsets.ISO_8859_1);
+        assertTrue(text.contains("COM1") && text.contains("PNP0501"), text);
+        byte[] resources = concat(Aml.io(0x3f8, 8), Aml.interrupt(4, true, false, false));
+        assertTrue(text.contains(new String(resources, StandardCharsets.ISO_8859_1)), "IO(0x3f8, 8), Interrupt {4}");
+        assertEquals(0, sum(dsdt, dsdt.length));
+    }
+
+    private static byte[] concat(byte[] a, byte[] b) {
+        byte[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
 }

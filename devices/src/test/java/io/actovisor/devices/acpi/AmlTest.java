@@ -77,4 +77,18 @@ class AmlTest {
         assertEquals(0x10, scope[0]);
         assertEquals(1 + 5 + device.length, scope[1]);
     }
+
+    @Test
+    void ioDescribesAFixedSixteenBitPortRange() {
+        // IO (Decode16, 0x03F8, 0x03F8, 0x01, 0x08), as iasl compiles it
+        assertArrayEquals(new byte[] {0x47, 0x01, (byte) 0xf8, 0x03, (byte) 0xf8, 0x03, 0x01, 0x08},
+                Aml.io(0x3f8, 8));
+        assertThrows(IllegalArgumentException.class, () -> Aml.io(0xfffc, 8));
+        assertThrows(IllegalArgumentException.class, () -> Aml.io(0x3f8, 0));
+    }
+
+    @Test
+    void anEdgeTriggeredInterruptSetsOnlyTheModeBit() {
+        assertEquals(0x03, Aml.interrupt(4, true, false, false)[3], "consumer | edge");
+    }
 }

@@ -23,8 +23,9 @@ import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
 /**
  * A JUnit Platform engine that runs this project's {@code kvm}-tagged test classes (from the test jars of devices
  * and actors and from it-tests itself) inside the emulated KVM host, where the module runs leave them out
- * ({@link KvmHost#leftOutOfModuleRuns()}: no {@code /dev/kvm}, or {@code actovisor.kvm=emulated}). Elsewhere it
- * reports nothing and the classes run natively in their own modules.
+ * ({@link KvmHost#leftOutOfModuleRuns()}: no {@code /dev/kvm}, or {@code actovisor.kvm=emulated}), and the
+ * classes that boot Linux where {@code /dev/kvm} is KVM-PVM ({@link LinuxBootRoute}). Elsewhere it reports nothing
+ * and the classes run natively in their own modules.
  *
  * <p>Discovery mirrors Jupiter's own descriptors of those classes, so every test is reported under its own class and
  * method with pass, fail (with the guest's message and stack) or skip. Execution boots one guest for all of them
@@ -43,7 +44,9 @@ public final class EmulatedKvmEngine implements TestEngine {
     @Override
     public TestDescriptor discover(EngineDiscoveryRequest request, UniqueId uniqueId) {
         Root root = new Root(uniqueId);
-        if (!KvmHost.leftOutOfModuleRuns() || !selected(request, uniqueId)) {
+        // Where /dev/kvm is KVM-PVM, the Linux boot classes come here although the other kvm classes run natively.
+        boolean linuxAlone = LinuxBootRoute.alone();
+        if (!(KvmHost.leftOutOfModuleRuns() || linuxAlone) || !selected(request, uniqueId)) {
             return root;
         }
         TestEngine jupiter = ServiceLoader.load(TestEngine.class, getClass().getClassLoader()).stream()
@@ -54,7 +57,7 @@ public final class EmulatedKvmEngine implements TestEngine {
         Predicate<String> wanted = Filter.composeFilters(request.getFiltersByType(ClassNameFilter.class))
                 .toPredicate().and(KvmTestClasses.only(System.getProperty(KvmTestClasses.ONLY)));
         for (KvmTestClasses.Group group : KvmTestClasses.onClassPath(System.getProperty("java.class.path"),
-                getClass().getClassLoader(), wanted)) {
+                getClass().getClassLoader(), wanted, linuxAlone ? LinuxBootRoute.TAG : KvmHost.TAG)) {
             TestDescriptor found = jupiter.discover(LauncherDiscoveryRequestBuilder.request()
                     .selectors(group.classes().stream().map(c -> selectClass(c)).toList()).build(),
                     UniqueId.forEngine("junit-jupiter"));

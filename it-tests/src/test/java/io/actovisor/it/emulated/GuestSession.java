@@ -22,6 +22,7 @@ import org.junit.platform.engine.EngineExecutionListener;
 import org.junit.platform.engine.TestDescriptor;
 import org.junit.platform.engine.TestExecutionResult;
 import org.junit.platform.engine.UniqueId;
+import org.junit.platform.engine.support.descriptor.ClassSource;
 import org.opentest4j.TestAbortedException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -76,6 +77,10 @@ final class GuestSession {
         GuestImages.Facilities images = GuestImages.probe();
         Path work = Path.of("target", "emulated-kvm").toAbsolutePath();
         long start = System.nanoTime();
+        if (classes.stream().anyMatch(c -> hasTag(c, LinuxBootRoute.TAG))) {
+            LinuxBootRoute.prepare(cacheHome(work)).ifPresent(why -> LOG.warn(
+                    "emulated KVM host: the Linux guest's kernel and initramfs are not prepared: {}", why));
+        }
         try (NestedGuest.Running guest = NestedGuest.start(NestedGuest.Kind.KVM_HOST, images, work, command())) {
             try {
                 Duration boot = guest.awaitBoot(TestTimeouts.scaled(BOOT));
@@ -100,7 +105,9 @@ final class GuestSession {
         }
         return GuestImages.probe().unavailabilityCause().map(cause -> (KvmHost.choice() == KvmHost.Choice.EMULATED
                 ? "the emulated KVM host (forced by " + KvmHost.PROPERTY + "=emulated)"
-                : KvmHost.DEVICE + " is missing and the emulated KVM host") + " cannot boot: " + cause);
+                : LinuxBootRoute.alone() ? KvmHost.DEVICE + " is KVM-PVM, which cannot boot a stock Linux, and the "
+                        + "emulated KVM host" : KvmHost.DEVICE + " is missing and the emulated KVM host")
+                + " cannot boot: " + cause);
     }
 
     /** The guest's command: its JVM runs exactly the tests the host kept after filtering. */
@@ -114,10 +121,11 @@ final class GuestSession {
         StringBuilder command = new StringBuilder();
         command.append("export JAVA_TOOL_OPTIONS=").append(quote(options)).append('\n');
         command.append("export HOME=/dev/shm\n");
+        // The Linux guests' unpacked kernel and initramfs, prepared on the host (LinuxBootRoute): read-only here.
+        command.append("export XDG_CACHE_HOME=").append(quote(cacheHome(Path.of("target", "emulated-kvm")
+                .toAbsolutePath()).toString())).append('\n');
         Optional.ofNullable(System.getenv("ACTOVISOR_PROJECT_ROOT"))
                 .ifPresent(root -> command.append("export ACTOVISOR_PROJECT_ROOT=").append(quote(root)).append('\n'));
-        Optional.ofNullable(System.getenv("ACTOVISOR_LINUX_ON_EMULATED_KVM")).ifPresent(value -> command.append(
-                "export ACTOVISOR_LINUX_ON_EMULATED_KVM=").append(quote(value)).append('\n'));
         if (NativeRequirement.required()) {
             command.append("export ").append(NativeRequirement.VARIABLE).append("=1\n");
         }
@@ -128,6 +136,16 @@ final class GuestSession {
             command.append(' ').append(quote(id));
         }
         return command.toString();
+    }
+
+    /** The guest's {@code XDG_CACHE_HOME}: a host directory it sees (read-only) over 9p. */
+    private static Path cacheHome(Path work) {
+        return work.resolve("cache");
+    }
+
+    private boolean hasTag(TestDescriptor c, String tag) {
+        return c.getSource().filter(ClassSource.class::isInstance).map(s -> ((ClassSource) s).getClassName())
+                .filter(name -> KvmTestClasses.hasTag(name, getClass().getClassLoader(), tag)).isPresent();
     }
 
     /** The tests (children of each class) the host kept after its filters, in Jupiter's ids. */

@@ -35,8 +35,13 @@ final class KvmTestClasses {
     private KvmTestClasses() {
     }
 
-    /** The groups on {@code classPath}, with the classes whose names {@code wanted} accepts. */
+    /** The groups on {@code classPath}, with the {@code kvm} classes whose names {@code wanted} accepts. */
     static List<Group> onClassPath(String classPath, ClassLoader loader, Predicate<String> wanted) {
+        return onClassPath(classPath, loader, wanted, KvmHost.TAG);
+    }
+
+    /** The groups on {@code classPath}, with the classes tagged {@code tag} whose names {@code wanted} accepts. */
+    static List<Group> onClassPath(String classPath, ClassLoader loader, Predicate<String> wanted, String tag) {
         List<Group> groups = new ArrayList<>();
         for (String entry : classPath.split(File.pathSeparator)) {
             Path root = Path.of(entry);
@@ -45,7 +50,7 @@ final class KvmTestClasses {
                 continue;
             }
             List<String> classes = classNames(root).stream().filter(wanted)
-                    .filter(name -> isKvm(name, loader)).toList();
+                    .filter(name -> hasTag(name, loader, tag)).toList();
             if (!classes.isEmpty()) {
                 groups.add(new Group(module, classes));
             }
@@ -108,10 +113,11 @@ final class KvmTestClasses {
         }
     }
 
-    private static boolean isKvm(String name, ClassLoader loader) {
+    /** Whether the class {@code name} carries the JUnit tag {@code tag}. */
+    static boolean hasTag(String name, ClassLoader loader, String tag) {
         try {
             Class<?> type = Class.forName(name, false, loader);
-            return Arrays.stream(type.getAnnotationsByType(Tag.class)).anyMatch(t -> t.value().equals(KvmHost.TAG));
+            return Arrays.stream(type.getAnnotationsByType(Tag.class)).anyMatch(t -> t.value().equals(tag));
         } catch (ClassNotFoundException | LinkageError e) {
             return false;
         }

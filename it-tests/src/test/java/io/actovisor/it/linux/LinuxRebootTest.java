@@ -15,6 +15,7 @@ import org.junit.jupiter.api.Test;
 
 /** {@code reboot} in the guest pulses the i8042 reset line: the VM stops and leaves nothing behind. */
 @Tag("kvm")
+@Tag("linux-boot")
 class LinuxRebootTest {
     private static ActorTestKit kit;
 

@@ -49,6 +49,34 @@ public final class CpuidEntries {
         return new CpuidEntries(out);
     }
 
+    /**
+     * These leaves with {@code bits} also set in ECX of every entry of leaf {@code function}; e.g. leaf 1's
+     * "hypervisor present" bit 31, which {@code KVM_GET_SUPPORTED_CPUID} leaves to the VMM (QEMU and Firecracker
+     * set it) and without which Linux does not look for KVM's leaves (kvm-clock, paravirtual features).
+     */
+    public CpuidEntries withEcxBits(int function, int bits) {
+        byte[] out = entries.clone();
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(out).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < count(); i++) {
+            if (function(i) == function) {
+                int at = i * KvmAbi.KVM_CPUID_ENTRY2_SIZE + KvmAbi.CPUID_ENTRY_ECX;
+                b.putInt(at, b.getInt(at) | bits);
+            }
+        }
+        return new CpuidEntries(out);
+    }
+
+    /** Register {@code registerOffset} ({@code KvmAbi.CPUID_ENTRY_EAX}...) of the first entry of {@code function}. */
+    public java.util.OptionalInt register(int function, int registerOffset) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(entries).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < count(); i++) {
+            if (function(i) == function) {
+                return java.util.OptionalInt.of(b.getInt(i * KvmAbi.KVM_CPUID_ENTRY2_SIZE + registerOffset));
+            }
+        }
+        return java.util.OptionalInt.empty();
+    }
+
     /** The CPUID function (leaf number) of entry {@code i}. */
     public int function(int i) {
         int at = i * KvmAbi.KVM_CPUID_ENTRY2_SIZE;

@@ -45,7 +45,7 @@ final class LinuxGuestBuilder {
                 () -> new LinuxBootException("guest.kernel = auto found no readable /boot/vmlinuz-* (install a "
                         + "kernel, e.g. the Debian package linux-image-amd64, or set guest.kernel)"))
                 : Path.of(g.kernel());
-        BzImage kernel = BzImage.load(kernelFile);
+        BzImage kernel = BzImage.load(kernelFile, KernelLocator.cacheDirectory());
         Optional<LinuxBoot.Initrd> initrd = initrd(g.initrd(), kernelFile);
         List<LinuxGuest.VirtioSlot> virtio = new ArrayList<>();
         int gsi = LinuxGuest.FIRST_VIRTIO_GSI;

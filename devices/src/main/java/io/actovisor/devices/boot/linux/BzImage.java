@@ -5,7 +5,11 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.Arrays;
+import java.util.HexFormat;
+import java.util.Optional;
 
 /**
  * A Linux x86 {@code bzImage} as the boot protocol (Documentation/arch/x86/boot.rst) describes it: a real-mode setup
@@ -68,8 +72,28 @@ public record BzImage(String source, int protocol, int setupBytes, byte[] setupH
         return parse(file.toString(), bytes);
     }
 
+    /**
+     * {@link #load(Path)}, with the unpacked kernel kept in {@code cacheDir} ({@link KernelLocator#cacheDirectory()})
+     * as {@code vmlinux-<file name>-<digest of the image>.elf}: unpacking takes seconds on a fast CPU and minutes on
+     * an emulated one. A cache that cannot be written (a read-only directory) only costs the unpacking.
+     */
+    public static BzImage load(Path file, Path cacheDir) {
+        byte[] bytes;
+        try {
+            bytes = Files.readAllBytes(file);
+        } catch (IOException e) {
+            throw new LinuxBootException("cannot read the kernel image " + file + ": " + e, e);
+        }
+        return parse(file.toString(), bytes, Optional.of(cacheDir.resolve("vmlinux-" + file.getFileName() + "-"
+                + digest(bytes) + ".elf")));
+    }
+
     /** Check {@code image} (from {@code source}) and split it into its setup and its protected-mode kernel. */
     public static BzImage parse(String source, byte[] image) {
+        return parse(source, image, Optional.empty());
+    }
+
+    private static BzImage parse(String source, byte[] image, Optional<Path> cachedVmlinux) {
         if (image.length < BootParamsAbi.INIT_SIZE + 4) {
             throw notBzImage(source, "it is only " + image.length + " bytes long");
         }
@@ -112,7 +136,17 @@ public record BzImage(String source, int protocol, int setupBytes, byte[] setupH
                 Arrays.copyOfRange(image, setupBytes, image.length),
                 b.getInt(BootParamsAbi.CMDLINE_SIZE), b.getInt(BootParamsAbi.INITRD_ADDR_MAX) & 0xffff_ffffL,
                 alignment, b.get(BootParamsAbi.RELOCATABLE_KERNEL) != 0, b.getLong(BootParamsAbi.PREF_ADDRESS),
-                b.getInt(BootParamsAbi.INIT_SIZE) & 0xffff_ffffL, Vmlinux.unpack(source, image, setupBytes));
+                b.getInt(BootParamsAbi.INIT_SIZE) & 0xffff_ffffL, cachedVmlinux.isPresent()
+                        ? Vmlinux.unpackCached(source, image, setupBytes, cachedVmlinux.get())
+                        : Vmlinux.unpack(source, image, setupBytes));
+    }
+
+    private static String digest(byte[] bytes) {
+        try {
+            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes)).substring(0, 16);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
+        }
     }
 
     private static LinuxBootException notBzImage(String source, String why) {

@@ -24,7 +24,10 @@ import org.tukaani.xz.XZInputStream;
  * devices need (with their dependencies, in the order {@code modules.dep} gives; xz-compressed modules are unpacked,
  * since busybox's insmod may not read them) and an {@code /init} that mounts {@code /proc}, {@code /sys} and
  * {@code /dev}, loads the modules, prints {@value #READY} and runs a shell on the console. When the shell exits the
- * guest reboots, which stops the VM. Built archives are cached by their inputs' digest.
+ * guest reboots, which stops the VM; so does busybox's {@code reboot}, {@code poweroff} or {@code halt}, which
+ * signal init (SIGTERM, SIGUSR2, SIGUSR1): the shell runs in the background and init waits for it, so that its
+ * trap runs at once (a shell runs a trap only after its foreground command ends). Built archives are cached by
+ * their inputs' digest.
  */
 public final class Initramfs {
     /** What {@code /init} prints once its modules are loaded, just before the shell starts. */
@@ -162,7 +165,9 @@ public final class Initramfs {
                 mount -t devtmpfs devtmpfs /dev
                 """ + insmod + """
                 echo "%s after $(cut -d' ' -f1 /proc/uptime) s"
-                setsid cttyhack sh
+                trap 'echo "actovisor-init: rebooting"; reboot -f' TERM USR1 USR2
+                setsid cttyhack sh &
+                wait $!
                 echo "actovisor-init: the shell exited; rebooting"
                 reboot -f
                 """.formatted(READY);

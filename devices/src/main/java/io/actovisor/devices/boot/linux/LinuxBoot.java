@@ -255,10 +255,18 @@ public final class LinuxBoot {
                 MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING));
     }
 
-    /** The CPUID a Linux guest gets: the host's supported leaves with this vCPU's APIC id. */
+    /**
+     * The CPUID a Linux guest gets: the host's supported leaves with this vCPU's APIC id and the "hypervisor
+     * present" bit (leaf 1 ECX bit 31), which KVM leaves to the VMM: without it Linux does not read KVM's leaves
+     * (0x40000000...), so it has no kvm-clock, must calibrate the TSC against the PIT and the delay loop against
+     * timer ticks, which fails or hangs where the virtual CPU is slow (nested KVM in the emulated KVM host).
+     */
     public static CpuidEntries cpuid(CpuidEntries supported, int apicId) {
-        return supported.forApicId(apicId);
+        return supported.forApicId(apicId).withEcxBits(1, CPUID_1_ECX_HYPERVISOR);
     }
+
+    /** Leaf 1 ECX bit 31: the CPU is virtual (X86_FEATURE_HYPERVISOR). */
+    public static final int CPUID_1_ECX_HYPERVISOR = 1 << 31;
 
     /**
      * Kernel parameters appended where KVM emulates guest kernel code ({@code Kvm.emulatesGuestKernels()}: a

@@ -7,9 +7,14 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.zip.GZIPInputStream;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import org.tukaani.xz.SingleXZInputStream;
 
 /**
@@ -24,6 +29,7 @@ import org.tukaani.xz.SingleXZInputStream;
  */
 public record Vmlinux(long entry, List<Segment> segments) {
     private static final int PT_LOAD = 1;
+    private static final Logger LOG = LoggerFactory.getLogger(Vmlinux.class);
 
     public Vmlinux {
         segments = List.copyOf(segments);
@@ -54,8 +60,48 @@ public record Vmlinux(long entry, List<Segment> segments) {
         return segments.stream().mapToLong(Segment::end).max().orElse(0);
     }
 
+    /**
+     * {@link #unpack}, reading the ELF from {@code cached} when it is there and writing it there (through a temporary
+     * file and a rename, so that a reader never sees half a file) when it is not; a cache that cannot be written is
+     * logged and otherwise ignored.
+     */
+    static Vmlinux unpackCached(String source, byte[] image, int setupBytes, Path cached) {
+        if (Files.isRegularFile(cached)) {
+            try {
+                Vmlinux vmlinux = parse(source + " (unpacked in " + cached + ")", Files.readAllBytes(cached));
+                LOG.info("The kernel {} was unpacked before: {}", source, cached);
+                return vmlinux;
+            } catch (IOException | LinuxBootException e) {
+                LOG.warn("Cannot use the unpacked kernel {} ({}); unpacking {} again", cached, e.getMessage(), source);
+            }
+        }
+        byte[] elf = elf(source, image, setupBytes);
+        Vmlinux vmlinux = parse(source, elf);
+        Path dir = cached.toAbsolutePath().getParent();
+        try {
+            Files.createDirectories(dir);
+            Path partial = Files.createTempFile(dir, "vmlinux-", ".partial");
+            try {
+                Files.write(partial, elf);
+                Files.move(partial, cached, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } finally {
+                Files.deleteIfExists(partial);
+            }
+            LOG.info("Unpacked the kernel {} into {}", source, cached);
+        } catch (IOException e) {
+            LOG.info("Cannot keep the unpacked kernel {} in {} ({}); it will be unpacked again next time", source,
+                    dir, e.toString());
+        }
+        return vmlinux;
+    }
+
     /** Unpack and parse the payload of {@code image}, read from {@code source}. */
     static Vmlinux unpack(String source, byte[] image, int setupBytes) {
+        return parse(source, elf(source, image, setupBytes));
+    }
+
+    /** The ELF the payload of {@code image} holds, unpacked. */
+    private static byte[] elf(String source, byte[] image, int setupBytes) {
         ByteBuffer b = ByteBuffer.wrap(image).order(ByteOrder.LITTLE_ENDIAN);
         long offset = setupBytes + (b.getInt(BootParamsAbi.PAYLOAD_OFFSET) & 0xffff_ffffL);
         long length = b.getInt(BootParamsAbi.PAYLOAD_LENGTH) & 0xffff_ffffL;
@@ -71,7 +117,7 @@ public record Vmlinux(long entry, List<Segment> segments) {
         } catch (IOException e) {
             throw new LinuxBootException("cannot unpack the kernel in " + source + ": " + e, e);
         }
-        return parse(source, elf);
+        return elf;
     }
 
     private static InputStream decompressor(String source, InputStream payload, int magic0, int magic1)
