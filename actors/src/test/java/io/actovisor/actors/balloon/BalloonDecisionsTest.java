@@ -16,6 +16,7 @@ import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
 import java.util.List;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.eventstream.EventStream;
@@ -140,8 +141,13 @@ class BalloonDecisionsTest {
         TestProbe<ActovisorEvent> skipped = events(ActovisorEvent.DiscardSkipped.class);
         try (Setup s = setup(BalloonSettings.DEFAULT)) {
             TestProbe<BalloonActor.InflateResult> inflated = s.inflate();
-            s.request().replyTo().tell(new DiscardManager.Refused(List.of("vfio-group:g0")));
-            assertEquals(new BalloonActor.InflateResult(2, 0, 2, 0, List.of(), 0), inflated.receiveMessage());
+            DiscardManager.RequestDiscard request = s.request();
+            // A refusal is the rules working, not a failure: no error is logged (a manager that did not answer is).
+            LoggingTestKit.error("skips the discard").withOccurrences(0).expect(kit.system(), () -> {
+                request.replyTo().tell(new DiscardManager.Refused(List.of("vfio-group:g0")));
+                assertEquals(new BalloonActor.InflateResult(2, 0, 2, 0, List.of(), 0), inflated.receiveMessage());
+                return null;
+            });
             assertEquals(new ActovisorEvent.DiscardSkipped(s.name(), FRAMES_1_2, 2, List.of("vfio-group:g0")),
                     next(skipped, ActovisorEvent.DiscardSkipped.class, s.name()));
             assertEquals(77, s.page(1), "a device may still read the page: it keeps its contents");
@@ -197,6 +203,43 @@ class BalloonDecisionsTest {
             assertInstanceOf(DiscardManager.Reclaim.class, s.manager().receiveMessage()).replyTo()
                     .tell(new DiscardManager.Reclaimed(0));
             assertEquals(1, deflated.receiveMessage().pagesReturned());
+        }
+    }
+
+    @Test
+    void frameZeroIsAFrameLikeAnyOther() {
+        try (Setup s = setup(BalloonSettings.DEFAULT)) {
+            TestProbe<BalloonActor.InflateResult> inflated = kit.createTestProbe();
+            s.balloon().tell(new BalloonActor.Inflate(new long[] {0, -1}, inflated.ref()));
+            DiscardManager.RequestDiscard request = s.manager().expectMessageClass(
+                    DiscardManager.RequestDiscard.class);
+            assertEquals(List.of(AddressRange.of(0, PAGE)), request.ranges());
+            request.replyTo().tell(new DiscardManager.Held(request.ranges(), 1));
+            assertEquals(new BalloonActor.InflateResult(1, 0, 0, 0, List.of(-1L), 1), inflated.receiveMessage());
+            TestProbe<BalloonActor.DeflateResult> deflated = kit.createTestProbe();
+            s.balloon().tell(new BalloonActor.Deflate(new long[] {0, -1}, deflated.ref()));
+            assertInstanceOf(DiscardManager.Reclaim.class, s.manager().receiveMessage()).replyTo()
+                    .tell(new DiscardManager.Reclaimed(0));
+            assertEquals(new BalloonActor.DeflateResult(1, List.of(-1L)), deflated.receiveMessage());
+        }
+    }
+
+    @Test
+    void aGrantedFreePageReportDiscardsItsChunksAndAChunkPastTheEndOfRamIsRejected() {
+        try (Setup s = setup(BalloonSettings.DEFAULT)) {
+            AddressRange pastTheEnd = AddressRange.of(14 * PAGE, 4 * PAGE);
+            TestProbe<BalloonActor.ReportResult> reported = kit.createTestProbe();
+            s.balloon().tell(new BalloonActor.ReportFree(List.of(FRAMES_1_2.get(0), pastTheEnd), reported.ref()));
+            DiscardManager.ReportFreePages report = s.manager().expectMessageClass(
+                    DiscardManager.ReportFreePages.class);
+            assertEquals(FRAMES_1_2, report.ranges());
+            assertEquals(2, report.pages());
+            report.replyTo().tell(new DiscardManager.DiscardNow(9, FRAMES_1_2));
+            assertEquals(new DiscardManager.DiscardDone(9, 2), s.manager().expectMessageClass(
+                    DiscardManager.DiscardDone.class));
+            assertEquals(new BalloonActor.ReportResult(2 * PAGE, 0, List.of(pastTheEnd), List.of()),
+                    reported.receiveMessage());
+            assertEquals(0, s.page(1));
         }
     }
 }
