@@ -242,4 +242,75 @@ class BalloonDecisionsTest {
             assertEquals(0, s.page(1));
         }
     }
+
+    @Test
+    void aDeflateTheManagerCannotMapAgainKeepsTheFramesInTheBalloon() {
+        TestProbe<ActovisorEvent> changes = events(ActovisorEvent.BalloonChanged.class);
+        try (Setup s = setup(BalloonSettings.DEFAULT)) {
+            TestProbe<BalloonActor.InflateResult> inflated = s.inflate();
+            s.request().replyTo().tell(new DiscardManager.Held(FRAMES_1_2, 2));
+            inflated.receiveMessage();
+            TestProbe<BalloonActor.DeflateResult> deflated = kit.createTestProbe();
+            LoggingTestKit.error("keeps 1 deflated frames: EBUSY").expect(kit.system(), () -> {
+                s.balloon().tell(new BalloonActor.Deflate(new long[] {2, 9}, deflated.ref()));
+                assertInstanceOf(DiscardManager.Reclaim.class, s.manager().receiveMessage()).replyTo()
+                        .tell(new DiscardManager.ReclaimFailed("EBUSY"));
+                assertEquals(new BalloonActor.DeflateResult(0, List.of(9L, 2L)), deflated.receiveMessage(),
+                        "the guest is not told it may use frame 2");
+                return null;
+            });
+            assertEquals(2 * PAGE, s.status().actualBytes());
+            long last = -1;
+            for (int i = 0; i < 3; i++) { // size 2 pages, then 1 (deflated), then 2 again (kept)
+                last = next(changes, ActovisorEvent.BalloonChanged.class, s.name()).actualBytes();
+            }
+            assertEquals(2 * PAGE, last);
+        }
+    }
+
+    @Test
+    void whileTheManagerDecidesOrMapsAgainEveryOtherCommandWaits() {
+        try (Setup s = setup(BalloonSettings.DEFAULT)) {
+            TestProbe<BalloonActor.InflateResult> inflated = s.inflate();
+            DiscardManager.RequestDiscard request = s.request();
+            // No frame of an inflate can be deflated (and reused) before its discard has run.
+            TestProbe<BalloonActor.DeflateResult> deflated = kit.createTestProbe();
+            s.balloon().tell(new BalloonActor.Deflate(new long[] {1}, deflated.ref()));
+            TestProbe<BalloonActor.ReportResult> reported = kit.createTestProbe();
+            s.balloon().tell(new BalloonActor.ReportFree(List.of(AddressRange.of(8 * PAGE, PAGE)), reported.ref()));
+            s.manager().expectNoMessage(Duration.ofMillis(100));
+            request.replyTo().tell(new DiscardManager.Held(FRAMES_1_2, 2));
+            assertEquals(2, inflated.receiveMessage().pagesAccepted());
+            DiscardManager.Reclaim reclaim = assertInstanceOf(DiscardManager.Reclaim.class,
+                    s.manager().receiveMessage());
+            assertEquals(List.of(AddressRange.of(PAGE, PAGE)), reclaim.ranges());
+            // While it maps again, the report waits too.
+            s.manager().expectNoMessage(Duration.ofMillis(100));
+            reclaim.replyTo().tell(new DiscardManager.Reclaimed(0));
+            assertEquals(new BalloonActor.DeflateResult(1, List.of()), deflated.receiveMessage());
+            DiscardManager.ReportFreePages report = s.manager().expectMessageClass(
+                    DiscardManager.ReportFreePages.class);
+            TestProbe<BalloonActor.InflateResult> second = kit.createTestProbe();
+            s.balloon().tell(new BalloonActor.Inflate(new long[] {3}, second.ref()));
+            s.manager().expectNoMessage(Duration.ofMillis(100));
+            report.replyTo().tell(new DiscardManager.Refused(List.of("vfio-group:g0")));
+            assertEquals(new BalloonActor.ReportResult(0, PAGE, List.of(), List.of("vfio-group:g0")),
+                    reported.receiveMessage());
+            s.manager().expectMessageClass(DiscardManager.RequestDiscard.class);
+        }
+    }
+
+    @Test
+    void framesOutsideRamOrNotInflatedAreAnsweredWithoutAskingTheManager() {
+        try (Setup s = setup(BalloonSettings.DEFAULT)) {
+            TestProbe<BalloonActor.InflateResult> inflated = kit.createTestProbe();
+            s.balloon().tell(new BalloonActor.Inflate(new long[] {16, 1L << 40}, inflated.ref()));
+            assertEquals(new BalloonActor.InflateResult(0, 0, 0, 0, List.of(16L, 1L << 40)),
+                    inflated.receiveMessage());
+            TestProbe<BalloonActor.DeflateResult> deflated = kit.createTestProbe();
+            s.balloon().tell(new BalloonActor.Deflate(new long[] {3}, deflated.ref()));
+            assertEquals(new BalloonActor.DeflateResult(0, List.of(3L)), deflated.receiveMessage());
+            s.manager().expectNoMessage(Duration.ofMillis(100));
+        }
+    }
 }
