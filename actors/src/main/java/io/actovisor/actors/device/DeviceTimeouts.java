@@ -11,7 +11,7 @@ import org.apache.pekko.actor.typed.ActorSystem;
  * answers (with a failure, if it must) before the outer one gives up:
  *
  * <pre>
- *   discard manager -> container, release       5 s      (DiscardManager.Settings, its own setting)
+ *   discard manager -> container, release       1 step   (DiscardManager.Settings, set by VmActor)
  *   balloon -> discard manager, a decision      2 steps  (BalloonActor)
  *   balloon -> discard manager, a reclaim       4 steps  (BalloonActor)
  *   virtio-balloon -> discard manager, restore  5 steps  (VirtioBalloonActor, a status write)
@@ -20,8 +20,8 @@ import org.apache.pekko.actor.typed.ActorSystem;
  * </pre>
  *
  * With the default step of 5 s a vCPU waits at most 35 s for one access; a device that has not answered by then
- * is counted as failed and the guest reads all ones (a write is dropped). The discard manager's release timeout is
- * its own setting: keep it below {@link #balloonDecision()} (two steps) when changing either.
+ * is counted as failed and the guest reads all ones (a write is dropped). A discard manager built by hand (not by
+ * {@code VmActor}) takes its release timeout from its settings: keep it below {@link #balloonDecision()}.
  */
 public record DeviceTimeouts(Duration step) {
     /** The configuration key of the one setting. */
@@ -44,6 +44,11 @@ public record DeviceTimeouts(Duration step) {
     /** The timeouts of {@code system}'s configuration. */
     public static DeviceTimeouts of(ActorSystem<?> system) {
         return of(system.settings().config());
+    }
+
+    /** The discard manager's wait for a coordinated container to unmap (or map again) blocks. */
+    public Duration containerRelease() {
+        return step;
     }
 
     /** The balloon's wait for the discard manager's decision on one discard. */

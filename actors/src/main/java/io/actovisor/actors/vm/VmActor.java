@@ -321,7 +321,8 @@ public final class VmActor extends AbstractBehavior<VmActor.Command> {
                 .orElse(VfioContainerActor.DEFAULT_DISCARD_BLOCK_SIZE);
         discardManager = getContext().spawn(DiscardManager.create(topology.name() + "-discard",
                 DiscardManager.Settings.withDrainTimeout(topology.balloon().orElse(BalloonSettings.DEFAULT)
-                        .drainTimeout()).withBlockSize(blockSize),
+                        .drainTimeout()).withBlockSize(blockSize)
+                        .withReleaseTimeout(DeviceTimeouts.of(getContext().getSystem()).containerRelease()),
                 Optional.of(getContext().messageAdapter(DiscardManager.FailStop.class, DiscardFailStop::new))),
                 "discard", DiscardManager.DISPATCHER);
         topology.balloon().ifPresent(settings -> balloon = Optional.of(getContext().spawn(
