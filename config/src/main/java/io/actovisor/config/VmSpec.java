@@ -165,8 +165,21 @@ public record VmSpec(String name, int vcpus, List<Region> memory, Firmware firmw
      *
      * @param serial whether the 16550 UART at 0x3f8 is present
      * @param dma    the DMA engine, behind a VFIO group, if any
+     * @param blk    the virtio-blk RAM disk, if any
      */
-    public record Devices(boolean serial, Optional<Dma> dma) {
+    public record Devices(boolean serial, Optional<Dma> dma, Optional<Blk> blk) {
+        /** Devices without a virtio-blk. */
+        public Devices(boolean serial, Optional<Dma> dma) {
+            this(serial, dma, Optional.empty());
+        }
+    }
+
+    /**
+     * The virtio-blk device (docs/devices.md): a zeroed RAM disk of {@code bytes}, its MMIO base, and the container
+     * its request buffers go through ({@code container}, as a passthrough device's DMA would), or guest memory
+     * directly when empty.
+     */
+    public record Blk(long bytes, long mmioBase, Optional<String> container) {
     }
 
     /** The emulated DMA engine: its MMIO base and the group (so the container and IOMMU) it does DMA through. */

@@ -44,7 +44,7 @@ public final class VmSpecParser {
     static final Set<String> BUNDLED_PROGRAMS = Set.of("workload", "spin", "memtest", "mmio");
 
     /** The keys each kind of object may hold: unknown keys are errors. */
-    private static final Map<String, Set<String>> SCHEMA = Map.of(
+    private static final Map<String, Set<String>> SCHEMA = merged(Map.of(
             "vm", Set.of("name", "vcpus", "memory", "firmware", "guest", "vfio", "balloon", "devices", "api"),
             "region", Set.of("name", "kind", "base", "size", "backing", "read-only", "device"),
             "guest", Set.of("kind", "program", "workload-mib", "kernel", "initrd", "cmdline"),
@@ -54,9 +54,16 @@ public final class VmSpecParser {
             "group", Set.of("id", "discard", "balloon-compatible", "attach-at-start"),
             "balloon", Set.of("enabled", "initial-target", "deflate-on-oom", "stats-polling-interval",
                     "unsafe-ignore-inhibitor", "mmio-base", "free-page-reporting"),
-            "devices", Set.of("serial", "dma"),
+            "devices", Set.of("serial", "dma", "blk"),
             "dma", Set.of("enabled", "group", "mmio-base"),
-            "api", Set.of("enabled", "host", "port", "allow-remote", "token"));
+            "api", Set.of("enabled", "host", "port", "allow-remote", "token")),
+            Map.of("blk", Set.of("enabled", "size-mib", "mmio-base", "container")));
+
+    private static Map<String, Set<String>> merged(Map<String, Set<String>> a, Map<String, Set<String>> b) {
+        Map<String, Set<String>> all = new java.util.HashMap<>(a);
+        all.putAll(b);
+        return Map.copyOf(all);
+    }
 
     private final OptionalLong hostMemoryBytes;
     private final List<ConfigError> errors = new ArrayList<>();
@@ -211,6 +218,7 @@ public final class VmSpecParser {
                 case "vm.devices" -> "devices";
                 case "vm.api" -> "api";
                 case "devices.dma" -> "dma";
+                case "devices.blk" -> "blk";
                 default -> null;
             };
             String elementKind = switch (kind + "." + key) {
@@ -511,7 +519,33 @@ public final class VmSpecParser {
                 dma = Optional.of(new VmSpec.Dma(group, base.getAsLong()));
             }
         }
-        return new VmSpec.Devices(serial, dma);
+        return new VmSpec.Devices(serial, dma, blk(containers, memory));
+    }
+
+    /** {@code devices.blk}: a RAM disk of 1 to 1024 MiB, its MMIO region, and the container its DMA goes through. */
+    private Optional<VmSpec.Blk> blk(List<VmSpec.Container> containers, List<VmSpec.Region> memory) {
+        String at = ROOT + ".devices.blk";
+        if (!config.hasPath(at) || !bool(at + ".enabled")) {
+            return Optional.empty();
+        }
+        int mib = intIn(at + ".size-mib", 1, 1024);
+        String container = string(at + ".container");
+        if (container != null && !container.isEmpty()
+                && containers.stream().noneMatch(c -> c.name().equals(container))) {
+            error(at + ".container", container, "no VFIO container with this name is configured in vfio.containers "
+                    + "(empty: the device reaches guest memory directly)");
+        }
+        OptionalLong base = address(config.getConfig(at), at, "mmio-base", null);
+        if (base.isPresent() && memory.stream().noneMatch(r -> r.kind() == RegionKind.MMIO
+                && r.range().base() == base.getAsLong() && r.device().orElse("").equals("blk"))) {
+            error(at + ".mmio-base", hex(base.getAsLong()), "no mmio region with device = \"blk\" starts there; "
+                    + "add one to memory");
+        }
+        if (base.isEmpty() || container == null) {
+            return Optional.empty();
+        }
+        return Optional.of(new VmSpec.Blk((long) mib << 20, base.getAsLong(),
+                container.isEmpty() ? Optional.empty() : Optional.of(container)));
     }
 
     private VmSpec.Api api() {

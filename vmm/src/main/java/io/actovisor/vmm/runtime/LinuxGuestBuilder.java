@@ -35,6 +35,9 @@ final class LinuxGuestBuilder {
         if (spec.balloon().enabled()) {
             lines.put("balloon", new DeferredIrqLine());
         }
+        if (spec.devices().blk().isPresent()) {
+            lines.put("blk", new DeferredIrqLine());
+        }
         return lines;
     }
 

@@ -2,6 +2,7 @@ package io.actovisor.vmm.runtime;
 
 import io.actovisor.actors.balloon.BalloonSettings;
 import io.actovisor.actors.balloon.VirtioBalloonActor;
+import io.actovisor.actors.blk.VirtioBlkActor;
 import io.actovisor.actors.discard.DiscardMode;
 import io.actovisor.actors.dma.DmaEngineActor;
 import io.actovisor.devices.boot.GuestFirmware;
@@ -125,6 +126,12 @@ public final class VmBuilder {
                 String container = groupContainers(spec).get(dma.group());
                 devices.add(new VmTopology.Device("dma", components -> DmaEngineActor.create(
                         components.containers().get(container))));
+            });
+            spec.devices().blk().ifPresent(blk -> {
+                Optional<io.actovisor.kernel.kvm.IrqLine> irq = Optional.ofNullable(lines.get("blk"));
+                devices.add(new VmTopology.Device("blk", components -> VirtioBlkActor.create(spec.name() + "-blk",
+                        components.guestMemory(), blk.bytes(), blk.container().map(c -> components.containers().get(c)),
+                        irq)));
             });
             return new VmTopology(spec.name(), memory, regions, balloon, containers, groups, guest, devices,
                     scripted);

@@ -32,8 +32,11 @@ import org.tukaani.xz.XZInputStream;
 public final class Initramfs {
     /** What {@code /init} prints once its modules are loaded, just before the shell starts. */
     public static final String READY = "actovisor-init: ready";
-    /** The modules a Linux guest on actovisor needs: virtio-mmio (found through ACPI) and the balloon driver. */
-    public static final List<String> DEFAULT_MODULES = List.of("virtio_mmio", "virtio_balloon");
+    /**
+     * The modules a Linux guest on actovisor needs: virtio-mmio (found through ACPI), the balloon driver and the
+     * block driver (for {@code devices.blk}: {@code /dev/vda}).
+     */
+    public static final List<String> DEFAULT_MODULES = List.of("virtio_mmio", "virtio_balloon", "virtio_blk");
     private static final Logger LOG = LoggerFactory.getLogger(Initramfs.class);
 
     private Initramfs() {
