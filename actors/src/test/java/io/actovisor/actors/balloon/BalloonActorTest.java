@@ -19,28 +19,17 @@ import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.eventstream.EventStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** The balloon's own protocol: targets, asking the discard manager, and the unsafe override. */
 class BalloonActorTest {
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     @Test
     void settingsComeFromReferenceConf() {
@@ -56,9 +45,9 @@ class BalloonActorTest {
 
     @Test
     void targetsAreCheckedAndWatched() {
-        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), 16, BalloonSettings.DEFAULT)) {
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
-            TestProbe<Long> watcher = kit.createTestProbe();
+            TestProbe<Long> watcher = KIT.kit().createTestProbe();
             tree.balloon.tell(new BalloonActor.WatchTarget(watcher.ref()));
             assertEquals(0L, watcher.receiveMessage());
             assertEquals(new BalloonActor.TargetSet(8 * PAGE), tree.ask(BalloonActor.TargetResult.class,
@@ -75,9 +64,9 @@ class BalloonActorTest {
 
     @Test
     void statusReportsTheDiscardManagersHolders() {
-        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
-            TestProbe<Object> holder = kit.createTestProbe();
-            TestProbe<DiscardManager.RegistrationResult> replies = kit.createTestProbe();
+        try (ActorTree tree = new ActorTree(KIT.kit(), 16, BalloonSettings.DEFAULT)) {
+            TestProbe<Object> holder = KIT.kit().createTestProbe();
+            TestProbe<DiscardManager.RegistrationResult> replies = KIT.kit().createTestProbe();
             tree.discard.tell(new DiscardManager.Register(holder.ref(), "test-holder",
                     DiscardManager.HolderKind.UNCOORDINATED_DISABLED, Optional.empty(), replies.ref()));
             replies.expectMessageClass(DiscardManager.Registered.class);
@@ -90,16 +79,16 @@ class BalloonActorTest {
     @Test
     void withoutAnAnswerFromItsManagerTheBalloonDiscardsNothing() {
         try (HostMemory ram = HostMemory.anonymous("silent-ram", 16 * PAGE)) {
-            ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create("silent"));
-            TestProbe<AddressSpaceActor.CommitResult> committed = kit.createTestProbe();
+            ActorRef<AddressSpaceActor.Command> space = KIT.kit().spawn(AddressSpaceActor.create("silent"));
+            TestProbe<AddressSpaceActor.CommitResult> committed = KIT.kit().createTestProbe();
             space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(
                     MemoryRegion.ram("ram", GuestAddress.ZERO, ram))), committed.ref()));
             committed.expectMessageClass(AddressSpaceActor.Committed.class);
-            TestProbe<DiscardManager.Command> manager = kit.createTestProbe();
-            ActorRef<BalloonActor.Command> balloon = kit.spawn(BalloonActor.create("silent", space,
+            TestProbe<DiscardManager.Command> manager = KIT.kit().createTestProbe();
+            ActorRef<BalloonActor.Command> balloon = KIT.kit().spawn(BalloonActor.create("silent", space,
                     BalloonSettings.DEFAULT, manager.ref()), "silent-balloon", BalloonActor.DISPATCHER);
             ram.writeLong(ram.base().checkedAdd(PAGE), 77);
-            TestProbe<BalloonActor.InflateResult> inflated = kit.createTestProbe();
+            TestProbe<BalloonActor.InflateResult> inflated = KIT.kit().createTestProbe();
             balloon.tell(new BalloonActor.Inflate(new long[] {1}, inflated.ref()));
             manager.expectMessageClass(DiscardManager.RequestDiscard.class);
             // The manager never answers: the inflate is answered once the balloon gives up waiting.
@@ -107,19 +96,19 @@ class BalloonActorTest {
                     BalloonActor.DECISION_TIMEOUT.plusSeconds(5));
             assertEquals(new BalloonActor.InflateResult(1, 0, 1, 0, List.of()), result);
             assertEquals(77, ram.readLong(ram.base().checkedAdd(PAGE)));
-            kit.stop(balloon);
-            kit.stop(space);
+            KIT.kit().stop(balloon);
+            KIT.kit().stop(space);
         }
     }
 
     @Test
     void unsafeIgnoreInhibitorDiscardsPinnedPagesLoudly() {
-        TestProbe<ActovisorEvent.UnsafeDiscard> unsafe = kit.createTestProbe();
-        kit.system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.UnsafeDiscard.class,
+        TestProbe<ActovisorEvent.UnsafeDiscard> unsafe = KIT.kit().createTestProbe();
+        KIT.kit().system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.UnsafeDiscard.class,
                 unsafe.ref()));
         ActorTree[] holder = new ActorTree[1];
-        LoggingTestKit.warn("unsafe-ignore-inhibitor = true").expect(kit.system(), () -> {
-            holder[0] = new ActorTree(kit, 16, BalloonSettings.DEFAULT.withUnsafeIgnoreInhibitor(true));
+        LoggingTestKit.warn("unsafe-ignore-inhibitor = true").expect(KIT.kit().system(), () -> {
+            holder[0] = new ActorTree(KIT.kit(), 16, BalloonSettings.DEFAULT.withUnsafeIgnoreInhibitor(true));
             return holder[0].balloonStatus();
         });
         try (ActorTree tree = holder[0]) {
@@ -142,24 +131,24 @@ class BalloonActorTest {
     @Test
     void framesInflatedBeforeTheFirstViewArrivesAreJudgedAgainstIt() {
         try (HostMemory ram = HostMemory.anonymous("early-ram", 16 * PAGE)) {
-            ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create("early"));
-            TestProbe<AddressSpaceActor.CommitResult> committed = kit.createTestProbe();
+            ActorRef<AddressSpaceActor.Command> space = KIT.kit().spawn(AddressSpaceActor.create("early"));
+            TestProbe<AddressSpaceActor.CommitResult> committed = KIT.kit().createTestProbe();
             space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(
                     MemoryRegion.ram("ram", GuestAddress.ZERO, ram))), committed.ref()));
             committed.expectMessageClass(AddressSpaceActor.Committed.class);
-            ActorRef<DiscardManager.Command> manager = kit.spawn(DiscardManager.create("early",
+            ActorRef<DiscardManager.Command> manager = KIT.kit().spawn(DiscardManager.create("early",
                     Duration.ofSeconds(5)));
-            ActorRef<BalloonActor.Command> balloon = kit.spawn(BalloonActor.create("early", space,
+            ActorRef<BalloonActor.Command> balloon = KIT.kit().spawn(BalloonActor.create("early", space,
                     BalloonSettings.DEFAULT, manager), "early-balloon", BalloonActor.DISPATCHER);
             // Sent at once: the balloon's subscription to the address space is still on its way.
-            TestProbe<BalloonActor.InflateResult> inflated = kit.createTestProbe();
+            TestProbe<BalloonActor.InflateResult> inflated = KIT.kit().createTestProbe();
             balloon.tell(new BalloonActor.Inflate(new long[] {1, 2, 3}, inflated.ref()));
             BalloonActor.InflateResult result = inflated.receiveMessage();
             assertEquals(List.of(), result.rejected(), "every frame is guest RAM");
             assertEquals(3, result.pagesDiscarded());
-            kit.stop(balloon);
-            kit.stop(manager);
-            kit.stop(space);
+            KIT.kit().stop(balloon);
+            KIT.kit().stop(manager);
+            KIT.kit().stop(space);
         }
     }
 }

@@ -15,14 +15,12 @@ import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.eventstream.EventStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The balloon against a probe for its discard manager, one answer at a time: a granted discard runs and is reported
@@ -32,25 +30,16 @@ import org.junit.jupiter.api.Test;
  */
 class BalloonDecisionsTest {
     private static final List<AddressRange> FRAMES_1_2 = List.of(AddressRange.of(PAGE, 2 * PAGE));
-    private static ActorTestKit kit;
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
     private static int balloons;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
 
     /** A balloon over 16 pages of RAM at guest address 0, asking {@code manager}; page 1 and 2 hold 77 and 78. */
     private record Setup(HostMemory ram, ActorRef<BalloonActor.Command> balloon, TestProbe<DiscardManager.Command>
             manager, String name) implements AutoCloseable {
         @Override
         public void close() {
-            kit.stop(balloon);
+            KIT.kit().stop(balloon);
             ram.close();
         }
 
@@ -59,7 +48,7 @@ class BalloonDecisionsTest {
         }
 
         BalloonActor.BalloonStatus status() {
-            TestProbe<BalloonActor.BalloonStatus> reply = kit.createTestProbe();
+            TestProbe<BalloonActor.BalloonStatus> reply = KIT.kit().createTestProbe();
             balloon.tell(new BalloonActor.GetStatus(reply.ref()));
             manager.expectMessageClass(DiscardManager.GetState.class).replyTo().tell(new DiscardState(name, 1, 0,
                     List.of(new DiscardState.Holder("vfio-group:g0", DiscardManager.HolderKind.UNCOORDINATED_DISABLED,
@@ -69,7 +58,7 @@ class BalloonDecisionsTest {
 
         /** Inflates frames 1 and 2; the manager is asked for exactly them. */
         TestProbe<BalloonActor.InflateResult> inflate() {
-            TestProbe<BalloonActor.InflateResult> reply = kit.createTestProbe();
+            TestProbe<BalloonActor.InflateResult> reply = KIT.kit().createTestProbe();
             balloon.tell(new BalloonActor.Inflate(new long[] {1, 2}, reply.ref()));
             return reply;
         }
@@ -85,13 +74,14 @@ class BalloonDecisionsTest {
     private static Setup setup(BalloonSettings settings) {
         String name = "decisions" + balloons++;
         HostMemory ram = HostMemory.anonymous(name, 16 * PAGE);
-        ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create(name + "-as"));
-        TestProbe<AddressSpaceActor.CommitResult> committed = kit.createTestProbe();
+        ActorRef<AddressSpaceActor.Command> space = KIT.kit().spawn(AddressSpaceActor.create(name + "-as"));
+        TestProbe<AddressSpaceActor.CommitResult> committed = KIT.kit().createTestProbe();
         space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(
                 MemoryRegion.ram("ram", GuestAddress.ZERO, ram))), committed.ref()));
         committed.expectMessageClass(AddressSpaceActor.Committed.class);
-        TestProbe<DiscardManager.Command> manager = kit.createTestProbe();
-        ActorRef<BalloonActor.Command> balloon = kit.spawn(BalloonActor.create(name, space, settings, manager.ref()),
+        TestProbe<DiscardManager.Command> manager = KIT.kit().createTestProbe();
+        ActorRef<BalloonActor.Command> balloon = KIT.kit().spawn(BalloonActor.create(name, space, settings,
+                manager.ref()),
                 name, BalloonActor.DISPATCHER);
         ram.writeLong(ram.base().checkedAdd(PAGE), 77);
         ram.writeLong(ram.base().checkedAdd(2 * PAGE), 78);
@@ -99,10 +89,10 @@ class BalloonDecisionsTest {
     }
 
     private static TestProbe<ActovisorEvent> events(Class<? extends ActovisorEvent> type) {
-        TestProbe<ActovisorEvent> probe = kit.createTestProbe();
+        TestProbe<ActovisorEvent> probe = KIT.kit().createTestProbe();
         @SuppressWarnings("unchecked")
         Class<ActovisorEvent> cls = (Class<ActovisorEvent>) type;
-        kit.system().eventStream().tell(new EventStream.Subscribe<>(cls, probe.ref()));
+        KIT.kit().system().eventStream().tell(new EventStream.Subscribe<>(cls, probe.ref()));
         return probe;
     }
 
@@ -143,7 +133,7 @@ class BalloonDecisionsTest {
             TestProbe<BalloonActor.InflateResult> inflated = s.inflate();
             DiscardManager.RequestDiscard request = s.request();
             // A refusal is the rules working, not a failure: no error is logged (a manager that did not answer is).
-            LoggingTestKit.error("skips the discard").withOccurrences(0).expect(kit.system(), () -> {
+            LoggingTestKit.error("skips the discard").withOccurrences(0).expect(KIT.kit().system(), () -> {
                 request.replyTo().tell(new DiscardManager.Refused(List.of("vfio-group:g0")));
                 assertEquals(new BalloonActor.InflateResult(2, 0, 2, 0, List.of(), 0), inflated.receiveMessage());
                 return null;
@@ -184,7 +174,7 @@ class BalloonDecisionsTest {
     void everyChangeOfTargetOrSizeIsPublished() {
         TestProbe<ActovisorEvent> changes = events(ActovisorEvent.BalloonChanged.class);
         try (Setup s = setup(BalloonSettings.DEFAULT)) {
-            TestProbe<BalloonActor.TargetResult> target = kit.createTestProbe();
+            TestProbe<BalloonActor.TargetResult> target = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.SetTarget(4 * PAGE, target.ref()));
             assertEquals(new BalloonActor.TargetSet(4 * PAGE), target.receiveMessage());
             assertEquals(new ActovisorEvent.BalloonChanged(s.name(), 4 * PAGE, 0),
@@ -196,7 +186,7 @@ class BalloonDecisionsTest {
             assertEquals(new ActovisorEvent.BalloonChanged(s.name(), 4 * PAGE, 2 * PAGE),
                     next(changes, ActovisorEvent.BalloonChanged.class, s.name()));
 
-            TestProbe<BalloonActor.DeflateResult> deflated = kit.createTestProbe();
+            TestProbe<BalloonActor.DeflateResult> deflated = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.Deflate(new long[] {2}, deflated.ref()));
             assertEquals(new ActovisorEvent.BalloonChanged(s.name(), 4 * PAGE, PAGE),
                     next(changes, ActovisorEvent.BalloonChanged.class, s.name()));
@@ -209,14 +199,14 @@ class BalloonDecisionsTest {
     @Test
     void frameZeroIsAFrameLikeAnyOther() {
         try (Setup s = setup(BalloonSettings.DEFAULT)) {
-            TestProbe<BalloonActor.InflateResult> inflated = kit.createTestProbe();
+            TestProbe<BalloonActor.InflateResult> inflated = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.Inflate(new long[] {0, -1}, inflated.ref()));
             DiscardManager.RequestDiscard request = s.manager().expectMessageClass(
                     DiscardManager.RequestDiscard.class);
             assertEquals(List.of(AddressRange.of(0, PAGE)), request.ranges());
             request.replyTo().tell(new DiscardManager.Held(request.ranges(), 1));
             assertEquals(new BalloonActor.InflateResult(1, 0, 0, 0, List.of(-1L), 1), inflated.receiveMessage());
-            TestProbe<BalloonActor.DeflateResult> deflated = kit.createTestProbe();
+            TestProbe<BalloonActor.DeflateResult> deflated = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.Deflate(new long[] {0, -1}, deflated.ref()));
             assertInstanceOf(DiscardManager.Reclaim.class, s.manager().receiveMessage()).replyTo()
                     .tell(new DiscardManager.Reclaimed(0));
@@ -228,7 +218,7 @@ class BalloonDecisionsTest {
     void aGrantedFreePageReportDiscardsItsChunksAndAChunkPastTheEndOfRamIsRejected() {
         try (Setup s = setup(BalloonSettings.DEFAULT)) {
             AddressRange pastTheEnd = AddressRange.of(14 * PAGE, 4 * PAGE);
-            TestProbe<BalloonActor.ReportResult> reported = kit.createTestProbe();
+            TestProbe<BalloonActor.ReportResult> reported = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.ReportFree(List.of(FRAMES_1_2.get(0), pastTheEnd), reported.ref()));
             DiscardManager.ReportFreePages report = s.manager().expectMessageClass(
                     DiscardManager.ReportFreePages.class);
@@ -250,8 +240,8 @@ class BalloonDecisionsTest {
             TestProbe<BalloonActor.InflateResult> inflated = s.inflate();
             s.request().replyTo().tell(new DiscardManager.Held(FRAMES_1_2, 2));
             inflated.receiveMessage();
-            TestProbe<BalloonActor.DeflateResult> deflated = kit.createTestProbe();
-            LoggingTestKit.error("keeps 1 deflated frames: EBUSY").expect(kit.system(), () -> {
+            TestProbe<BalloonActor.DeflateResult> deflated = KIT.kit().createTestProbe();
+            LoggingTestKit.error("keeps 1 deflated frames: EBUSY").expect(KIT.kit().system(), () -> {
                 s.balloon().tell(new BalloonActor.Deflate(new long[] {2, 9}, deflated.ref()));
                 assertInstanceOf(DiscardManager.Reclaim.class, s.manager().receiveMessage()).replyTo()
                         .tell(new DiscardManager.ReclaimFailed("EBUSY"));
@@ -274,9 +264,9 @@ class BalloonDecisionsTest {
             TestProbe<BalloonActor.InflateResult> inflated = s.inflate();
             DiscardManager.RequestDiscard request = s.request();
             // No frame of an inflate can be deflated (and reused) before its discard has run.
-            TestProbe<BalloonActor.DeflateResult> deflated = kit.createTestProbe();
+            TestProbe<BalloonActor.DeflateResult> deflated = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.Deflate(new long[] {1}, deflated.ref()));
-            TestProbe<BalloonActor.ReportResult> reported = kit.createTestProbe();
+            TestProbe<BalloonActor.ReportResult> reported = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.ReportFree(List.of(AddressRange.of(8 * PAGE, PAGE)), reported.ref()));
             s.manager().expectNoMessage(Duration.ofMillis(100));
             request.replyTo().tell(new DiscardManager.Held(FRAMES_1_2, 2));
@@ -290,7 +280,7 @@ class BalloonDecisionsTest {
             assertEquals(new BalloonActor.DeflateResult(1, List.of()), deflated.receiveMessage());
             DiscardManager.ReportFreePages report = s.manager().expectMessageClass(
                     DiscardManager.ReportFreePages.class);
-            TestProbe<BalloonActor.InflateResult> second = kit.createTestProbe();
+            TestProbe<BalloonActor.InflateResult> second = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.Inflate(new long[] {3}, second.ref()));
             s.manager().expectNoMessage(Duration.ofMillis(100));
             report.replyTo().tell(new DiscardManager.Refused(List.of("vfio-group:g0")));
@@ -303,11 +293,11 @@ class BalloonDecisionsTest {
     @Test
     void framesOutsideRamOrNotInflatedAreAnsweredWithoutAskingTheManager() {
         try (Setup s = setup(BalloonSettings.DEFAULT)) {
-            TestProbe<BalloonActor.InflateResult> inflated = kit.createTestProbe();
+            TestProbe<BalloonActor.InflateResult> inflated = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.Inflate(new long[] {16, 1L << 40}, inflated.ref()));
             assertEquals(new BalloonActor.InflateResult(0, 0, 0, 0, List.of(16L, 1L << 40)),
                     inflated.receiveMessage());
-            TestProbe<BalloonActor.DeflateResult> deflated = kit.createTestProbe();
+            TestProbe<BalloonActor.DeflateResult> deflated = KIT.kit().createTestProbe();
             s.balloon().tell(new BalloonActor.Deflate(new long[] {3}, deflated.ref()));
             assertEquals(new BalloonActor.DeflateResult(0, List.of(3L)), deflated.receiveMessage());
             s.manager().expectNoMessage(Duration.ofMillis(100));

@@ -24,14 +24,12 @@ import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.eventstream.EventStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Free page reporting from the scripted guest's driver through the virtio-balloon's reporting queue: the free blocks
@@ -44,17 +42,8 @@ class FreePageReportingTest {
     private static final long BALLOON_BASE = 0xd0001000L;
     /** Free RAM above the 1 MiB work area at 1 MiB: three whole 2 MiB blocks. */
     private static final AddressRange FREE = AddressRange.of(2 * MIB, 6 * MIB);
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     private static VmTopology topology(String name, HostMemory ram, boolean group) {
         List<MemoryRegion> regions = List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram),
@@ -85,8 +74,8 @@ class FreePageReportingTest {
     }
 
     private static TestProbe<ActovisorEvent.GuestConsoleLine> console() {
-        TestProbe<ActovisorEvent.GuestConsoleLine> console = kit.createTestProbe();
-        kit.system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.GuestConsoleLine.class,
+        TestProbe<ActovisorEvent.GuestConsoleLine> console = KIT.kit().createTestProbe();
+        KIT.kit().system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.GuestConsoleLine.class,
                 console.ref()));
         return console;
     }
@@ -98,13 +87,13 @@ class FreePageReportingTest {
     }
 
     private static DiscardState discardState(VmActor.Started started) {
-        TestProbe<DiscardState> probe = kit.createTestProbe();
+        TestProbe<DiscardState> probe = KIT.kit().createTestProbe();
         started.components().discardManager().tell(new DiscardManager.GetState(probe.ref()));
         return probe.receiveMessage();
     }
 
     private static VmActor.Started startVm(ActorRef<VmActor.Command> vm) {
-        TestProbe<VmActor.StartResult> result = kit.createTestProbe();
+        TestProbe<VmActor.StartResult> result = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Start(result.ref()));
         VmActor.StartResult r = result.receiveMessage(Duration.ofSeconds(30));
         assertTrue(r instanceof VmActor.Started, r.toString());
@@ -112,7 +101,7 @@ class FreePageReportingTest {
     }
 
     private static void shutDown(ActorRef<VmActor.Command> vm) {
-        TestProbe<VmActor.ActionResult> actions = kit.createTestProbe();
+        TestProbe<VmActor.ActionResult> actions = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Shutdown(actions.ref()));
         actions.receiveMessage(Duration.ofSeconds(20));
         actions.expectTerminated(vm, Duration.ofSeconds(20));
@@ -124,7 +113,7 @@ class FreePageReportingTest {
         touchFreeRam(ram);
         assertEquals(FREE.size(), ram.residentBytes(hostRange(ram)), "the host touched the free RAM");
         TestProbe<ActovisorEvent.GuestConsoleLine> console = console();
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("fpr-free", ram, false)), "fpr-free");
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(topology("fpr-free", ram, false)), "fpr-free");
         VmActor.Started started = startVm(vm);
         awaitLine(console, "fpr-free", "round 2:");
         DiscardState state = discardState(started);
@@ -134,7 +123,7 @@ class FreePageReportingTest {
         assertEquals(0, ram.residentBytes(hostRange(ram)), "the reported blocks were given back to the host");
 
         // Inflate one block and deflate it: the block is free again and reported once more.
-        TestProbe<BalloonActor.TargetResult> target = kit.createTestProbe();
+        TestProbe<BalloonActor.TargetResult> target = KIT.kit().createTestProbe();
         started.components().balloon().orElseThrow().tell(new BalloonActor.SetTarget(2 * MIB, target.ref()));
         target.receiveMessage();
         awaitLine(console, "fpr-free", "balloon: inflated 512 pages");
@@ -151,7 +140,7 @@ class FreePageReportingTest {
         HostMemory ram = HostMemory.anonymous("fpr-held-ram", RAM);
         touchFreeRam(ram);
         TestProbe<ActovisorEvent.GuestConsoleLine> console = console();
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("fpr-held", ram, true)), "fpr-held");
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(topology("fpr-held", ram, true)), "fpr-held");
         VmActor.Started started = startVm(vm);
         awaitLine(console, "fpr-held", "round 2:");
         DiscardState state = discardState(started);

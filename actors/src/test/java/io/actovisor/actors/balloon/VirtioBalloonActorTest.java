@@ -17,26 +17,15 @@ import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** The virtio-balloon device tells the discard manager the guest's contract, and remaps before the driver goes on. */
 class VirtioBalloonActorTest {
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     private static void write(ActorRef<DeviceIo.Command> device, int offset, long value,
             TestProbe<DeviceIo.Result> replies) {
@@ -48,11 +37,11 @@ class VirtioBalloonActorTest {
         try (HostMemory ram = HostMemory.anonymous("virtio-balloon-ram", 1 << 20)) {
             GuestMemory memory = GuestMemory.of(FlatView.of(List.of(MemoryRegion.ram("ram", GuestAddress.ZERO,
                     ram))));
-            TestProbe<BalloonActor.Command> balloon = kit.createTestProbe();
-            TestProbe<DiscardManager.Command> manager = kit.createTestProbe();
-            ActorRef<DeviceIo.Command> device = kit.spawn(VirtioBalloonActor.create(GuestMemoryView.of(memory),
+            TestProbe<BalloonActor.Command> balloon = KIT.kit().createTestProbe();
+            TestProbe<DiscardManager.Command> manager = KIT.kit().createTestProbe();
+            ActorRef<DeviceIo.Command> device = KIT.kit().spawn(VirtioBalloonActor.create(GuestMemoryView.of(memory),
                     balloon.ref(), Optional.of(manager.ref()), true, Duration.ofHours(1)));
-            TestProbe<DeviceIo.Result> replies = kit.createTestProbe();
+            TestProbe<DeviceIo.Result> replies = KIT.kit().createTestProbe();
             write(device, VirtioMmio.STATUS, VirtioMmio.S_ACKNOWLEDGE | VirtioMmio.S_DRIVER, replies);
             replies.receiveMessage();
             write(device, VirtioMmio.DRIVER_FEATURES_SEL, 0, replies);
@@ -91,12 +80,12 @@ class VirtioBalloonActorTest {
             manager.expectMessageClass(DiscardManager.RestoreAll.class).replyTo()
                     .tell(new DiscardManager.ReclaimFailed("ENOMEM"));
             replies.receiveMessage();
-            TestProbe<DeviceIo.Result> status = kit.createTestProbe();
+            TestProbe<DeviceIo.Result> status = KIT.kit().createTestProbe();
             device.tell(new DeviceIo.Read(DeviceIo.Space.MMIO, VirtioMmio.STATUS, VirtioMmio.STATUS, 4,
                     status.ref()));
             long value = ((DeviceIo.Completed) status.receiveMessage()).value();
             assertTrue((value & VirtioMmio.S_DEVICE_NEEDS_RESET) != 0, "status " + value);
-            kit.stop(device);
+            KIT.kit().stop(device);
         }
     }
 }

@@ -26,12 +26,10 @@ import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The virtio-blk actor driven through its MMIO window as a driver does: requests served through guest memory, and
@@ -46,17 +44,8 @@ class VirtioBlkActorTest {
     private static final long DATA = 0x30000;
     private static final long STATUS = 0x40000;
     private static final Duration TIMEOUT = Duration.ofSeconds(10);
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     /** A driver of one device: MMIO through messages, the queue in {@code memory}. */
     private static final class Driver {
@@ -70,13 +59,13 @@ class VirtioBlkActorTest {
         }
 
         long read(int register) {
-            TestProbe<DeviceIo.Result> probe = kit.createTestProbe();
+            TestProbe<DeviceIo.Result> probe = KIT.kit().createTestProbe();
             device.tell(new DeviceIo.Read(DeviceIo.Space.MMIO, register, register, 4, probe.ref()));
             return ((DeviceIo.Completed) probe.receiveMessage(TIMEOUT)).value();
         }
 
         void write(int register, long value) {
-            TestProbe<DeviceIo.Result> probe = kit.createTestProbe();
+            TestProbe<DeviceIo.Result> probe = KIT.kit().createTestProbe();
             device.tell(new DeviceIo.Write(DeviceIo.Space.MMIO, register, register, 4, value, probe.ref()));
             probe.expectMessageClass(DeviceIo.Completed.class, TIMEOUT);
         }
@@ -101,7 +90,7 @@ class VirtioBlkActorTest {
         /** Submit a request (header, one data buffer, status) and wait for the device to hand it back. */
         int request(int type, long sector, long data, int length) {
             submit(type, sector, data, length);
-            TestProbe<Object> wait = kit.createTestProbe();
+            TestProbe<Object> wait = KIT.kit().createTestProbe();
             wait.awaitAssert(TIMEOUT, () -> {
                 assertEquals(available, memory.readShort(new GuestAddress(QUEUE + 0x400 + 2)) & 0xffff);
                 return null;
@@ -132,7 +121,7 @@ class VirtioBlkActorTest {
         }
 
         VirtioBlkActor.DmaLog log() {
-            TestProbe<VirtioBlkActor.DmaLog> probe = kit.createTestProbe();
+            TestProbe<VirtioBlkActor.DmaLog> probe = KIT.kit().createTestProbe();
             device.tell(new VirtioBlkActor.GetDmaLog(probe.ref()));
             return probe.receiveMessage(TIMEOUT);
         }
@@ -161,7 +150,8 @@ class VirtioBlkActorTest {
         try (HostMemory ram = HostMemory.anonymous("blk-actor-ram", RAM)) {
             GuestMemory memory = GuestMemory.of(FlatView.of(List.of(MemoryRegion.ram("ram", GuestAddress.ZERO,
                     ram))));
-            Driver driver = new Driver(kit.spawn(VirtioBlkActor.create("blk0", GuestMemoryView.of(memory), 1 << 20,
+            Driver driver = new Driver(KIT.kit().spawn(VirtioBlkActor.create("blk0", GuestMemoryView.of(memory),
+                    1 << 20,
                     Optional.empty(), Optional.empty())), memory);
             driver.bringUp();
             writeAndReadBack(driver);
@@ -172,38 +162,39 @@ class VirtioBlkActorTest {
             assertEquals(8192, log.bytesIn());
             assertEquals(8192, log.bytesOut());
             assertArrayEquals(new long[] {0x30, 0x31, 0x38, 0x39}, log.frames());
-            kit.stop(driver.device);
+            KIT.kit().stop(driver.device);
         }
     }
 
     @Test
     void throughAPinnedContainerTheBuffersGoThroughTheIommu() {
         try (HostMemory ram = HostMemory.anonymous("blk-actor-pinned-ram", RAM)) {
-            ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create("blk-space"));
-            TestProbe<AddressSpaceActor.CommitResult> committed = kit.createTestProbe();
+            ActorRef<AddressSpaceActor.Command> space = KIT.kit().spawn(AddressSpaceActor.create("blk-space"));
+            TestProbe<AddressSpaceActor.CommitResult> committed = KIT.kit().createTestProbe();
             space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(
                     MemoryRegion.ram("ram", GuestAddress.ZERO, ram))), committed.ref()));
             committed.expectMessageClass(AddressSpaceActor.Committed.class, TIMEOUT);
-            ActorRef<VfioContainerActor.Command> container = kit.spawn(VfioContainerActor.create("c0", space,
+            ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0", space,
                     IommuBackend.shared(PinnedIommu.BACKEND, () -> PinnedIommu.open(65535))));
             GuestMemory memory = GuestMemory.of(FlatView.of(List.of(MemoryRegion.ram("ram", GuestAddress.ZERO,
                     ram))));
-            Driver driver = new Driver(kit.spawn(VirtioBlkActor.create("blk0", GuestMemoryView.of(memory), 1 << 20,
+            Driver driver = new Driver(KIT.kit().spawn(VirtioBlkActor.create("blk0", GuestMemoryView.of(memory),
+                    1 << 20,
                     Optional.of(container), Optional.empty())), memory);
             driver.bringUp();
             memory.write(new GuestAddress(DATA), pattern(512, 1));
             // No group attached: the container's IOMMU is closed, so neither the header can be read nor the
             // IOERR status written: the device needs a reset, and the request is never handed back.
             driver.submit(VirtioBlk.T_OUT, 0, DATA, 512);
-            kit.createTestProbe().awaitAssert(TIMEOUT, () -> {
+            KIT.kit().createTestProbe().awaitAssert(TIMEOUT, () -> {
                 assertTrue((driver.read(VirtioMmio.STATUS) & VirtioMmio.S_DEVICE_NEEDS_RESET) != 0);
                 return null;
             });
             assertEquals(0x7f, memory.readByte(new GuestAddress(STATUS)) & 0xff);
             assertEquals(0, memory.readShort(new GuestAddress(QUEUE + 0x400 + 2)));
 
-            TestProbe<VfioContainerActor.AttachResult> attached = kit.createTestProbe();
-            container.tell(new VfioContainerActor.AttachGroup("g0", kit.createTestProbe().ref(), attached.ref()));
+            TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
+            container.tell(new VfioContainerActor.AttachGroup("g0", KIT.kit().createTestProbe().ref(), attached.ref()));
             attached.expectMessageClass(VfioContainerActor.GroupAttached.class, TIMEOUT);
             driver.available = 0;
             driver.bringUp();
@@ -213,9 +204,9 @@ class VirtioBlkActorTest {
             assertTrue(log.containerFaults() >= 2, "the header read and the status write before the attach");
             assertEquals(Arrays.stream(new long[] {0x30, 0x31, 0x38, 0x39}).boxed().toList(),
                     Arrays.stream(log.frames()).boxed().toList());
-            kit.stop(driver.device);
-            kit.stop(container);
-            kit.stop(space);
+            KIT.kit().stop(driver.device);
+            KIT.kit().stop(container);
+            KIT.kit().stop(space);
         }
     }
 }

@@ -28,10 +28,8 @@ import io.actovisor.memory.sys.ProcessResources;
 import io.actovisor.memory.testing.NativeRequirement;
 import java.util.Arrays;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Coordinated discard through the real actor tree: a block is discarded only after its container unmapped it, a
@@ -40,21 +38,12 @@ import org.junit.jupiter.api.Test;
 class CoordinatedDiscardTest {
     /** Four pages per block, so a test balloons whole blocks with a handful of frames. */
     private static final long BLOCK = 4 * PAGE;
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     /** A coordinated container on a watched model IOMMU with one attached coordinated group. */
     private static ActorTree coordinatedTree(boolean guestTellsHost) {
-        ActorTree tree = new ActorTree(kit, 32, BalloonSettings.DEFAULT, BLOCK);
+        ActorTree tree = new ActorTree(KIT.kit(), 32, BalloonSettings.DEFAULT, BLOCK);
         tree.container("c0", 65535, DiscardMode.COORDINATED);
         tree.group("g0", DiscardMode.COORDINATED);
         tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 32)));
@@ -113,7 +102,7 @@ class CoordinatedDiscardTest {
         try (ActorTree tree = coordinatedTree(true)) {
             tree.inflate(0, 1, 2, 3, 8, 9, 10, 11, 12);
             assertEquals(2, tree.containerState("c0").releasedBlocks().size());
-            var probe = kit.createTestProbe(DiscardManager.ReclaimResult.class);
+            var probe = KIT.kit().createTestProbe(DiscardManager.ReclaimResult.class);
             tree.discard.tell(new DiscardManager.RestoreAll(probe.ref()));
             assertEquals(new DiscardManager.Reclaimed(2), probe.receiveMessage());
             assertEquals(List.of(), tree.containerState("c0").releasedBlocks());
@@ -126,7 +115,7 @@ class CoordinatedDiscardTest {
     void onPinnedTheBlocksPinsAreGoneBeforeTheDiscardAndTheDeviceNeverSeesTheOldPage() {
         NativeRequirement.require("io_uring", IoUring.unavailabilityCause());
         long pinnedBefore = ProcessResources.statusKib("VmPin");
-        try (ActorTree tree = new ActorTree(kit, 32, BalloonSettings.DEFAULT, BLOCK)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), 32, BalloonSettings.DEFAULT, BLOCK)) {
             tree.container("c0", tree.pins.backend(PinnedIommu.BACKEND, PinnedIommu::open), DiscardMode.COORDINATED);
             tree.group("g0", DiscardMode.COORDINATED);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 32)));
@@ -163,7 +152,7 @@ class CoordinatedDiscardTest {
 
     @Test
     void aContainerThatCannotUnmapKeepsTheBlockHeldAndTheVmRunning() {
-        try (ActorTree tree = new ActorTree(kit, 32, BalloonSettings.DEFAULT, BLOCK)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), 32, BalloonSettings.DEFAULT, BLOCK)) {
             boolean[] failUnmaps = {false};
             tree.container("c0", tree.pins.backend(ModelIommu.BACKEND, () -> new FailingUnmaps(ModelIommu.create(),
                     failUnmaps)), DiscardMode.COORDINATED);

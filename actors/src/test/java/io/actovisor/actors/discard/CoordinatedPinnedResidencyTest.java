@@ -22,10 +22,9 @@ import io.actovisor.memory.testing.NativeRequirement;
 import java.util.Arrays;
 import java.util.List;
 import java.util.stream.LongStream;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Item 6(a) of coordinated discard on {@code pinned}, with the host's own numbers: a fully ballooned block leaves host
@@ -36,24 +35,19 @@ import org.junit.jupiter.api.Test;
 class CoordinatedPinnedResidencyTest {
     private static final long BLOCK = 16 * PAGE;
     private static final int BLOCKS = 4;
-    private static ActorTestKit kit;
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     @BeforeAll
     static void start() {
-        kit = NativeTestKit.start();
         NativeRequirement.require("io_uring", IoUring.unavailabilityCause());
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
     }
 
     @Test
     void aDiscardedBlockLeavesHostRamAndItsPinsAndComesBackMappedOnDeflate() {
         long pinnedBefore = ProcessResources.statusKib("VmPin");
         long pages = BLOCKS * BLOCK / PAGE;
-        try (ActorTree tree = new ActorTree(kit, pages, BalloonSettings.DEFAULT, BLOCK)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), pages, BalloonSettings.DEFAULT, BLOCK)) {
             tree.container("c0", tree.pins.backend(PinnedIommu.BACKEND, PinnedIommu::open), DiscardMode.COORDINATED);
             tree.group("g0", DiscardMode.COORDINATED);
             byte[] a = new byte[(int) PAGE];

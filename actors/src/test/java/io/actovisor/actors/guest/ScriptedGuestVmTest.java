@@ -30,13 +30,11 @@ import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Supplier;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.eventstream.EventStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * A VM whose guest is scripted: the default workload follows the balloon target and checksums rounds by CPU and by
@@ -46,17 +44,8 @@ class ScriptedGuestVmTest {
     private static final long RAM = 4 << 20;
     private static final long DMA_BASE = 0xd0000000L;
     private static final long BALLOON_BASE = 0xd0001000L;
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     /** 4 MiB of RAM, a balloon, a container with one group, the DMA engine behind it when {@code dma}. */
     static VmTopology topology(String name, IommuBackend backend, boolean dma, Supplier<GuestProgram> program) {
@@ -80,8 +69,8 @@ class ScriptedGuestVmTest {
     }
 
     private static TestProbe<ActovisorEvent.GuestConsoleLine> console() {
-        TestProbe<ActovisorEvent.GuestConsoleLine> console = kit.createTestProbe();
-        kit.system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.GuestConsoleLine.class,
+        TestProbe<ActovisorEvent.GuestConsoleLine> console = KIT.kit().createTestProbe();
+        KIT.kit().system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.GuestConsoleLine.class,
                 console.ref()));
         return console;
     }
@@ -94,7 +83,7 @@ class ScriptedGuestVmTest {
     }
 
     private static VmActor.Started startVm(ActorRef<VmActor.Command> vm) {
-        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        TestProbe<VmActor.StartResult> started = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Start(started.ref()));
         VmActor.StartResult result = started.receiveMessage(Duration.ofSeconds(20));
         assertTrue(result instanceof VmActor.Started, result.toString());
@@ -102,7 +91,7 @@ class ScriptedGuestVmTest {
     }
 
     private static void shutDown(ActorRef<VmActor.Command> vm) {
-        TestProbe<VmActor.ActionResult> actions = kit.createTestProbe();
+        TestProbe<VmActor.ActionResult> actions = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Shutdown(actions.ref()));
         actions.receiveMessage();
         actions.expectTerminated(vm, Duration.ofSeconds(10));
@@ -113,26 +102,26 @@ class ScriptedGuestVmTest {
         TestProbe<ActovisorEvent.GuestConsoleLine> console = console();
         VmTopology topology = topology("scripted-balloon", IommuBackend.model(65535), false,
                 () -> new WorkloadProgram(Duration.ofMillis(50)));
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology), "scripted-balloon");
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(topology), "scripted-balloon");
         VmActor.Started started = startVm(vm);
         assertEquals("balloon: ready (stats on)", awaitLine(console, "scripted-balloon", "balloon:"));
         assertTrue(awaitLine(console, "scripted-balloon", "round 1:").startsWith(
                 "round 1: pages 256 balloon 0 cpu "));
 
-        TestProbe<BalloonActor.TargetResult> target = kit.createTestProbe();
+        TestProbe<BalloonActor.TargetResult> target = KIT.kit().createTestProbe();
         started.components().balloon().orElseThrow().tell(new BalloonActor.SetTarget(64 * 4096, target.ref()));
         target.receiveMessage();
         assertEquals("balloon: inflated 64 pages (now 64)", awaitLine(console, "scripted-balloon",
                 "balloon: inflated"));
         // The 64 frames come from the free RAM above the work area (one whole 2 MiB block there): the work area stays.
         assertTrue(awaitLine(console, "scripted-balloon", "round").contains("pages 256 balloon 64"));
-        TestProbe<BalloonActor.BalloonStatus> status = kit.createTestProbe();
+        TestProbe<BalloonActor.BalloonStatus> status = KIT.kit().createTestProbe();
         started.components().balloon().orElseThrow().tell(new BalloonActor.GetStatus(status.ref()));
         assertEquals(64 * 4096, status.receiveMessage().actualBytes(), "the balloon holds the frames the guest gave");
 
-        TestProbe<VmActor.BalloonDevice> balloonDevice = kit.createTestProbe();
+        TestProbe<VmActor.BalloonDevice> balloonDevice = KIT.kit().createTestProbe();
         vm.tell(new VmActor.GetBalloonDevice(balloonDevice.ref()));
-        TestProbe<VirtioBalloonActor.Statistics> stats = kit.createTestProbe();
+        TestProbe<VirtioBalloonActor.Statistics> stats = KIT.kit().createTestProbe();
         balloonDevice.receiveMessage().device().orElseThrow().tell(new VirtioBalloonActor.GetStatistics(
                 stats.ref()));
         VirtioBalloonActor.Statistics s = stats.receiveMessage();
@@ -149,11 +138,12 @@ class ScriptedGuestVmTest {
     @Test
     void deflateOnOomKeepsTheReserveWhenTheTargetAsksForEverything() {
         TestProbe<ActovisorEvent.GuestConsoleLine> console = console();
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("scripted-oom", IommuBackend.model(65535),
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(topology("scripted-oom",
+                IommuBackend.model(65535),
                 false, () -> new WorkloadProgram(Duration.ofMillis(50)))), "scripted-oom");
         VmActor.Started started = startVm(vm);
         awaitLine(console, "scripted-oom", "round 1:");
-        TestProbe<BalloonActor.TargetResult> target = kit.createTestProbe();
+        TestProbe<BalloonActor.TargetResult> target = KIT.kit().createTestProbe();
         started.components().balloon().orElseThrow().tell(new BalloonActor.SetTarget(RAM, target.ref()));
         target.receiveMessage();
         assertEquals("balloon: target 1024 pages leaves no memory; deflate-on-oom keeps the balloon at "
@@ -168,7 +158,7 @@ class ScriptedGuestVmTest {
     void cpuAndDmaChecksumsMatchThroughPinnedPages() {
         NativeRequirement.require("io_uring", IoUring.unavailabilityCause());
         TestProbe<ActovisorEvent.GuestConsoleLine> console = console();
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("scripted-dma",
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(topology("scripted-dma",
                 IommuBackend.shared(PinnedIommu.BACKEND, () -> PinnedIommu.open(65535)), true,
                 () -> new WorkloadProgram(Duration.ofMillis(50)))), "scripted-dma");
         startVm(vm);
@@ -200,10 +190,11 @@ class ScriptedGuestVmTest {
                 return CompletableFuture.completedFuture(Optional.of(Duration.ZERO));
             }
         };
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("scripted-fail", IommuBackend.model(65535),
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(topology("scripted-fail",
+                IommuBackend.model(65535),
                 false, () -> failing)), "scripted-fail");
         startVm(vm);
-        TestProbe<VmActor.GuestInfo> guest = kit.createTestProbe();
+        TestProbe<VmActor.GuestInfo> guest = KIT.kit().createTestProbe();
         VmActor.GuestInfo info = guest.awaitAssert(Duration.ofSeconds(10), () -> {
             vm.tell(new VmActor.GetGuest(guest.ref()));
             VmActor.GuestInfo i = guest.receiveMessage();
@@ -212,7 +203,7 @@ class ScriptedGuestVmTest {
         });
         assertEquals(new VmActor.GuestInfo("scripted", "failing", VmActor.GuestState.FAILED,
                 Optional.of("IllegalStateException: the script gave up in round 2")), info);
-        TestProbe<VmActor.VmInfo> vmInfo = kit.createTestProbe();
+        TestProbe<VmActor.VmInfo> vmInfo = KIT.kit().createTestProbe();
         vm.tell(new VmActor.GetInfo(vmInfo.ref()));
         assertEquals(VmActor.State.RUNNING, vmInfo.receiveMessage().state(), "the VM keeps running");
         shutDown(vm);

@@ -33,13 +33,11 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * RAM hot-added by a commit after the devices were built is what those devices read: the address space publishes
@@ -50,21 +48,12 @@ class LiveGuestMemoryTest {
     private static final long PAGE = 4096;
     private static final long HIGH = 16L << 20;
     private static final Duration TIMEOUT = Duration.ofSeconds(10);
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     private static AddressSpaceActor.CommitResult commit(ActorRef<AddressSpaceActor.Command> space,
             MemoryRegion region) {
-        TestProbe<AddressSpaceActor.CommitResult> probe = kit.createTestProbe();
+        TestProbe<AddressSpaceActor.CommitResult> probe = KIT.kit().createTestProbe();
         space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(region)), probe.ref()));
         return probe.receiveMessage(TIMEOUT);
     }
@@ -76,14 +65,14 @@ class LiveGuestMemoryTest {
             public CompletionStage<Long> read(long offset, int size) {
                 return AskPattern.<DeviceIo.Command, DeviceIo.Result>ask(device,
                         r -> new DeviceIo.Read(DeviceIo.Space.MMIO, offset, offset, size, r), TIMEOUT,
-                        kit.scheduler()).thenApply(LiveGuestMemoryTest::value);
+                        KIT.kit().scheduler()).thenApply(LiveGuestMemoryTest::value);
             }
 
             @Override
             public CompletionStage<Void> write(long offset, int size, long value) {
                 return AskPattern.<DeviceIo.Command, DeviceIo.Result>ask(device,
                         r -> new DeviceIo.Write(DeviceIo.Space.MMIO, offset, offset, size, value, r), TIMEOUT,
-                        kit.scheduler()).thenApply(r -> {
+                        KIT.kit().scheduler()).thenApply(r -> {
                             value(r);
                             return null;
                         });
@@ -103,16 +92,16 @@ class LiveGuestMemoryTest {
         try (HostMemory low = HostMemory.anonymous("live-low", 1 << 20);
                 HostMemory high = HostMemory.anonymous("live-high", 1 << 20)) {
             GuestMemoryView view = GuestMemoryView.empty();
-            ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create("live-balloon",
+            ActorRef<AddressSpaceActor.Command> space = KIT.kit().spawn(AddressSpaceActor.create("live-balloon",
                     AddressSpaceActor.DEFAULT_ACK_TIMEOUT, view));
             assertInstanceOf(AddressSpaceActor.Committed.class,
                     commit(space, MemoryRegion.ram("low", GuestAddress.ZERO, low)));
-            TestProbe<GuestMemoryView> published = kit.createTestProbe();
+            TestProbe<GuestMemoryView> published = KIT.kit().createTestProbe();
             space.tell(new AddressSpaceActor.GetGuestMemory(published.ref()));
             assertTrue(published.receiveMessage(TIMEOUT) == view, "the address space publishes into the given view");
 
-            TestProbe<BalloonActor.Command> balloon = kit.createTestProbe();
-            ActorRef<DeviceIo.Command> device = kit.spawn(VirtioBalloonActor.create(view, balloon.ref(), false,
+            TestProbe<BalloonActor.Command> balloon = KIT.kit().createTestProbe();
+            ActorRef<DeviceIo.Command> device = KIT.kit().spawn(VirtioBalloonActor.create(view, balloon.ref(), false,
                     Duration.ofHours(1)));
             balloon.expectMessageClass(BalloonActor.WatchTarget.class, TIMEOUT);
             GuestMemory before = view.current();
@@ -163,8 +152,8 @@ class LiveGuestMemoryTest {
             assertInstanceOf(ScriptedGuestException.class, refused.getCause());
             assertTrue(frozen.failures() > 0, "the transport reported the rings outside its memory");
             assertTrue(frozen.queue(0).isEmpty(), "a map frozen before the hot-add does not hold the new RAM");
-            kit.stop(device);
-            kit.stop(space);
+            KIT.kit().stop(device);
+            KIT.kit().stop(space);
         }
     }
 
@@ -174,14 +163,14 @@ class LiveGuestMemoryTest {
         try (HostMemory low = HostMemory.anonymous("live-dma-low", 1 << 20);
                 HostMemory high = HostMemory.anonymous("live-dma-high", 1 << 20)) {
             GuestMemoryView view = GuestMemoryView.empty();
-            ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create("live-dma",
+            ActorRef<AddressSpaceActor.Command> space = KIT.kit().spawn(AddressSpaceActor.create("live-dma",
                     AddressSpaceActor.DEFAULT_ACK_TIMEOUT, view));
             assertInstanceOf(AddressSpaceActor.Committed.class,
                     commit(space, MemoryRegion.ram("low", GuestAddress.ZERO, low)));
-            ActorRef<VfioContainerActor.Command> container = kit.spawn(VfioContainerActor.create("c0", space,
+            ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0", space,
                     IommuBackend.shared(PinnedIommu.BACKEND, PinnedIommu::open)));
-            TestProbe<VfioContainerActor.AttachResult> attached = kit.createTestProbe();
-            TestProbe<Object> group = kit.createTestProbe();
+            TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
+            TestProbe<Object> group = KIT.kit().createTestProbe();
             container.tell(new VfioContainerActor.AttachGroup("g0", group.ref(), attached.ref()));
             attached.expectMessageClass(VfioContainerActor.GroupAttached.class, TIMEOUT);
 
@@ -190,14 +179,14 @@ class LiveGuestMemoryTest {
 
             byte[] cpu = "written by the vCPU".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
             view.current().write(GuestAddress.of(HIGH + 64), cpu);
-            assertArrayEquals(cpu, DmaProbe.read(kit, container, HIGH + 64, cpu.length, TIMEOUT),
+            assertArrayEquals(cpu, DmaProbe.read(KIT.kit(), container, HIGH + 64, cpu.length, TIMEOUT),
                     "the device reads what the CPU wrote into hot-added RAM");
             byte[] device = "written by the device".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
-            DmaProbe.write(kit, container, HIGH + 8192, device, TIMEOUT);
+            DmaProbe.write(KIT.kit(), container, HIGH + 8192, device, TIMEOUT);
             assertArrayEquals(device, view.current().read(GuestAddress.of(HIGH + 8192), device.length),
                     "the CPU reads what the device wrote into hot-added RAM");
-            kit.stop(container);
-            kit.stop(space);
+            KIT.kit().stop(container);
+            KIT.kit().stop(space);
         }
     }
 }

@@ -17,12 +17,10 @@ import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The container's DMA side on the model backend: typed answers for user maps, a refusal with the IOMMU's kind, no
@@ -31,21 +29,12 @@ import org.junit.jupiter.api.Test;
 class ContainerDmaActorTest {
     private static final long PAGE = 4096;
     private static final Duration TIMEOUT = Duration.ofSeconds(10);
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     private static <R> R ask(ActorRef<VfioContainerActor.Command> container,
             java.util.function.Function<ActorRef<R>, ContainerDmaActor.Request> request) {
-        TestProbe<R> probe = kit.createTestProbe();
+        TestProbe<R> probe = KIT.kit().createTestProbe();
         container.tell(new VfioContainerActor.Dma(request.apply(probe.ref())));
         return probe.receiveMessage(TIMEOUT);
     }
@@ -59,20 +48,20 @@ class ContainerDmaActorTest {
     void userMapsReadsAndAuditsGetTypedAnswersOnlyWhileAGroupIsAttached() {
         try (HostMemory ram = HostMemory.anonymous("container-dma-ram", 16 * PAGE);
                 HostMemory extra = HostMemory.anonymous("container-dma-extra", 4 * PAGE)) {
-            ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create("container-dma"));
-            TestProbe<AddressSpaceActor.CommitResult> committed = kit.createTestProbe();
+            ActorRef<AddressSpaceActor.Command> space = KIT.kit().spawn(AddressSpaceActor.create("container-dma"));
+            TestProbe<AddressSpaceActor.CommitResult> committed = KIT.kit().createTestProbe();
             space.tell(new AddressSpaceActor.Commit(List.of(new AddressSpaceActor.AddRegion(
                     MemoryRegion.ram("ram", GuestAddress.ZERO, ram))), committed.ref()));
             committed.expectMessageClass(AddressSpaceActor.Committed.class, TIMEOUT);
-            ActorRef<VfioContainerActor.Command> container = kit.spawn(VfioContainerActor.create("c0", space,
+            ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0", space,
                     IommuBackend.model(65535)));
             AddressRange user = AddressRange.of(1L << 30, 4 * PAGE);
 
             assertClosed(ContainerDmaActorTest.<ContainerDmaActor.MapResult>ask(container,
                     r -> new ContainerDmaActor.MapDma(user, extra.base(), DmaPermissions.READ_WRITE, r)));
 
-            TestProbe<VfioContainerActor.AttachResult> attached = kit.createTestProbe();
-            TestProbe<Object> group = kit.createTestProbe();
+            TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
+            TestProbe<Object> group = KIT.kit().createTestProbe();
             container.tell(new VfioContainerActor.AttachGroup("g0", group.ref(), attached.ref()));
             attached.expectMessageClass(VfioContainerActor.GroupAttached.class, TIMEOUT);
 
@@ -100,13 +89,13 @@ class ContainerDmaActorTest {
             assertEquals(List.of(new DmaMapping(user, extra.base(), DmaPermissions.READ_WRITE)),
                     unmapped.mappings());
 
-            TestProbe<VfioContainerActor.DetachResult> detached = kit.createTestProbe();
+            TestProbe<VfioContainerActor.DetachResult> detached = KIT.kit().createTestProbe();
             container.tell(new VfioContainerActor.DetachGroup("g0", detached.ref()));
             assertEquals(new VfioContainerActor.GroupDetached("c0", "g0", true), detached.receiveMessage(TIMEOUT));
             assertClosed(ContainerDmaActorTest.<ContainerDmaActor.UnmapResult>ask(container,
                     r -> new ContainerDmaActor.UnmapDma(user, r)));
-            kit.stop(container);
-            kit.stop(space);
+            KIT.kit().stop(container);
+            KIT.kit().stop(space);
         }
     }
 
@@ -114,7 +103,7 @@ class ContainerDmaActorTest {
     void aDmaWriteKeepsItsOwnCopyOfTheData() {
         byte[] data = {1, 2, 3};
         ContainerDmaActor.DmaWrite write = new ContainerDmaActor.DmaWrite(0, data,
-                kit.<ContainerDmaActor.WriteResult>createTestProbe().ref());
+                KIT.kit().<ContainerDmaActor.WriteResult>createTestProbe().ref());
         data[0] = 9;
         write.data()[1] = 9;
         assertEquals(List.of((byte) 1, (byte) 2, (byte) 3), List.of(write.data()[0], write.data()[1],

@@ -26,13 +26,11 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The container's IOMMU has one owner, its {@link ContainerDmaActor}: the container asks it for every effect and
@@ -43,18 +41,9 @@ import org.junit.jupiter.api.Test;
 class IommuOwnerTest {
     private static final long PAGE = 4096;
     private static final Duration TIMEOUT = Duration.ofSeconds(10);
-    private static ActorTestKit kit;
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
     private HostMemory memory;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
 
     @AfterEach
     void free() {
@@ -193,26 +182,26 @@ class IommuOwnerTest {
 
     private ActorRef<AddressSpaceActor.Command> spaceWithRam(String name) {
         memory = HostMemory.anonymous(name, 64 * PAGE);
-        ActorRef<AddressSpaceActor.Command> space = kit.spawn(AddressSpaceActor.create(name));
+        ActorRef<AddressSpaceActor.Command> space = KIT.kit().spawn(AddressSpaceActor.create(name));
         commit(space, new AddressSpaceActor.AddRegion(MemoryRegion.ram("a", GuestAddress.ZERO, memory)));
         return space;
     }
 
     private static AddressSpaceActor.CommitResult commit(ActorRef<AddressSpaceActor.Command> space,
             AddressSpaceActor.RegionChange... changes) {
-        TestProbe<AddressSpaceActor.CommitResult> probe = kit.createTestProbe();
+        TestProbe<AddressSpaceActor.CommitResult> probe = KIT.kit().createTestProbe();
         space.tell(new AddressSpaceActor.Commit(List.of(changes), probe.ref()));
         return probe.receiveMessage(TIMEOUT);
     }
 
     private static void attach(ActorRef<VfioContainerActor.Command> container, String group) {
-        TestProbe<VfioContainerActor.AttachResult> attached = kit.createTestProbe();
-        container.tell(new VfioContainerActor.AttachGroup(group, kit.createTestProbe().ref(), attached.ref()));
+        TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
+        container.tell(new VfioContainerActor.AttachGroup(group, KIT.kit().createTestProbe().ref(), attached.ref()));
         assertInstanceOf(VfioContainerActor.GroupAttached.class, attached.receiveMessage(TIMEOUT));
     }
 
     private static VfioContainerActor.State state(ActorRef<VfioContainerActor.Command> container) {
-        TestProbe<VfioContainerActor.State> probe = kit.createTestProbe();
+        TestProbe<VfioContainerActor.State> probe = KIT.kit().createTestProbe();
         container.tell(new VfioContainerActor.GetState(probe.ref()));
         return probe.receiveMessage(TIMEOUT);
     }
@@ -221,17 +210,17 @@ class IommuOwnerTest {
     void dmaRacingWithTheLastDetachIsAnsweredClosedAndNeverReachesTheClosedIommu() throws InterruptedException {
         WatchedIommu iommu = new WatchedIommu(65535);
         ActorRef<AddressSpaceActor.Command> space = spaceWithRam("owner-race");
-        ActorRef<VfioContainerActor.Command> container = kit.spawn(VfioContainerActor.create("c0", space,
+        ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0", space,
                 IommuBackend.shared("watched", () -> iommu)), "owner-race-c0", VfioContainerActor.DISPATCHER);
         attach(container, "g0");
-        TestProbe<ContainerDmaActor.ReadResult> reads = kit.createTestProbe();
+        TestProbe<ContainerDmaActor.ReadResult> reads = KIT.kit().createTestProbe();
         int shots = 500;
         Thread shooter = new Thread(() -> {
             for (int i = 0; i < shots; i++) {
                 container.tell(new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(i * 8L, 8, reads.ref())));
             }
         }, "dma-shooter");
-        TestProbe<VfioContainerActor.DetachResult> detached = kit.createTestProbe();
+        TestProbe<VfioContainerActor.DetachResult> detached = KIT.kit().createTestProbe();
         shooter.start();
         container.tell(new VfioContainerActor.DetachGroup("g0", detached.ref()));
         shooter.join();
@@ -258,15 +247,15 @@ class IommuOwnerTest {
         assertEquals(0, iommu.callsAfterClose.get(), "no call reached the IOMMU after it closed");
         assertEquals(0, iommu.overlaps.get(), "no two calls reached the IOMMU at once");
         assertEquals(1, iommu.closes.get(), "the IOMMU was closed once");
-        kit.stop(container);
-        kit.stop(space);
+        KIT.kit().stop(container);
+        KIT.kit().stop(space);
     }
 
     @Test
     void aRefusedMirrorUpdateIsRolledBackAndTheCommitRefused() {
         WatchedIommu iommu = new WatchedIommu(65535);
         ActorRef<AddressSpaceActor.Command> space = spaceWithRam("owner-rollback");
-        ActorRef<VfioContainerActor.Command> container = kit.spawn(VfioContainerActor.create("c0", space,
+        ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0", space,
                 IommuBackend.shared("watched", () -> iommu)), "owner-rollback-c0", VfioContainerActor.DISPATCHER);
         attach(container, "g0");
         List<DmaMapping> before = state(container).mappings();
@@ -288,21 +277,21 @@ class IommuOwnerTest {
                 MemoryRegion.ram("b", AddressRange.of(1L << 29, 4 * PAGE), memory, 0))));
         assertEquals(2, state(container).mappings().size());
         assertEquals(0, iommu.overlaps.get());
-        kit.stop(container);
-        kit.stop(space);
+        KIT.kit().stop(container);
+        KIT.kit().stop(space);
     }
 
     @Test
     void whenTheIommuSideCrashesTheContainerAnswersWhatItHoldsAndStops() {
         WatchedIommu iommu = new WatchedIommu(65535);
         memory = HostMemory.anonymous("owner-crash", 64 * PAGE);
-        TestProbe<AddressSpaceActor.Command> space = kit.createTestProbe();
-        ActorRef<VfioContainerActor.Command> container = kit.spawn(VfioContainerActor.create("c0", space.ref(),
+        TestProbe<AddressSpaceActor.Command> space = KIT.kit().createTestProbe();
+        ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0", space.ref(),
                 IommuBackend.shared("watched", () -> iommu)), "owner-crash-c0", VfioContainerActor.DISPATCHER);
-        TestProbe<VfioContainerActor.AttachResult> attached = kit.createTestProbe();
-        container.tell(new VfioContainerActor.AttachGroup("g0", kit.createTestProbe().ref(), attached.ref()));
+        TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
+        container.tell(new VfioContainerActor.AttachGroup("g0", KIT.kit().createTestProbe().ref(), attached.ref()));
         AddressSpaceActor.Subscribe subscribe = space.expectMessageClass(AddressSpaceActor.Subscribe.class);
-        TestProbe<MemoryListener.Reply> replies = kit.createTestProbe();
+        TestProbe<MemoryListener.Reply> replies = KIT.kit().createTestProbe();
         subscribe.listener().tell(new MemoryListener.Update(1, List.of(), sections(
                 MemoryRegion.ram("a", AddressRange.of(0, 4 * PAGE), memory, 0)), false, replies.ref()));
         assertEquals(new MemoryListener.Applied(1, "c0"), replies.receiveMessage(TIMEOUT));
@@ -312,17 +301,17 @@ class IommuOwnerTest {
         // d maps, c is refused, and undoing d hits a backend bug: the IOMMU side crashes mid-update.
         iommu.refuseMapAt = 16 * PAGE;
         iommu.bugOnUnmapAt = 8 * PAGE;
-        TestProbe<Object> watcher = kit.createTestProbe();
-        TestProbe<VfioContainerActor.State> stateProbe = kit.createTestProbe();
-        TestProbe<VfioContainerActor.AttachResult> secondAttach = kit.createTestProbe();
-        TestProbe<VfioContainerActor.DetachResult> detached = kit.createTestProbe();
+        TestProbe<Object> watcher = KIT.kit().createTestProbe();
+        TestProbe<VfioContainerActor.State> stateProbe = KIT.kit().createTestProbe();
+        TestProbe<VfioContainerActor.AttachResult> secondAttach = KIT.kit().createTestProbe();
+        TestProbe<VfioContainerActor.DetachResult> detached = KIT.kit().createTestProbe();
         subscribe.listener().tell(new MemoryListener.Update(2, List.of(), sections(
                 MemoryRegion.ram("d", AddressRange.of(8 * PAGE, 4 * PAGE), memory, 8 * PAGE),
                 MemoryRegion.ram("c", AddressRange.of(16 * PAGE, 4 * PAGE), memory, 16 * PAGE)), false,
                 replies.ref()));
         // These arrive while the container waits for its IOMMU side: each still gets an answer.
         container.tell(new VfioContainerActor.GetState(stateProbe.ref()));
-        container.tell(new VfioContainerActor.AttachGroup("g1", kit.createTestProbe().ref(), secondAttach.ref()));
+        container.tell(new VfioContainerActor.AttachGroup("g1", KIT.kit().createTestProbe().ref(), secondAttach.ref()));
         container.tell(new VfioContainerActor.DetachGroup("g0", detached.ref()));
 
         MemoryListener.Refused refused = assertInstanceOf(MemoryListener.Refused.class,
@@ -346,23 +335,23 @@ class IommuOwnerTest {
     void aRequestThatHitsABackendBugIsAnsweredAndTheContainerStops() {
         WatchedIommu iommu = new WatchedIommu(65535);
         ActorRef<AddressSpaceActor.Command> space = spaceWithRam("owner-bug");
-        ActorRef<VfioContainerActor.Command> container = kit.spawn(VfioContainerActor.create("c0", space,
+        ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0", space,
                 IommuBackend.shared("watched", () -> iommu)), "owner-bug-c0", VfioContainerActor.DISPATCHER);
         attach(container, "g0");
         iommu.bugOnUnmapAt = 0;
-        TestProbe<ContainerDmaActor.UnmapResult> unmapped = kit.createTestProbe();
+        TestProbe<ContainerDmaActor.UnmapResult> unmapped = KIT.kit().createTestProbe();
         container.tell(new VfioContainerActor.Dma(new ContainerDmaActor.UnmapDma(AddressRange.of(0, PAGE),
                 unmapped.ref())));
         ContainerDmaActor.DmaFailed failed = assertInstanceOf(ContainerDmaActor.DmaFailed.class,
                 unmapped.receiveMessage(TIMEOUT));
         assertTrue(failed.reason().contains("failed unexpectedly") && failed.reason().contains("backend bug"),
                 failed.reason());
-        kit.createTestProbe().expectTerminated(container, TIMEOUT);
+        KIT.kit().createTestProbe().expectTerminated(container, TIMEOUT);
         assertEquals(1, iommu.closes.get());
         // The address space dropped the stopped listener: commits go on without it.
         assertInstanceOf(AddressSpaceActor.Committed.class, commit(space, new AddressSpaceActor.AddRegion(
                 MemoryRegion.ram("b", AddressRange.of(1L << 29, 4 * PAGE), memory, 0))));
-        kit.stop(space);
+        KIT.kit().stop(space);
     }
 
     private static List<Section> sections(MemoryRegion... regions) {

@@ -11,10 +11,8 @@ import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
 import io.actovisor.actors.testing.NativeTestKit;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * A coordinated container maps one IOMMU mapping per block, so the IOMMU's mapping limit (type1's
@@ -23,20 +21,11 @@ import org.junit.jupiter.api.Test;
  */
 class MappingLimitTest {
     private static final long BLOCK = 4 * PAGE;
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     private static ActorTree tree(int maxMappings, DiscardMode mode) {
-        ActorTree tree = new ActorTree(kit, 64, BalloonSettings.DEFAULT, BLOCK);
+        ActorTree tree = new ActorTree(KIT.kit(), 64, BalloonSettings.DEFAULT, BLOCK);
         tree.container("c0", maxMappings, mode);
         tree.group("g0", mode);
         tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 32)));

@@ -17,39 +17,28 @@ import io.actovisor.devices.iommu.model.ModelIommu;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostAddress;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.eventstream.EventStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The seed's scenario at host level: while a VFIO group is attached the balloon must not discard guest RAM; once
  * it detaches, inflating really gives the memory back.
  */
 class SeedScenarioTest {
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     @Test
     void attachedGroupInhibitsTheBalloonAndDetachReleasesIt() {
-        TestProbe<ActovisorEvent.InhibitChanged> inhibits = kit.createTestProbe();
-        TestProbe<ActovisorEvent.DiscardSkipped> skips = kit.createTestProbe();
-        kit.system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.InhibitChanged.class,
+        TestProbe<ActovisorEvent.InhibitChanged> inhibits = KIT.kit().createTestProbe();
+        TestProbe<ActovisorEvent.DiscardSkipped> skips = KIT.kit().createTestProbe();
+        KIT.kit().system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.InhibitChanged.class,
                 inhibits.ref()));
-        kit.system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.DiscardSkipped.class,
+        KIT.kit().system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.DiscardSkipped.class,
                 skips.ref()));
-        try (ActorTree tree = new ActorTree(kit, 64, BalloonSettings.DEFAULT)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), 64, BalloonSettings.DEFAULT)) {
             tree.container("c0", 65535);
             tree.group("g0", false);
             assertInstanceOf(AddressSpaceActor.Committed.class,
@@ -96,7 +85,7 @@ class SeedScenarioTest {
 
     @Test
     void contiguousFramesAreCoalescedIntoOneDiscard() {
-        try (ActorTree tree = new ActorTree(kit, 64, BalloonSettings.DEFAULT)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), 64, BalloonSettings.DEFAULT)) {
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 64)));
             BalloonActor.InflateResult result = tree.inflate(10, 11, 12, 13, 20, 21, 40, 12);
             assertEquals(7, result.pagesAccepted());
@@ -111,7 +100,7 @@ class SeedScenarioTest {
 
     @Test
     void framesOutsideRamAreRejectedAndNamed() {
-        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), 16, BalloonSettings.DEFAULT)) {
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
             BalloonActor.InflateResult result = tree.inflate(3, 16, -1, 1L << 40);
             assertEquals(1, result.pagesAccepted());
@@ -121,7 +110,7 @@ class SeedScenarioTest {
 
     @Test
     void onDemandGroupsDoNotInhibit() {
-        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), 16, BalloonSettings.DEFAULT)) {
             tree.container("c0", 65535, DiscardMode.ON_DEMAND);
             tree.group("mdev", true);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
@@ -134,7 +123,7 @@ class SeedScenarioTest {
 
     @Test
     void aGroupWhoseModeDisagreesWithItsContainersIsRefusedNamingBoth() {
-        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), 16, BalloonSettings.DEFAULT)) {
             tree.container("c0", 65535);
             tree.group("mdev", true);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
@@ -150,7 +139,7 @@ class SeedScenarioTest {
     @Test
     void aCoordinatedBlockSmallerThanTheIommuPageIsRefusedWhenTheContainerOpens() {
         long block = 16 * 1024;
-        try (ActorTree tree = new ActorTree(kit, 16, BalloonSettings.DEFAULT, block)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), 16, BalloonSettings.DEFAULT, block)) {
             // An IOMMU whose smallest page is 64 KiB (as on some ARM hosts): 16 KiB blocks cannot be unmapped alone.
             IommuBackend coarse = IommuBackend.shared(ModelIommu.BACKEND, () -> ModelIommu.create(new IommuInfo(
                     1L << 16, 65535, List.of(ModelIommu.DEFAULT_IOVA_RANGE))));

@@ -19,13 +19,11 @@ import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
 import io.actovisor.memory.Section;
 import java.util.List;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Invariant 3 at the container itself: a probe stands in for the address space and sends the container its
@@ -35,18 +33,9 @@ import org.junit.jupiter.api.Test;
 class VfioContainerMirroringTest {
     private static final long PAGE = 4096;
     private static final long BLOCK = 4 * PAGE;
-    private static ActorTestKit kit;
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
     private HostMemory memory;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
 
     @AfterEach
     void free() {
@@ -57,18 +46,18 @@ class VfioContainerMirroringTest {
 
     /** A container with one group attached, subscribed to a probe; {@code listener} receives the updates. */
     private final class Mirror {
-        final TestProbe<AddressSpaceActor.Command> space = kit.createTestProbe();
-        final TestProbe<MemoryListener.Reply> replies = kit.createTestProbe();
+        final TestProbe<AddressSpaceActor.Command> space = KIT.kit().createTestProbe();
+        final TestProbe<MemoryListener.Reply> replies = KIT.kit().createTestProbe();
         final ActorRef<VfioContainerActor.Command> container;
         final ActorRef<MemoryListener.Update> listener;
         private long commit = 1;
 
         Mirror(IommuBackend backend, DiscardMode mode) {
             memory = HostMemory.anonymous("mirror-ram", 64 * PAGE);
-            container = kit.spawn(VfioContainerActor.create("c0", space.ref(), backend, mode, BLOCK),
+            container = KIT.kit().spawn(VfioContainerActor.create("c0", space.ref(), backend, mode, BLOCK),
                     "c0-" + System.nanoTime(), VfioContainerActor.DISPATCHER);
-            TestProbe<VfioContainerActor.AttachResult> attached = kit.createTestProbe();
-            container.tell(new VfioContainerActor.AttachGroup("g0", kit.createTestProbe().ref(), attached.ref()));
+            TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
+            container.tell(new VfioContainerActor.AttachGroup("g0", KIT.kit().createTestProbe().ref(), attached.ref()));
             AddressSpaceActor.Subscribe subscribe = space.expectMessageClass(AddressSpaceActor.Subscribe.class);
             assertEquals("c0", subscribe.name());
             listener = subscribe.listener();
@@ -85,7 +74,7 @@ class VfioContainerMirroringTest {
         }
 
         VfioContainerActor.State state() {
-            TestProbe<VfioContainerActor.State> probe = kit.createTestProbe();
+            TestProbe<VfioContainerActor.State> probe = KIT.kit().createTestProbe();
             container.tell(new VfioContainerActor.GetState(probe.ref()));
             return probe.receiveMessage();
         }
@@ -170,7 +159,7 @@ class VfioContainerMirroringTest {
                 mapping(8 * PAGE, 6 * PAGE, 3 * PAGE, DmaPermissions.READ_WRITE)), m.mappings());
 
         DiscardManager.PinOwner owner = describe(m);
-        TestProbe<DiscardManager.BlockReply> reply = kit.createTestProbe();
+        TestProbe<DiscardManager.BlockReply> reply = KIT.kit().createTestProbe();
         owner.port().tell(new DiscardManager.ReleaseBlocks(List.of(AddressRange.of(4 * PAGE, BLOCK)), reply.ref()));
         assertEquals(new DiscardManager.BlocksDone("c0"), reply.receiveMessage());
         assertEquals(List.of(AddressRange.of(4 * PAGE, BLOCK)), m.state().releasedBlocks());
@@ -192,7 +181,7 @@ class VfioContainerMirroringTest {
     void anInhibitContainerRefusesToReleaseBlocks() {
         Mirror m = new Mirror(IommuBackend.model(65535), DiscardMode.INHIBIT);
         m.update(List.of(), sections(ram("ram", 0, 0, 8 * PAGE)));
-        TestProbe<DiscardManager.BlockReply> reply = kit.createTestProbe();
+        TestProbe<DiscardManager.BlockReply> reply = KIT.kit().createTestProbe();
         List<AddressRange> block = List.of(AddressRange.of(0, BLOCK));
         describe(m).port().tell(new DiscardManager.ReleaseBlocks(block, reply.ref()));
         assertEquals(new DiscardManager.BlocksFailed("c0", block, "container c0 has discard = inhibit and does not "
@@ -204,7 +193,7 @@ class VfioContainerMirroringTest {
     void theLastGroupLeavingUnsubscribesAndClosesTheIommu() {
         Mirror m = new Mirror(IommuBackend.model(65535), DiscardMode.INHIBIT);
         m.update(List.of(), sections(ram("ram", 0, 0, 8 * PAGE)));
-        TestProbe<VfioContainerActor.DetachResult> detached = kit.createTestProbe();
+        TestProbe<VfioContainerActor.DetachResult> detached = KIT.kit().createTestProbe();
         m.container.tell(new VfioContainerActor.DetachGroup("g0", detached.ref()));
         assertEquals(new VfioContainerActor.GroupDetached("c0", "g0", true), detached.receiveMessage());
         assertEquals("c0", m.space.expectMessageClass(AddressSpaceActor.Unsubscribe.class).name());
@@ -219,7 +208,7 @@ class VfioContainerMirroringTest {
     }
 
     private static DiscardManager.PinOwner describe(Mirror m) {
-        TestProbe<VfioContainerActor.Description> probe = kit.createTestProbe();
+        TestProbe<VfioContainerActor.Description> probe = KIT.kit().createTestProbe();
         m.container.tell(new VfioContainerActor.Describe(probe.ref()));
         return probe.receiveMessage().pinOwner();
     }

@@ -19,26 +19,15 @@ import io.actovisor.memory.sys.ProcessResources;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** A VM builds its tree, runs, and tears it down; a VM that cannot start leaves nothing behind. */
 class VmActorTest {
-    private static ActorTestKit kit;
-
-    @BeforeAll
-    static void start() {
-        kit = NativeTestKit.start();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
-    }
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
 
     private static VmTopology topology(String name, HostMemory ram, IommuBackend backend) {
         return new VmTopology(name, List.of(ram), List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram)),
@@ -49,22 +38,22 @@ class VmActorTest {
     @Test
     void startsRunsAndShutsDownReleasingItsMemory() {
         HostMemory ram = HostMemory.anonymous("vm-ram", 1 << 20);
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("vm1", ram, IommuBackend.model(65535))),
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(topology("vm1", ram, IommuBackend.model(65535))),
                 "vm1");
-        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        TestProbe<VmActor.StartResult> started = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Start(started.ref()));
         VmActor.Started ok = (VmActor.Started) started.receiveMessage(Duration.ofSeconds(10));
 
-        TestProbe<VfioContainerActor.State> container = kit.createTestProbe();
+        TestProbe<VfioContainerActor.State> container = KIT.kit().createTestProbe();
         ok.components().containers().get("c0").tell(new VfioContainerActor.GetState(container.ref()));
         VfioContainerActor.State state = container.receiveMessage();
         assertEquals(List.of("7"), state.groups(), "only the group marked attach-at-start is attached");
         assertEquals(List.of(AddressRange.of(0, 1 << 20)), state.mappings().stream().map(m -> m.iova()).toList());
-        TestProbe<BalloonActor.BalloonStatus> balloon = kit.createTestProbe();
+        TestProbe<BalloonActor.BalloonStatus> balloon = KIT.kit().createTestProbe();
         ok.components().balloon().orElseThrow().tell(new BalloonActor.GetStatus(balloon.ref()));
         assertEquals(1, balloon.receiveMessage().inhibitors());
 
-        TestProbe<VmActor.ActionResult> actions = kit.createTestProbe();
+        TestProbe<VmActor.ActionResult> actions = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Resume(actions.ref()));
         assertInstanceOf(VmActor.ActionRefused.class, actions.receiveMessage());
         vm.tell(new VmActor.Pause(actions.ref()));
@@ -80,20 +69,20 @@ class VmActorTest {
     @Test
     void aVmWithoutABalloonCountsItsGroupsInItsDiscardManager() {
         HostMemory ram = HostMemory.anonymous("vm-noballoon", 1 << 20);
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(new VmTopology("vm4", List.of(ram),
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(new VmTopology("vm4", List.of(ram),
                 List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram)), Optional.empty(),
                 List.of(new VmTopology.Container("c0", IommuBackend.model(65535))),
                 List.of(new VmTopology.Group("7", "c0", false, true)))), "vm4");
-        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        TestProbe<VmActor.StartResult> started = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Start(started.ref()));
         VmActor.Started ok = (VmActor.Started) started.receiveMessage(Duration.ofSeconds(10));
         assertTrue(ok.components().balloon().isEmpty(), "no stand-in balloon");
-        TestProbe<DiscardState> discard = kit.createTestProbe();
+        TestProbe<DiscardState> discard = KIT.kit().createTestProbe();
         ok.components().discardManager().tell(new DiscardManager.GetState(discard.ref()));
         DiscardState state = discard.receiveMessage();
         assertEquals(1, state.uncoordinatedHolders());
         assertEquals(List.of("vfio-group:7"), state.holderNames());
-        TestProbe<VmActor.ActionResult> actions = kit.createTestProbe();
+        TestProbe<VmActor.ActionResult> actions = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Shutdown(actions.ref()));
         actions.receiveMessage();
         actions.expectTerminated(vm, Duration.ofSeconds(10));
@@ -107,8 +96,8 @@ class VmActorTest {
         HostMemory ram = HostMemory.shared("actovisor-doomed-ram", 1 << 20);
         assertEquals(1, ProcessResources.snapshot().mappingsMentioning("actovisor-doomed-ram").size());
         IommuBackend refusing = IommuBackend.model(0);
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(topology("vm2", ram, refusing)), "vm2");
-        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(topology("vm2", ram, refusing)), "vm2");
+        TestProbe<VmActor.StartResult> started = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Start(started.ref()));
         VmActor.StartFailed failed = (VmActor.StartFailed) started.receiveMessage(Duration.ofSeconds(10));
         assertTrue(failed.reason().contains("VFIO group 7"), failed.reason());
@@ -125,11 +114,11 @@ class VmActorTest {
                 "this host has /dev/vfio/5; the failure path needs a host without it");
         ProcessResources before = ProcessResources.snapshot();
         HostMemory ram = HostMemory.anonymous("vfio-ram", 1 << 20);
-        ActorRef<VmActor.Command> vm = kit.spawn(VmActor.create(new VmTopology("vm3", List.of(ram),
+        ActorRef<VmActor.Command> vm = KIT.kit().spawn(VmActor.create(new VmTopology("vm3", List.of(ram),
                 List.of(MemoryRegion.ram("ram", GuestAddress.ZERO, ram)), Optional.of(BalloonSettings.DEFAULT),
                 List.of(new VmTopology.Container("c0", IommuBackend.vfioType1())),
                 List.of(new VmTopology.Group("5", "c0", false, true)))), "vm3");
-        TestProbe<VmActor.StartResult> started = kit.createTestProbe();
+        TestProbe<VmActor.StartResult> started = KIT.kit().createTestProbe();
         vm.tell(new VmActor.Start(started.ref()));
         VmActor.StartFailed failed = (VmActor.StartFailed) started.receiveMessage(Duration.ofSeconds(10));
         assertTrue(failed.reason().contains("group 5") && failed.reason().contains("vfio-type1"), failed.reason());
