@@ -35,8 +35,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p>A notify completes at once; the device serves the available requests one at a time and raises its interrupt
  * line as each completes. A request whose buffers the IOMMU refuses completes with {@code IOERR}; a chain that cannot
- * be answered, or a result write the IOMMU refuses (the guest must not see OK on data it did not get), puts the device in DEVICE_NEEDS_RESET. Status writes wait while
- * a request is in flight, so a reset never meets a half-served request. The device keeps a log of the guest page
+ * be answered, or a result write the IOMMU refuses (the guest must not see OK on data it did not get), puts the
+ * device in DEVICE_NEEDS_RESET. Status writes wait while a request is in flight, so a reset never meets a
+ * half-served request. The device keeps a log of the guest page
  * frames its data buffers covered ({@link GetDmaLog}), which the coherence tests intersect with ballooned frames.
  */
 public final class VirtioBlkActor extends AbstractBehavior<DeviceIo.Command> {
