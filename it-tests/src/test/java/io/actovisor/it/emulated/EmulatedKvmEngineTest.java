@@ -33,10 +33,11 @@ class EmulatedKvmEngineTest {
             "io.actovisor.actors.embedding.EmbeddedVmmTest", "io.actovisor.it.GuestBalloonTest",
             "io.actovisor.it.CoordinatedGuestBalloonTest",
             "io.actovisor.it.VmmProcessTest", "io.actovisor.it.linux.LinuxGuestTest",
-            "io.actovisor.it.linux.LinuxRebootTest", "io.actovisor.it.linux.LinuxBadInputTest");
+            "io.actovisor.it.linux.LinuxRebootTest", "io.actovisor.it.linux.LinuxBadInputTest",
+            "io.actovisor.it.linux.LinuxBlkCoherenceTest");
     /** The classes that boot Linux: on a KVM-PVM host they alone run in the emulated host. */
     private static final Set<String> LINUX_BOOT_CLASSES = Set.of("io.actovisor.it.linux.LinuxGuestTest",
-            "io.actovisor.it.linux.LinuxRebootTest");
+            "io.actovisor.it.linux.LinuxRebootTest", "io.actovisor.it.linux.LinuxBlkCoherenceTest");
     private final String switchBefore = System.getProperty(KvmHost.PROPERTY);
 
     @AfterEach

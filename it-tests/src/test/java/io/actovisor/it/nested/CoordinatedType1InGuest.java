@@ -39,10 +39,9 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.LongStream;
 import java.util.stream.Stream;
-import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -71,28 +70,23 @@ class CoordinatedType1InGuest {
     private static final long SEED_IOVA = RAM_BASE + PAGE;
     private static final int DMA_BYTES = 2048;
     private static final Pattern DMAR_FAULT = Pattern.compile("DMAR: .*fault addr (?:0x)?([0-9a-fA-F]+)");
-    private static ActorTestKit kit;
+    @RegisterExtension
+    static final NativeTestKit KIT = new NativeTestKit();
     private static String device;
     private static int group;
 
     @BeforeAll
     static void start() {
-        kit = NativeTestKit.start();
         NativeRequirement.require("VFIO", Vfio.unavailabilityCause());
         device = findEdu(Vfio.DEFAULT_SYSFS);
         group = Vfio.groupOf(Vfio.DEFAULT_SYSFS, device).orElseThrow();
-    }
-
-    @AfterAll
-    static void stop() {
-        NativeTestKit.stop(kit);
     }
 
     @Test
     void aFullyBalloonedBlockIsUnmappedFromType1BeforeItsDiscardAndMappedAgainByTheDeflate() throws Exception {
         int limit = dmaEntryLimit();
         long lockedBefore = lockedKib();
-        try (ActorTree tree = new ActorTree(kit, BLOCKS * PAGES_PER_BLOCK, BalloonSettings.DEFAULT, BLOCK)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), BLOCKS * PAGES_PER_BLOCK, BalloonSettings.DEFAULT, BLOCK)) {
             // Watched, so that the tree's invariant 1 sees every madvise against type1's mappings.
             AtomicReference<VfioType1Iommu> type1 = new AtomicReference<>();
             ActorRef container = new ActorRef(tree.container("c0", tree.pins.backend(VfioType1Iommu.BACKEND, () -> {
@@ -181,7 +175,7 @@ class CoordinatedType1InGuest {
         long pagesPerBlock = small / PAGE;
         long lockedBefore = lockedKib();
         String groupId = Integer.toString(group);
-        try (ActorTree tree = new ActorTree(kit, (limit + 1) * pagesPerBlock, BalloonSettings.DEFAULT, small)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), (limit + 1) * pagesPerBlock, BalloonSettings.DEFAULT, small)) {
             tree.container("c0", IommuBackend.vfioType1(), DiscardMode.COORDINATED);
             tree.group(groupId, DiscardMode.COORDINATED);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", RAM_BASE / PAGE, 0,
@@ -196,7 +190,7 @@ class CoordinatedType1InGuest {
             assertEquals(lockedBefore, lockedKib(), "nothing was pinned");
             LOG.info("nested type1: attach refused: {}", failed.reason());
         }
-        try (ActorTree tree = new ActorTree(kit, limit * pagesPerBlock, BalloonSettings.DEFAULT, small)) {
+        try (ActorTree tree = new ActorTree(KIT.kit(), limit * pagesPerBlock, BalloonSettings.DEFAULT, small)) {
             ActorRef container = new ActorRef(tree.container("c0", IommuBackend.vfioType1(), DiscardMode.COORDINATED));
             tree.group(groupId, DiscardMode.COORDINATED);
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", RAM_BASE / PAGE, 0, limit * pagesPerBlock)));
