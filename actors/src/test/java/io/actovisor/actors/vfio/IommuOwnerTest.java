@@ -25,6 +25,8 @@ import io.actovisor.memory.Section;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -65,6 +67,8 @@ class IommuOwnerTest {
         volatile boolean closed;
         volatile long refuseMapAt = -1;
         volatile long bugOnUnmapAt = -1;
+        /** When set, the refused map waits for it first (so a test can queue messages behind the update). */
+        volatile CountDownLatch beforeRefusal;
 
         WatchedIommu(int maxMappings) {
             model = ModelIommu.create(maxMappings);
@@ -81,6 +85,18 @@ class IommuOwnerTest {
 
         private void exit() {
             inside.decrementAndGet();
+        }
+
+        private void awaitGate() {
+            CountDownLatch gate = beforeRefusal;
+            try {
+                if (gate != null && !gate.await(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+                    throw new IllegalStateException("the test never opened the gate");
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted at the gate", e);
+            }
         }
 
         @Override
@@ -103,6 +119,7 @@ class IommuOwnerTest {
             enter();
             try {
                 if (iova.base() == refuseMapAt) {
+                    awaitGate();
                     throw new IommuException(IommuException.Kind.LIMIT, iova, "refused on cue at " + iova);
                 }
                 model.map(iova, host, permissions);
@@ -301,6 +318,8 @@ class IommuOwnerTest {
         // d maps, c is refused, and undoing d hits a backend bug: the IOMMU side crashes mid-update.
         iommu.refuseMapAt = 16 * PAGE;
         iommu.bugOnUnmapAt = 8 * PAGE;
+        CountDownLatch gate = new CountDownLatch(1);
+        iommu.beforeRefusal = gate;
         TestProbe<Object> watcher = KIT.kit().createTestProbe();
         TestProbe<VfioContainerActor.State> stateProbe = KIT.kit().createTestProbe();
         TestProbe<VfioContainerActor.AttachResult> secondAttach = KIT.kit().createTestProbe();
@@ -313,6 +332,7 @@ class IommuOwnerTest {
         container.tell(new VfioContainerActor.GetState(stateProbe.ref()));
         container.tell(new VfioContainerActor.AttachGroup("g1", KIT.kit().createTestProbe().ref(), secondAttach.ref()));
         container.tell(new VfioContainerActor.DetachGroup("g0", detached.ref()));
+        gate.countDown(); // only now does the IOMMU side crash: the three requests above are already queued
 
         MemoryListener.Refused refused = assertInstanceOf(MemoryListener.Refused.class,
                 replies.receiveMessage(TIMEOUT));
