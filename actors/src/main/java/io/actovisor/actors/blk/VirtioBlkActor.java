@@ -223,16 +223,7 @@ public final class VirtioBlkActor extends AbstractBehavior<DeviceIo.Command> {
                 LOG.warn("{}: DMA read of request {} failed, completing with IOERR: {}", name, current.head(),
                         failure);
                 failure = null;
-                try {
-                    completion = device.failed(current);
-                } catch (VirtioException e) {
-                    mmio.fail(e.getMessage());
-                    current = null;
-                    interrupt();
-                    return stash.unstashAll(this);
-                }
-                write(completion);
-                return this;
+                return complete(() -> device.failed(current));
             }
             ByteArrayOutputStream readable = new ByteArrayOutputStream();
             for (byte[] p : parts) {
@@ -256,8 +247,22 @@ public final class VirtioBlkActor extends AbstractBehavior<DeviceIo.Command> {
 
     /** The readable bytes are in: serve the request, then write its results through the container. */
     private Behavior<DeviceIo.Command> served(byte[] readable) {
+        return complete(() -> device.handle(current, readable));
+    }
+
+    /** How the device model completes the current request: served, or failed with IOERR. */
+    @FunctionalInterface
+    private interface Completer {
+        VirtioBlk.Completion complete() throws VirtioException;
+    }
+
+    /**
+     * Complete the current request and write its results through the container; a chain the device model cannot
+     * complete (the driver misused the queue) puts the device into DEVICE_NEEDS_RESET instead.
+     */
+    private Behavior<DeviceIo.Command> complete(Completer completer) {
         try {
-            completion = device.handle(current, readable);
+            completion = completer.complete();
         } catch (VirtioException e) {
             mmio.fail(e.getMessage());
             current = null;
