@@ -395,6 +395,48 @@ class LinuxGuestTest {
         assertTrue(left.isEmpty(), "the API server and client left fds open: " + left);
     }
 
+    /**
+     * A driver that misuses a queue gets the device's error, never a host crash: the guest releases the balloon's
+     * virtio-mmio window from Linux's driver (unbinding {@code virtio-mmio}, which resets the device), then, as a
+     * driver of its own through {@code /dev/mem} (busybox {@code devmem}), notifies queue 0 before negotiating
+     * anything. The device's status register then shows {@code DEVICE_NEEDS_RESET} (0x40); the VM keeps running, and
+     * Linux's driver, bound again, resets the device and inflates and deflates as before.
+     */
+    @Test
+    @Order(6)
+    void aDriverThatMisusesAQueueGetsDeviceNeedsReset() {
+        String window = "0xd0001000";
+        String unbind = vm.run("cd /sys/bus/platform/drivers/virtio-mmio && for d in LNRO0005*; do echo $d > unbind "
+                + "&& echo unbound $d; done; cd /", COMMAND);
+        assertTrue(unbind.contains("unbound LNRO0005"), "Linux's virtio-mmio driver let the window go: " + unbind);
+        String before = vm.run("devmem 0xd0001070 32", COMMAND).trim();
+        vm.run("devmem 0xd0001050 32 0", COMMAND);
+        String after = vm.run("devmem 0xd0001070 32", COMMAND).trim();
+        System.out.printf("Linux guest as a misbehaving driver of the balloon at %s: status %s before, %s after a "
+                + "notify of queue 0 before FEATURES_OK%n", window, lastLine(before), lastLine(after));
+        assertEquals(0, Long.decode(lastLine(before)) & 0x40, "no DEVICE_NEEDS_RESET before: " + before);
+        assertEquals(0x40, Long.decode(lastLine(after)) & 0x40, "DEVICE_NEEDS_RESET after the misuse: " + after);
+        assertEquals(0, balloon().actualBytes(), "the host still answers");
+
+        String bind = vm.run("cd /sys/bus/platform/drivers/virtio-mmio && for d in /sys/bus/platform/devices/LNRO0005*;"
+                + " do echo ${d##*/} > bind; done; cd /; cat /sys/bus/virtio/devices/*/status", COMMAND);
+        assertTrue(bind.contains("0x0000000f") || bind.contains("0x0000000F"),
+                "Linux's driver reset the device and set DRIVER_OK again: " + bind);
+        long inflated = vmstat("balloon_inflate");
+        long deflated = vmstat("balloon_deflate");
+        target(8 * MIB);
+        awaitVmstat("balloon_inflate", inflated + 8 * MIB / 4096);
+        assertEquals(8 * MIB, balloon().actualBytes());
+        target(0);
+        awaitVmstat("balloon_deflate", deflated + 8 * MIB / 4096);
+        assertEquals(0, balloon().actualBytes());
+    }
+
+    private static String lastLine(String out) {
+        List<String> lines = LinuxVm.lines(out.trim());
+        return lines.get(lines.size() - 1).trim();
+    }
+
     @Test
     @Order(10)
     void aPanicIsReportedWithTheLastConsoleLinesAndTheVmStopsCleanly() {
