@@ -52,7 +52,8 @@ import org.junit.jupiter.api.TestMethodOrder;
  * The machine's Linux kernel on actovisor (config {@code guest.kind = linux}, kernel and initramfs {@code auto}),
  * one VM for the whole class, booted once (a boot is slow where KVM emulates): the shell answers what is typed,
  * what Linux reports free leaves host memory, Linux's virtio_balloon inflates and deflates with numbers from both
- * sides, and a panic stops the VM cleanly with the last console lines.
+ * sides, deflates on OOM, reports its statistics through the REST API (which also sets its target), a driver that
+ * misuses a queue gets DEVICE_NEEDS_RESET, and a panic stops the VM cleanly with the last console lines.
  */
 @Tag("kvm")
 @Tag("linux-boot")
