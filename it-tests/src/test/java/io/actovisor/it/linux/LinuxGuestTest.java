@@ -16,8 +16,26 @@ import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.sys.ProcessResources;
 import io.actovisor.memory.testing.TestTimeouts;
+import io.actovisor.vmm.api.ApiServer;
+import io.actovisor.vmm.api.model.BalloonConfig;
+import io.actovisor.vmm.api.model.MachineConfig;
+import io.actovisor.vmm.api.model.VmConfig;
 import io.actovisor.vmm.runtime.VmBuilder;
+import io.actovisor.vmm.runtime.VmRuntime;
+import com.fasterxml.jackson.databind.JsonNode;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.http.javadsl.ServerBinding;
 import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -34,7 +52,8 @@ import org.junit.jupiter.api.TestMethodOrder;
  * The machine's Linux kernel on actovisor (config {@code guest.kind = linux}, kernel and initramfs {@code auto}),
  * one VM for the whole class, booted once (a boot is slow where KVM emulates): the shell answers what is typed,
  * what Linux reports free leaves host memory, Linux's virtio_balloon inflates and deflates with numbers from both
- * sides, and a panic stops the VM cleanly with the last console lines.
+ * sides, deflates on OOM, reports its statistics through the REST API (which also sets its target), a driver that
+ * misuses a queue gets DEVICE_NEEDS_RESET, and a panic stops the VM cleanly with the last console lines.
  */
 @Tag("kvm")
 @Tag("linux-boot")
@@ -216,8 +235,211 @@ class LinuxGuestTest {
         assertEquals(0, balloon().actualBytes());
     }
 
+    /** A {@code /proc/meminfo} field of the guest, in bytes. */
+    private static long meminfo(String field) {
+        Matcher m = Pattern.compile(field + ":\\s+(\\d+) kB").matcher(vm.run("cat /proc/meminfo", COMMAND));
+        assertTrue(m.find(), "no " + field + " in /proc/meminfo");
+        return Long.parseLong(m.group(1)) * 1024;
+    }
+
+    /**
+     * Deflate-on-OOM (negotiated: the definition sets {@code deflate-on-oom = true}): the host inflates the balloon to
+     * all but 16 MiB of what the guest has free, then a program in the guest (busybox {@code dd} into the
+     * initramfs' tmpfs, which cannot be swapped or reclaimed) writes 48 MiB. The allocator runs out, and Linux's
+     * virtio_balloon OOM notifier deflates (1 MiB per call) instead of the OOM killer killing anything: the guest's
+     * {@code balloon_deflate} rises, the device hands the deflates to the balloon (its actual size drops below the
+     * target, by exactly the pages Linux counted), and the program completes.
+     */
     @Test
     @Order(4)
+    void linuxDeflatesTheBalloonWhenAProgramAllocatesPastWhatIsLeft() {
+        long free = meminfo("MemFree");
+        long target = (free - 16 * MIB) / (2 * MIB) * (2 * MIB);
+        long inflated = vmstat("balloon_inflate");
+        target(target);
+        awaitVmstat("balloon_inflate", inflated + target / 4096);
+        BalloonActor.BalloonStatus full = balloon();
+        assertEquals(target, full.actualBytes());
+        long freeInflated = meminfo("MemFree");
+        long deflated = vmstat("balloon_deflate");
+
+        long file = 48 * MIB;
+        String out = vm.run("dd if=/dev/zero of=/tmp/oom bs=1M count=" + file / MIB + " 2>&1; wc -c < /tmp/oom",
+                COMMAND);
+        long deflatedAfter = vmstat("balloon_deflate");
+        BalloonActor.BalloonStatus after = balloon();
+        String killed = vm.run("dmesg | grep -c -i 'killed process'", COMMAND).trim();
+        System.out.printf("Linux deflate-on-oom: guest MemFree %d MiB, balloon target %d MiB, MemFree %d MiB "
+                + "inflated; a %d MiB file: guest balloon_deflate %d -> %d (%d MiB), host actual %d -> %d MiB "
+                + "(target %d MiB), processes the OOM killer killed: %s; dd said: %s%n", free / MIB, target / MIB,
+                freeInflated / MIB, file / MIB, deflated, deflatedAfter, (deflatedAfter - deflated) * 4096 / MIB,
+                full.actualBytes() / MIB, after.actualBytes() / MIB, after.targetBytes() / MIB, killed,
+                out.replace('\n', ' '));
+        assertTrue(out.contains(file / MIB + "+0 records out") && out.contains(Long.toString(file)),
+                "the program completed: " + out);
+        assertTrue(deflatedAfter > deflated, "Linux deflated on OOM: balloon_deflate " + deflated + " -> "
+                + deflatedAfter);
+        assertEquals(target, after.targetBytes(), "the target stays; the guest deflated on its own");
+        assertEquals((deflatedAfter - deflated) * 4096, target - after.actualBytes(),
+                "the host's actual size dropped by the pages the guest deflated");
+        assertEquals("0", killed, "no process was killed: the balloon gave the memory");
+
+        vm.run("rm /tmp/oom", COMMAND);
+        target(0);
+        awaitVmstat("balloon_deflate", deflated + target / 4096);
+        assertEquals(0, balloon().actualBytes());
+    }
+
+    private static JsonNode get(HttpClient client, String api, String token, String path) throws Exception {
+        HttpResponse<String> reply = client.send(HttpRequest.newBuilder(URI.create(api + path))
+                .header("Authorization", "Bearer " + token).timeout(Duration.ofSeconds(30)).GET().build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, reply.statusCode(), "GET " + path + ": " + reply.body());
+        return ApiServer.JSON.readTree(reply.body());
+    }
+
+    private static void patchBalloon(HttpClient client, String api, String token, long mib) throws Exception {
+        HttpResponse<String> reply = client.send(HttpRequest.newBuilder(URI.create(api + "/balloon"))
+                .header("Authorization", "Bearer " + token).header("Content-Type", "application/json")
+                .timeout(Duration.ofSeconds(30))
+                .method("PATCH", HttpRequest.BodyPublishers.ofString("{\"amount_mib\": " + mib + "}")).build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertEquals(204, reply.statusCode(), "PATCH /balloon " + mib + " MiB: " + reply.body());
+    }
+
+    private static void throughTheApi(ActorSystem<Void> http) throws Exception {
+        VmConfig config = new VmConfig("linux-guest", new MachineConfig(1, RAM / MIB, false, false),
+                new BalloonConfig(0, true, 1), "linux", List.of());
+        VmRuntime runtime = new VmRuntime(kit.system(), vm.vm, vm.components, Map.of(), config,
+                Duration.ofSeconds(10));
+        String token = UUID.randomUUID().toString();
+        ServerBinding binding = ApiServer.bind(http, runtime, "127.0.0.1", 0, false, token, Optional.empty())
+                .toCompletableFuture().get(30, TimeUnit.SECONDS);
+        String api = "http://127.0.0.1:" + binding.localAddress().getPort();
+        HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
+
+        JsonNode first = get(client, api, token, "/balloon/statistics");
+        // The driver answers every poll (1 s): wait for a report newer than the meminfo read below.
+        long total = meminfo("MemTotal");
+        long free = meminfo("MemFree");
+        long available = meminfo("MemAvailable");
+        JsonNode stats = first;
+        long deadline = System.nanoTime() + COMMAND.toNanos();
+        while (stats.path("stats_updates").asLong() <= first.path("stats_updates").asLong() + 1
+                && System.nanoTime() < deadline) {
+            Thread.sleep(500);
+            stats = get(client, api, token, "/balloon/statistics");
+        }
+        System.out.printf("Linux over REST: GET /balloon/statistics total_memory %d, free_memory %d, "
+                + "available_memory %d bytes (stats_updates %d); guest /proc/meminfo MemTotal %d, MemFree %d, "
+                + "MemAvailable %d bytes%n", stats.path("total_memory").asLong(), stats.path("free_memory").asLong(),
+                stats.path("available_memory").asLong(), stats.path("stats_updates").asLong(), total, free,
+                available);
+        assertTrue(stats.path("stats_updates").asLong() > first.path("stats_updates").asLong() + 1,
+                "the guest keeps reporting: " + stats);
+        assertEquals(total, stats.path("total_memory").asLong(), "total_memory is the guest's MemTotal: " + stats);
+        assertTrue(Math.abs(stats.path("free_memory").asLong() - free) <= 32 * MIB,
+                "free_memory within 32 MiB of the guest's MemFree " + free + ": " + stats);
+        assertTrue(Math.abs(stats.path("available_memory").asLong() - available) <= 32 * MIB,
+                "available_memory within 32 MiB of the guest's MemAvailable " + available + ": " + stats);
+        assertTrue(stats.path("free_memory").asLong() > 0 && stats.path("free_memory").asLong() < total, stats
+                .toString());
+        assertEquals(0, stats.path("event_fails").asLong(), stats.toString());
+
+        long inflated = vmstat("balloon_inflate");
+        long deflated = vmstat("balloon_deflate");
+        long mib = 16;
+        patchBalloon(client, api, token, mib);
+        awaitVmstat("balloon_inflate", inflated + mib * MIB / 4096);
+        JsonNode balloon = get(client, api, token, "/balloon");
+        long inflatedAfter = vmstat("balloon_inflate");
+        assertEquals(mib, balloon.path("amount_mib").asLong(), balloon.toString());
+        assertEquals(mib * MIB, balloon.path("actual_bytes").asLong(), balloon.toString());
+        patchBalloon(client, api, token, 0);
+        awaitVmstat("balloon_deflate", deflated + mib * MIB / 4096);
+        JsonNode back = get(client, api, token, "/balloon/statistics");
+        System.out.printf("Linux over REST: PATCH /balloon %d MiB: guest balloon_inflate %d -> %d, GET /balloon "
+                + "actual_bytes %d; PATCH /balloon 0: balloon_deflate %d -> %d, actual_mib %d%n", mib, inflated,
+                inflatedAfter, balloon.path("actual_bytes").asLong(), deflated, vmstat("balloon_deflate"),
+                back.path("actual_mib").asLong());
+        assertEquals(0, back.path("actual_mib").asLong(), back.toString());
+
+        binding.unbind().toCompletableFuture().get(30, TimeUnit.SECONDS);
+    }
+
+    /**
+     * The REST API in front of a Linux guest, through the real server ({@code ApiServer} over the VM's
+     * {@code VmRuntime}, bound on a free loopback port) and a real HTTP client: {@code GET /balloon/statistics}
+     * answers the statistics Linux's driver reported (checked against the guest's own {@code /proc/meminfo}), and
+     * {@code PATCH /balloon} makes Linux inflate and deflate. The server runs in an actor system of its own, and
+     * the test checks that the server and the client leave no fd behind.
+     */
+    @Test
+    @Order(5)
+    void theRestApiShowsLinuxsStatisticsAndDrivesItsBalloon() throws Exception {
+        ProcessResources withoutApi = ProcessResources.snapshot();
+        ActorSystem<Void> http = ActorSystem.create(Behaviors.empty(), "linux-guest-api");
+        try {
+            throughTheApi(http);
+        } finally {
+            http.terminate();
+            http.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
+        }
+        // java.net.http's client (Java 17) has no close(): its selector thread ends once the client is unreachable.
+        Map<Integer, String> left = ProcessResources.snapshot().nativeFdsOpenedSince(withoutApi);
+        long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+        while (!left.isEmpty() && System.nanoTime() < deadline) {
+            System.gc();
+            Thread.sleep(500);
+            left = ProcessResources.snapshot().nativeFdsOpenedSince(withoutApi);
+        }
+        assertTrue(left.isEmpty(), "the API server and client left fds open: " + left);
+    }
+
+    /**
+     * A driver that misuses a queue gets the device's error, never a host crash: the guest releases the balloon's
+     * virtio-mmio window from Linux's driver (unbinding {@code virtio-mmio}, which resets the device), then, as a
+     * driver of its own through {@code /dev/mem} (busybox {@code devmem}), notifies queue 0 before negotiating
+     * anything. The device's status register then shows {@code DEVICE_NEEDS_RESET} (0x40); the VM keeps running, and
+     * Linux's driver, bound again, resets the device and inflates and deflates as before.
+     */
+    @Test
+    @Order(6)
+    void aDriverThatMisusesAQueueGetsDeviceNeedsReset() {
+        String window = "0xd0001000";
+        String unbind = vm.run("cd /sys/bus/platform/drivers/virtio-mmio && for d in LNRO0005*; do echo $d > unbind "
+                + "&& echo unbound $d; done; cd /", COMMAND);
+        assertTrue(unbind.contains("unbound LNRO0005"), "Linux's virtio-mmio driver let the window go: " + unbind);
+        String before = vm.run("devmem 0xd0001070 32", COMMAND).trim();
+        vm.run("devmem 0xd0001050 32 0", COMMAND);
+        String after = vm.run("devmem 0xd0001070 32", COMMAND).trim();
+        System.out.printf("Linux guest as a misbehaving driver of the balloon at %s: status %s before, %s after a "
+                + "notify of queue 0 before FEATURES_OK%n", window, lastLine(before), lastLine(after));
+        assertEquals(0, Long.decode(lastLine(before)) & 0x40, "no DEVICE_NEEDS_RESET before: " + before);
+        assertEquals(0x40, Long.decode(lastLine(after)) & 0x40, "DEVICE_NEEDS_RESET after the misuse: " + after);
+        assertEquals(0, balloon().actualBytes(), "the host still answers");
+
+        String bind = vm.run("cd /sys/bus/platform/drivers/virtio-mmio && for d in /sys/bus/platform/devices/LNRO0005*;"
+                + " do echo ${d##*/} > bind; done; cd /; cat /sys/bus/virtio/devices/*/status", COMMAND);
+        assertTrue(bind.contains("0x0000000f") || bind.contains("0x0000000F"),
+                "Linux's driver reset the device and set DRIVER_OK again: " + bind);
+        long inflated = vmstat("balloon_inflate");
+        long deflated = vmstat("balloon_deflate");
+        target(8 * MIB);
+        awaitVmstat("balloon_inflate", inflated + 8 * MIB / 4096);
+        assertEquals(8 * MIB, balloon().actualBytes());
+        target(0);
+        awaitVmstat("balloon_deflate", deflated + 8 * MIB / 4096);
+        assertEquals(0, balloon().actualBytes());
+    }
+
+    private static String lastLine(String out) {
+        List<String> lines = LinuxVm.lines(out.trim());
+        return lines.get(lines.size() - 1).trim();
+    }
+
+    @Test
+    @Order(10)
     void aPanicIsReportedWithTheLastConsoleLinesAndTheVmStopsCleanly() {
         HostMemory ram = vm.topology.memory().get(0);
         vm.type("echo c > /proc/sysrq-trigger");

@@ -17,6 +17,7 @@ import io.actovisor.vmm.api.model.MachineConfig;
 import io.actovisor.vmm.api.model.VmConfig;
 import io.actovisor.vmm.cli.ExitCode;
 import java.nio.file.Path;
+import java.util.Map;
 import java.util.Optional;
 
 /** {@code ./actovisor run [FILE]} and {@code ./actovisor validate FILE}. */
@@ -65,6 +66,12 @@ public final class RunCommand {
                     ? KvmPreflight.message(noKvm.get()) : e.getMessage()));
             return ExitCode.USAGE;
         }
+        Optional<String> linuxProblem = linuxProblem(choice.kind(), io.actovisor.kernel.kvm.Kvm.emulatesGuestKernels(),
+                System.getenv());
+        if (linuxProblem.isPresent()) {
+            err.println("actovisor run: " + linuxProblem.get());
+            return ExitCode.USAGE;
+        }
         Config config = ConfigFactory.load();
         VmTopology topology;
         try {
@@ -83,6 +90,24 @@ public final class RunCommand {
                 spec.api().host(), spec.api().port(), spec.api().allowRemote(),
                 spec.api().token().filter(t -> !t.isBlank()).orElseGet(ApiAccess::newToken)),
                 spec.balloon().initialTargetBytes(), config, out, err);
+    }
+
+    /** The environment variable that makes {@code run} boot Linux on KVM-PVM all the same. */
+    public static final String LINUX_ON_EMULATED_KVM_ENV = "ACTOVISOR_LINUX_ON_EMULATED_KVM";
+
+    /**
+     * Why {@code kind} cannot run here, as one line: a stock Linux kernel on KVM-PVM (which emulates guest kernel
+     * code) boots for minutes and then stops on an instruction KVM's emulator lacks; empty otherwise, or when
+     * {@code ACTOVISOR_LINUX_ON_EMULATED_KVM=1} asks to try anyway.
+     */
+    static Optional<String> linuxProblem(GuestKind kind, boolean kvmEmulatesGuestKernels, Map<String, String> env) {
+        if (kind != GuestKind.LINUX || !kvmEmulatesGuestKernels || "1".equals(env.get(LINUX_ON_EMULATED_KVM_ENV))) {
+            return Optional.empty();
+        }
+        return Optional.of("guest.kind = linux cannot boot here: /dev/kvm is KVM-PVM (/sys/module/kvm_pvm), which "
+                + "runs a stock kernel through its instruction emulator and stops it with KVM_INTERNAL_ERROR_EMULATION "
+                + "before user space; run it on hardware-assisted KVM, or set " + LINUX_ON_EMULATED_KVM_ENV
+                + "=1 to try anyway (docs/linux-guest.md)");
     }
 
     /** What {@code GET /vm/config} shows of {@code spec}: no secrets. */
