@@ -7,15 +7,13 @@ import io.actovisor.devices.iommu.model.ModelIommu;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
-import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -167,13 +165,32 @@ public class TopologyBenchmark {
     @Param({"512"})
     int window;
 
-    private final ArrayDeque<CompletableFuture<AddressSpaceActor.CommitResult>> inFlight = new ArrayDeque<>();
+    /** The pipelined caller's answers, in the order its one reply-to actor received them. */
+    private final LinkedBlockingQueue<AddressSpaceActor.CommitResult> answers = new LinkedBlockingQueue<>();
+    /** The pipelined caller's reply-to actor (one for all its commits, instead of an ask each). */
+    private ActorRef<AddressSpaceActor.CommitResult> replies;
+    private int inFlight;
     private long lastAnswered = -1;
+
+    private AddressSpaceActor.CommitResult nextAnswer() {
+        try {
+            AddressSpaceActor.CommitResult result = answers.poll(Trees.TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            if (result == null) {
+                throw new IllegalStateException("no answer to a pipelined commit within " + Trees.TIMEOUT);
+            }
+            inFlight--;
+            return result;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+    }
 
     /**
      * The same single-region commits from a caller that does not wait for each answer: one operation sends one
      * commit, with up to {@code window} in flight (a sliding window); each answer must be
-     * {@link AddressSpaceActor.Committed}, in commit order. The address space sends the commits queued behind the
+     * {@link AddressSpaceActor.Committed}, in commit order. All answers go to one reply-to actor (an ask per commit
+     * would add a temporary actor, a future and a scheduled timeout each). The address space sends the commits queued behind the
      * update in flight to the container as one update (group commit).
      */
     @Benchmark
@@ -184,8 +201,14 @@ public class TopologyBenchmark {
             commit(addAll());
             actorsPopulated = true;
         }
-        while (inFlight.size() >= window) {
-            answered(inFlight.poll().join());
+        if (replies == null) {
+            replies = system.systemActorOf(Behaviors.receiveMessage(r -> {
+                answers.add(r);
+                return Behaviors.same();
+            }), "pipelined-replies", Props.empty());
+        }
+        while (inFlight >= window) {
+            answered(nextAnswer());
         }
         // Commit k adds a region in a gap, commit k + window removes it again: never both in flight, so no two
         // commits of a group cancel out and every commit's change reaches the container.
@@ -194,9 +217,8 @@ public class TopologyBenchmark {
         MemoryRegion r = extra.get(((round >> 1) * window + step % window) % regions);
         List<AddressSpaceActor.RegionChange> change = List.of((round & 1) == 0 ? new AddressSpaceActor.AddRegion(r)
                 : new AddressSpaceActor.RemoveRegion(r.name()));
-        inFlight.add(AskPattern.<AddressSpaceActor.Command, AddressSpaceActor.CommitResult>ask(space,
-                reply -> new AddressSpaceActor.Commit(change, reply), Trees.TIMEOUT, system.scheduler())
-                .toCompletableFuture());
+        space.tell(new AddressSpaceActor.Commit(change, replies));
+        inFlight++;
         return lastAnswered;
     }
 
@@ -210,8 +232,8 @@ public class TopologyBenchmark {
     /** A pipelined caller's last answers are checked too. */
     @TearDown(Level.Iteration)
     public void drainPipeline() {
-        while (!inFlight.isEmpty()) {
-            answered(inFlight.poll().join());
+        while (inFlight > 0) {
+            answered(nextAnswer());
         }
     }
 
