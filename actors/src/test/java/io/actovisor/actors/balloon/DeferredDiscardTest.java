@@ -4,19 +4,34 @@ import static io.actovisor.actors.testing.ActorTree.PAGE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.memory.AddressSpaceActor;
 import io.actovisor.actors.testing.ActorTree;
 import io.actovisor.actors.testing.NativeTestKit;
+import io.actovisor.devices.balloon.VirtioBalloon;
+import io.actovisor.devices.guest.scripted.RegisterBus;
+import io.actovisor.devices.guest.scripted.SplitQueueDriver;
+import io.actovisor.devices.guest.scripted.VirtioMmioDriver;
+import io.actovisor.devices.virtio.VirtioMmio;
 import io.actovisor.memory.AddressRange;
+import io.actovisor.memory.FlatView;
+import io.actovisor.memory.GuestAddress;
+import io.actovisor.memory.GuestMemory;
+import io.actovisor.memory.GuestMemoryView;
 import io.actovisor.memory.HostAddress;
+import io.actovisor.memory.HostMemory;
+import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
@@ -171,6 +186,59 @@ class DeferredDiscardTest {
             registered.expectMessageClass(DiscardManager.Registered.class); // the stopped balloon's ticket is void
             assertEquals(11, tree.memory.readLong(at(tree, 5)), "the queued discard was dropped, not run");
             assertEquals(PAGE, resident(tree, 5));
+        }
+    }
+
+    /** The driver's register accesses, as asks to the device actor (what a vCPU's MMIO exit does). */
+    private static RegisterBus bus(ActorRef<DeviceIo.Command> device) {
+        return new RegisterBus() {
+            @Override
+            public CompletionStage<Long> read(long offset, int size) {
+                return AskPattern.<DeviceIo.Command, DeviceIo.Result>ask(device,
+                        r -> new DeviceIo.Read(DeviceIo.Space.MMIO, offset, offset, size, r), Duration.ofSeconds(10),
+                        KIT.kit().scheduler()).thenApply(r -> ((DeviceIo.Completed) r).value());
+            }
+
+            @Override
+            public CompletionStage<Void> write(long offset, int size, long value) {
+                return AskPattern.<DeviceIo.Command, DeviceIo.Result>ask(device,
+                        r -> new DeviceIo.Write(DeviceIo.Space.MMIO, offset, offset, size, value, r),
+                        Duration.ofSeconds(10), KIT.kit().scheduler()).thenApply(r -> null);
+            }
+        };
+    }
+
+    @Test
+    void theDeviceDefersItsInflatesAndAResetAfterThemWaitsForTheBalloonsQueue() throws Exception {
+        try (HostMemory ram = HostMemory.anonymous("deferred-device-ram", 1 << 20)) {
+            GuestMemory memory = GuestMemory.of(FlatView.of(List.of(MemoryRegion.ram("ram", GuestAddress.ZERO,
+                    ram))));
+            TestProbe<BalloonActor.Command> balloon = KIT.kit().createTestProbe();
+            ActorRef<DeviceIo.Command> device = KIT.kit().spawn(VirtioBalloonActor.create(GuestMemoryView.of(memory),
+                    balloon.ref(), false, Duration.ofHours(1)));
+            balloon.expectMessageClass(BalloonActor.WatchTarget.class);
+            SplitQueueDriver inflate = new SplitQueueDriver(GuestMemoryView.of(memory), 16 * PAGE, 16);
+            SplitQueueDriver deflate = new SplitQueueDriver(GuestMemoryView.of(memory), 17 * PAGE, 16);
+            VirtioMmioDriver transport = new VirtioMmioDriver("balloon", bus(device));
+            // The driver's first reset: nothing was inflated, so the balloon is not asked.
+            transport.initialize(VirtioBalloon.DEVICE_ID, 0, List.of(inflate, deflate)).toCompletableFuture()
+                    .get(10, TimeUnit.SECONDS);
+            memory.writeInt(GuestAddress.of(18 * PAGE), 40);
+            inflate.add(List.of(new SplitQueueDriver.Buffer(18 * PAGE, 4, false)));
+            CompletableFuture<Void> notified = transport.notify(VirtioBalloon.INFLATE_QUEUE).toCompletableFuture();
+            BalloonActor.Inflate request = balloon.expectMessageClass(BalloonActor.Inflate.class);
+            assertTrue(request.deferDiscard(), "the device lets the balloon answer before the madvise");
+            request.replyTo().tell(new BalloonActor.InflateResult(1, 1, 0, 1, List.of(), 0));
+            notified.get(10, TimeUnit.SECONDS);
+
+            TestProbe<DeviceIo.Result> reset = KIT.kit().createTestProbe();
+            device.tell(new DeviceIo.Write(DeviceIo.Space.MMIO, VirtioMmio.STATUS, VirtioMmio.STATUS, 4, 0,
+                    reset.ref()));
+            BalloonActor.Flush flush = balloon.expectMessageClass(BalloonActor.Flush.class);
+            reset.expectNoMessage(NOTHING); // the guest may reuse every page after the reset: not before the queue ran
+            flush.replyTo().tell(new BalloonActor.Flushed(System.nanoTime()));
+            assertEquals(new DeviceIo.Completed(0), reset.receiveMessage());
+            KIT.kit().stop(device);
         }
     }
 }
