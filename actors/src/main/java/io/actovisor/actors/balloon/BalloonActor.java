@@ -37,7 +37,10 @@ import org.apache.pekko.actor.typed.javadsl.StashBuffer;
  * balloon reports {@link DiscardManager.DiscardDone}; on {@link DiscardManager.Refused} (a VFIO device has the pages
  * pinned) the guest still gives the pages up but the host does not reclaim them, and the skipped discard is counted
  * and published as {@link ActovisorEvent.DiscardSkipped}. Without an answer in time nothing is discarded. While a
- * decision is pending every other command waits, so no frame is deflated before its discard has run.
+ * decision is pending every other command waits, so no frame is deflated before its discard has run. An inflate
+ * from the virtio-balloon device ({@link Inflate#deferDiscard()}) whose discard the manager grants while nothing is
+ * registered with it is answered first and discarded by the balloon's {@link DiscardWorker} on its own thread; a
+ * deflate, the removal of guest RAM, a status request and {@link Flush} wait for that queue.
  *
  * <p>The balloon never discards on its own authority, except with {@code unsafe-ignore-inhibitor}: then a refused
  * discard runs anyway, loudly ({@link ActovisorEvent.UnsafeDiscard}). Its status reports the manager's holders.
