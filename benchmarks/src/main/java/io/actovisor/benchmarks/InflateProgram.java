@@ -22,7 +22,8 @@ import java.util.concurrent.ConcurrentLinkedQueue;
  * The guest side of {@link InflateEndToEnd}: a virtio-balloon driver that gives frames to the host (or takes them
  * back) in buffers of {@code batch} frames, one buffer in flight as Linux's driver sends them: write the PFNs into
  * guest RAM, offer the buffer on the queue, notify, and send the next buffer once the device has handed this one
- * back (which it does after the balloon answered, that is after the discard completed). The benchmark hands it
+ * back (which it does after the balloon answered: it has recorded the frames, and its discard worker runs or has run the
+ * discard). The benchmark hands it
  * {@link Job}s; each completes with the nanoseconds from the first buffer posted to the last buffer handed back,
  * one value per {@code perBuffer} buffers (all buffers in one value when it is 0).
  */
@@ -40,10 +41,16 @@ final class InflateProgram implements GuestProgram {
     final CompletableFuture<Void> ready = new CompletableFuture<>();
     private BalloonDriver driver;
     private GuestMemory memory;
+    /** When the last job's first buffer was posted ({@link System#nanoTime()}). */
+    private volatile long startedAt;
 
     /** {@code mustTellHost}: negotiate VIRTIO_BALLOON_F_MUST_TELL_HOST (which coordinated discard needs). */
     InflateProgram(boolean mustTellHost) {
         this.mustTellHost = mustTellHost;
+    }
+
+    long startedAt() {
+        return startedAt;
     }
 
     CompletableFuture<List<Long>> submit(boolean inflate, long first, long frames, int batch, int perBuffer) {
@@ -80,6 +87,7 @@ final class InflateProgram implements GuestProgram {
         }
         List<Long> times = new ArrayList<>();
         long start = System.nanoTime();
+        startedAt = start;
         return send(job, 0, start, 0, times).handle((v, failure) -> {
             if (failure != null) {
                 job.done().completeExceptionally(failure);

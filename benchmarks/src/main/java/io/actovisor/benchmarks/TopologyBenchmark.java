@@ -7,15 +7,13 @@ import io.actovisor.devices.iommu.model.ModelIommu;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
-import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -40,7 +38,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * <p>{@code *OneCommit}: one operation = add all N in one commit, remove all N in another. {@code *SingleCommit}:
  * the N regions stay mapped; one operation = one commit that adds or removes one more region in a gap between them
  * (alternately), so ops/s at N = 10,000 against N = 1,000 shows what a commit costs as the space grows.
- * {@code actorsPipelinedSingleCommit}: the same commits with up to {@value #WINDOW} in flight (group commit).
+ * {@code actorsPipelinedSingleCommit}: the same commits with up to {@code window} in flight (group commit).
  */
 @State(Scope.Benchmark)
 @Fork(value = 1, jvmArgsAppend = {"-Xmx2g"})
@@ -157,16 +155,42 @@ public class TopologyBenchmark {
                 : new AddressSpaceActor.RemoveRegion(r.name())));
     }
 
-    /** Commits a pipelined caller keeps in flight: it waits for the oldest answer before it sends one more. */
-    static final int WINDOW = 64;
+    /**
+     * Commits a pipelined caller keeps in flight: it waits for the oldest answer before it sends one more. The
+     * address space merges up to {@code AddressSpaceActor.MAX_GROUP} (256) queued commits into one update; a window
+     * of 512 keeps a full group queued behind the one in flight, so the caller, the address space and the container
+     * work at the same time (with a window of 64 they took turns: a group of 63, then a group of 1). At most
+     * {@code regions}: commit k and commit k + window touch the same gap.
+     */
+    @Param({"512"})
+    int window;
 
-    private final ArrayDeque<CompletableFuture<AddressSpaceActor.CommitResult>> inFlight = new ArrayDeque<>();
+    /** The pipelined caller's answers, in the order its one reply-to actor received them. */
+    private final LinkedBlockingQueue<AddressSpaceActor.CommitResult> answers = new LinkedBlockingQueue<>();
+    /** The pipelined caller's reply-to actor (one for all its commits, instead of an ask each). */
+    private ActorRef<AddressSpaceActor.CommitResult> replies;
+    private int inFlight;
     private long lastAnswered = -1;
+
+    private AddressSpaceActor.CommitResult nextAnswer() {
+        try {
+            AddressSpaceActor.CommitResult result = answers.poll(Trees.TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            if (result == null) {
+                throw new IllegalStateException("no answer to a pipelined commit within " + Trees.TIMEOUT);
+            }
+            inFlight--;
+            return result;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        }
+    }
 
     /**
      * The same single-region commits from a caller that does not wait for each answer: one operation sends one
-     * commit, with up to {@value #WINDOW} in flight (a sliding window); each answer must be
-     * {@link AddressSpaceActor.Committed}, in commit order. The address space sends the commits queued behind the
+     * commit, with up to {@code window} in flight (a sliding window); each answer must be
+     * {@link AddressSpaceActor.Committed}, in commit order. All answers go to one reply-to actor (an ask per commit
+     * would add a temporary actor, a future and a scheduled timeout each). The address space sends the commits queued behind the
      * update in flight to the container as one update (group commit).
      */
     @Benchmark
@@ -177,19 +201,24 @@ public class TopologyBenchmark {
             commit(addAll());
             actorsPopulated = true;
         }
-        while (inFlight.size() >= WINDOW) {
-            answered(inFlight.poll().join());
+        if (replies == null) {
+            replies = system.systemActorOf(Behaviors.receiveMessage(r -> {
+                answers.add(r);
+                return Behaviors.same();
+            }), "pipelined-replies", Props.empty());
         }
-        // Commit k adds a region in a gap, commit k + WINDOW removes it again: never both in flight, so no two
+        while (inFlight >= window) {
+            answered(nextAnswer());
+        }
+        // Commit k adds a region in a gap, commit k + window removes it again: never both in flight, so no two
         // commits of a group cancel out and every commit's change reaches the container.
         int step = actorsNext++;
-        int round = step / WINDOW;
-        MemoryRegion r = extra.get(((round >> 1) * WINDOW + step % WINDOW) % regions);
+        int round = step / window;
+        MemoryRegion r = extra.get(((round >> 1) * window + step % window) % regions);
         List<AddressSpaceActor.RegionChange> change = List.of((round & 1) == 0 ? new AddressSpaceActor.AddRegion(r)
                 : new AddressSpaceActor.RemoveRegion(r.name()));
-        inFlight.add(AskPattern.<AddressSpaceActor.Command, AddressSpaceActor.CommitResult>ask(space,
-                reply -> new AddressSpaceActor.Commit(change, reply), Trees.TIMEOUT, system.scheduler())
-                .toCompletableFuture());
+        space.tell(new AddressSpaceActor.Commit(change, replies));
+        inFlight++;
         return lastAnswered;
     }
 
@@ -203,8 +232,8 @@ public class TopologyBenchmark {
     /** A pipelined caller's last answers are checked too. */
     @TearDown(Level.Iteration)
     public void drainPipeline() {
-        while (!inFlight.isEmpty()) {
-            answered(inFlight.poll().join());
+        while (inFlight > 0) {
+            answered(nextAnswer());
         }
     }
 

@@ -37,7 +37,10 @@ import org.apache.pekko.actor.typed.javadsl.StashBuffer;
  * balloon reports {@link DiscardManager.DiscardDone}; on {@link DiscardManager.Refused} (a VFIO device has the pages
  * pinned) the guest still gives the pages up but the host does not reclaim them, and the skipped discard is counted
  * and published as {@link ActovisorEvent.DiscardSkipped}. Without an answer in time nothing is discarded. While a
- * decision is pending every other command waits, so no frame is deflated before its discard has run.
+ * decision is pending every other command waits, so no frame is deflated before its discard has run. An inflate
+ * from the virtio-balloon device ({@link Inflate#deferDiscard()}) whose discard the manager grants while nothing is
+ * registered with it is answered first and discarded by the balloon's {@link DiscardWorker} on its own thread; a
+ * deflate, the removal of guest RAM, a status request and {@link Flush} wait for that queue.
  *
  * <p>The balloon never discards on its own authority, except with {@code unsafe-ignore-inhibitor}: then a refused
  * discard runs anyway, loudly ({@link ActovisorEvent.UnsafeDiscard}). Its status reports the manager's holders.
@@ -80,10 +83,22 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     public record WatchTarget(ActorRef<Long> listener) implements Command {
     }
 
-    /** The guest driver gives up 4 KiB page frames {@code frames} (guest-physical address / 4096). */
-    public record Inflate(long[] frames, ActorRef<InflateResult> replyTo) implements Command {
+    /**
+     * The guest driver gives up 4 KiB page frames {@code frames} (guest-physical address / 4096). With
+     * {@code deferDiscard} (what the virtio-balloon device sends) the answer may come before the discard has run:
+     * a discard the manager allows while nothing is registered with it is queued for the balloon's discard worker,
+     * which runs it on a thread of its own, merged with the discards of other inflates queued meanwhile; every
+     * later {@link Deflate}, removal of guest RAM, {@link GetStatus} and {@link Flush} waits for the queue first.
+     * Without it the discard has run when the answer comes.
+     */
+    public record Inflate(long[] frames, ActorRef<InflateResult> replyTo, boolean deferDiscard) implements Command {
         public Inflate {
             frames = Objects.requireNonNull(frames, "frames").clone();
+        }
+
+        /** An inflate answered only after its discard ran. */
+        public Inflate(long[] frames, ActorRef<InflateResult> replyTo) {
+            this(frames, replyTo, false);
         }
 
         /** A copy: the message stays as sent. */
@@ -98,9 +113,11 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
      *
      * @param pagesAccepted  frames newly counted as inflated (frames already inflated count once)
      * @param pagesDiscarded pages whose host memory was discarded (with coordinated discard, the whole blocks this
-     *                       inflate completed, which may include frames of earlier inflates)
+     *                       inflate completed, which may include frames of earlier inflates; for a deferred
+     *                       discard, the pages queued for it)
      * @param pagesSkipped   pages not discarded because discards are disabled
-     * @param discards       discard calls made (one per coalesced run within a region)
+     * @param discards       discard calls made (one per coalesced run within a region; for a deferred discard, the
+     *                       runs queued, which the worker may merge with others)
      * @param rejected       frames outside guest RAM, refused
      * @param pagesHeld      pages the discard manager holds until their block completes
      */
@@ -165,6 +182,28 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         }
     }
 
+    /**
+     * Wait until every discard deferred so far has run (a device reset, or a benchmark's clock); the answer says
+     * when the last one finished.
+     */
+    public record Flush(ActorRef<Flushed> replyTo) implements Command {
+    }
+
+    /** Every deferred discard has run; the worker's last run ended at {@code lastDiscardNanos} (nanoTime). */
+    public record Flushed(long lastDiscardNanos) {
+    }
+
+    /**
+     * The discard worker ran {@code tickets} queued discards: {@code calls} calls, {@code pages} pages, the last
+     * ending at {@code endedNanos} (nanoTime).
+     */
+    record DeferredDone(int tickets, int calls, long pages, long endedNanos) implements Command {
+    }
+
+    /** The discard worker ran everything queued before the balloon's flush. */
+    record WorkerFlushed() implements Command {
+    }
+
     /** Ask for the balloon's status. */
     public record GetStatus(ActorRef<BalloonStatus> replyTo) implements Command {
     }
@@ -211,7 +250,7 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
 
     /** An inflate waiting for the manager's decision. */
     private record PendingInflate(ActorRef<InflateResult> replyTo, List<Piece> pieces, long pages,
-            List<Long> rejected) {
+            List<Long> rejected, boolean deferDiscard) {
     }
 
     /** The address space answered the balloon's subscription: it has seen the whole current view by now. */
@@ -247,6 +286,12 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
     private long skippedDiscards;
     private long pagesSkipped;
     private long unsafeDiscards;
+    /** Runs the deferred discards (a child on its own thread). */
+    private final ActorRef<DiscardWorker.Command> worker;
+    /** Deferred discards queued and not reported done by the worker. */
+    private int deferred;
+    /** When the worker's last run ended (nanoTime), 0 before the first. */
+    private long lastDiscardNanos;
 
     private BalloonActor(ActorContext<Command> context, String name, BalloonSettings settings,
             ActorRef<DiscardManager.Command> discardManager, StashBuffer<Command> stash) {
@@ -256,6 +301,8 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         this.timeouts = DeviceTimeouts.of(context.getSystem());
         this.discardManager = discardManager;
         this.stash = stash;
+        this.worker = context.spawn(DiscardWorker.create(name, discardManager, context.getSelf()), "discard-worker",
+                DiscardWorker.DISPATCHER);
         if (settings.unsafeIgnoreInhibitor()) {
             context.getLog().warn("Balloon {} starts with unsafe-ignore-inhibitor = true: it will discard pages that "
                     + "VFIO devices have pinned, and those devices will read stale memory", name);
@@ -311,11 +358,51 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
                 .onMessage(SetTarget.class, this::onSetTarget)
                 .onMessage(WatchTarget.class, this::onWatchTarget)
                 .onMessage(Inflate.class, this::onInflate)
-                .onMessage(Deflate.class, this::onDeflate)
+                .onMessage(Deflate.class, d -> deferred > 0 ? flushFirst(d) : onDeflate(d))
                 .onMessage(ReportFree.class, this::onReportFree)
-                .onMessage(GetStatus.class, this::onGetStatus)
+                .onMessage(GetStatus.class, g -> deferred > 0 ? flushFirst(g) : onGetStatus(g))
                 .onMessage(StatusReady.class, this::onStatusReady)
-                .onMessage(ListenerUpdate.class, this::onListenerUpdate)
+                .onMessage(ListenerUpdate.class, u -> deferred > 0 && !u.update().regionDel().isEmpty()
+                        ? flushFirst(u) : onListenerUpdate(u))
+                .onMessage(Flush.class, f -> {
+                    if (deferred > 0) {
+                        return flushFirst(f);
+                    }
+                    f.replyTo().tell(new Flushed(lastDiscardNanos));
+                    return this;
+                })
+                .onMessage(DeferredDone.class, this::onDeferredDone)
+                .onMessage(WorkerFlushed.class, w -> this)
+                .build();
+    }
+
+    private Behavior<Command> onDeferredDone(DeferredDone done) {
+        deferred -= done.tickets();
+        discards += done.calls();
+        pagesDiscarded += done.pages();
+        lastDiscardNanos = done.endedNanos();
+        return this;
+    }
+
+    /**
+     * {@code command} must not be overtaken by a queued discard (a deflate gives frames back, a removed region's
+     * memory may be unmapped): let the worker run its queue, and handle it (and everything after it) then.
+     */
+    private Behavior<Command> flushFirst(Command command) {
+        stash.stash(command);
+        worker.tell(new DiscardWorker.Flush());
+        return Behaviors.receive(Command.class)
+                .onMessage(DeferredDone.class, done -> {
+                    onDeferredDone(done);
+                    return Behaviors.same();
+                })
+                .onMessage(WorkerFlushed.class, flushed -> {
+                    return stash.unstashAll(this);
+                })
+                .onAnyMessage(other -> {
+                    stash.stash(other);
+                    return Behaviors.same();
+                })
                 .build();
     }
 
@@ -366,7 +453,8 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         }
         long[] frames = java.util.Arrays.copyOf(fresh, freshCount);
         List<Piece> pieces = pieces(FrameRuns.coalesce(frames));
-        PendingInflate pending = new PendingInflate(inflate.replyTo(), pieces, frames.length, List.copyOf(rejected));
+        PendingInflate pending = new PendingInflate(inflate.replyTo(), pieces, frames.length, List.copyOf(rejected),
+                inflate.deferDiscard());
         if (pending.pages() == 0) {
             inflate.replyTo().tell(new InflateResult(0, 0, 0, 0, pending.rejected()));
             return this;
@@ -403,7 +491,19 @@ public final class BalloonActor extends AbstractBehavior<BalloonActor.Command> {
         long skipped = 0;
         long heldPages = 0;
         int calls = 0;
-        if (decided.decision() instanceof DiscardManager.DiscardNow now) {
+        if (decided.decision() instanceof DiscardManager.DiscardNow now && now.deferrable()
+                && inflate.deferDiscard()) {
+            // Nothing is registered with the manager, and nothing will be told it is until the worker reports
+            // DiscardDone: the guest may go on now, the madvise runs on the worker's thread.
+            List<Piece> pieces = pieces(now.ranges());
+            long queuedPages = pieces.stream().mapToLong(p -> p.guest().size() / FrameRuns.FRAME_SIZE).sum();
+            worker.tell(new DiscardWorker.Queue(now.ticket(), pieces.stream().map(Piece::host).toList(),
+                    queuedPages));
+            deferred++;
+            calls = pieces.size();
+            discarded = queuedPages;
+            heldPages = Math.max(0, pages - queuedPages);
+        } else if (decided.decision() instanceof DiscardManager.DiscardNow now) {
             long done = 0;
             try {
                 // The manager may add frames it held before (a block this inflate completed).

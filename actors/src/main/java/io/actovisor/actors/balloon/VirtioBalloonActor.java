@@ -61,6 +61,10 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private record TargetChanged(long bytes) implements DeviceIo.Command {
     }
 
+    /** The balloon ran its deferred discards ({@code failure} null) before a reset completes. */
+    private record ResetFlushed(ActorRef<DeviceIo.Result> replyTo, String failure) implements DeviceIo.Command {
+    }
+
     private record BalloonDone(List<Integer> heads, int queue, ActorRef<DeviceIo.Result> replyTo)
             implements DeviceIo.Command {
     }
@@ -86,6 +90,8 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private long inflateCount;
     private long deflateCount;
     private long statsUpdates;
+    /** Whether an inflate went to the balloon since the last reset (its discard may still be queued there). */
+    private boolean inflatesSinceReset;
     private final Optional<io.actovisor.kernel.kvm.IrqLine> irq;
     // Its waits on the balloon and the discard manager: shorter than a vCPU's wait on this device.
     private final DeviceTimeouts timeouts;
@@ -168,6 +174,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
                 .onMessage(DeviceIo.Write.class, w -> interrupt(onWrite(w)))
                 .onMessage(BalloonDone.class, d -> interrupt(onBalloonDone(d)))
                 .onMessage(BlocksRestored.class, r -> interrupt(onBlocksRestored(r)))
+                .onMessage(ResetFlushed.class, r -> interrupt(onResetFlushed(r)))
                 .onMessage(TargetChanged.class, t -> interrupt(onTargetChanged(t)))
                 .onMessageEquals(RequestStatistics.INSTANCE, () -> interrupt(onRequestStatistics()))
                 .onMessage(GetStatistics.class, this::onGetStatistics)
@@ -197,6 +204,16 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         }
         int statusBefore = mmio.status();
         Optional<Integer> notified = mmio.write((int) write.offset(), write.size(), write.value());
+        if (write.offset() == VirtioMmio.STATUS && write.value() == 0 && inflatesSinceReset) {
+            // A driver that resets the device may reuse its ballooned pages without telling: the discards the
+            // balloon deferred run before the reset completes.
+            inflatesSinceReset = false;
+            busy = true;
+            ContextAsk.ask(getContext(), BalloonActor.Flushed.class, balloon, timeouts.deviceOnBalloon(),
+                    BalloonActor.Flush::new, (flushed, failure) -> new ResetFlushed(write.replyTo(),
+                            failure == null ? null : "the balloon did not answer: " + failure.getMessage()));
+            return this;
+        }
         if (write.offset() == VirtioMmio.STATUS && discardManager.isPresent()) {
             boolean reset = write.value() == 0;
             boolean featuresOk = (mmio.status() & VirtioMmio.S_FEATURES_OK) != 0
@@ -245,8 +262,10 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         busy = true;
         if (queue == VirtioBalloon.INFLATE_QUEUE) {
             inflateCount++;
+            inflatesSinceReset = true;
             ContextAsk.ask(getContext(), BalloonActor.InflateResult.class, balloon, timeouts.deviceOnBalloon(),
-                    r -> new BalloonActor.Inflate(pfns, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
+                    r -> new BalloonActor.Inflate(pfns, r, true),
+                    (res, failure) -> new BalloonDone(heads, queue, replyTo));
         } else {
             deflateCount++;
             ContextAsk.ask(getContext(), BalloonActor.DeflateResult.class, balloon, timeouts.deviceOnBalloon(),
@@ -288,6 +307,19 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
                         ? "the discard manager did not answer: " + failure.getMessage()
                         : result instanceof DiscardManager.ReclaimFailed failed ? failed.reason() : null));
         return this;
+    }
+
+    private Behavior<DeviceIo.Command> onResetFlushed(ResetFlushed flushed) {
+        if (flushed.failure() != null) {
+            mmio.fail("deferred discards did not complete before the reset: " + flushed.failure());
+        }
+        if (discardManager.isPresent()) {
+            busy = false;
+            return restoreBeforeCompleting(true, flushed.replyTo());
+        }
+        flushed.replyTo().tell(new DeviceIo.Completed(0));
+        busy = false;
+        return stash.unstashAll(this);
     }
 
     private Behavior<DeviceIo.Command> onBlocksRestored(BlocksRestored restored) {

@@ -244,11 +244,18 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
 
     /**
      * Discard {@code ranges} now, then report {@link DiscardDone} with {@code ticket}: until then no new holder is
-     * told it is registered.
+     * told it is registered. {@code deferrable}: no holder of either kind was registered when the manager granted it
+     * (nothing maps or pins guest RAM, and nothing will until {@link DiscardDone}), so the requester may answer its
+     * guest first and run the discard later, as long as it runs before the frames are given back.
      */
-    public record DiscardNow(long ticket, List<AddressRange> ranges) implements Decision {
+    public record DiscardNow(long ticket, List<AddressRange> ranges, boolean deferrable) implements Decision {
         public DiscardNow {
             ranges = List.copyOf(ranges);
+        }
+
+        /** A discard to run before anything else (not deferrable). */
+        public DiscardNow(long ticket, List<AddressRange> ranges) {
+            this(ticket, ranges, false);
         }
     }
 
@@ -583,7 +590,7 @@ public final class DiscardManager extends AbstractBehavior<DiscardManager.Comman
 
     private void grant(RequestDiscard request, List<AddressRange> ranges) {
         discardsGranted++;
-        request.replyTo().tell(new DiscardNow(issueTicket(request.requester()), ranges));
+        request.replyTo().tell(new DiscardNow(issueTicket(request.requester()), ranges, holders.isEmpty()));
     }
 
     private long issueTicket(ActorRef<?> requester) {
