@@ -264,7 +264,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             inflateCount++;
             inflatesSinceReset = true;
             ContextAsk.ask(getContext(), BalloonActor.InflateResult.class, balloon, timeouts.deviceOnBalloon(),
-                    r -> new BalloonActor.Inflate(pfns, r, true),
+                    r -> new BalloonActor.Inflate(pfns, r, guestTellsHost()),
                     (res, failure) -> new BalloonDone(heads, queue, replyTo));
         } else {
             deflateCount++;
@@ -375,5 +375,14 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         get.replyTo().tell(new Statistics(latest, inflateCount, deflateCount, statsUpdates, mmio.failures(),
                 device.targetPages(), device.actualPages()));
         return this;
+    }
+
+    /**
+     * Whether the driver negotiated {@code VIRTIO_BALLOON_F_MUST_TELL_HOST}: only then may an inflate be answered
+     * before its discard ran. A driver without it may reuse ballooned pages before its deflate reaches the device,
+     * and a discard still queued then would take the data it wrote.
+     */
+    private boolean guestTellsHost() {
+        return (mmio.negotiatedFeatures() & VirtioBalloon.F_MUST_TELL_HOST) != 0;
     }
 }

@@ -210,6 +210,20 @@ class DeferredDiscardTest {
 
     @Test
     void theDeviceDefersItsInflatesAndAResetAfterThemWaitsForTheBalloonsQueue() throws Exception {
+        deviceInflate(VirtioBalloon.F_MUST_TELL_HOST, true);
+    }
+
+    @Test
+    void aDriverThatMayReusePagesUntoldHasItsInflatesAnsweredOnlyAfterTheDiscard() throws Exception {
+        deviceInflate(0, false);
+    }
+
+    /**
+     * A driver that negotiates {@code features} inflates one frame through the device, then resets it: the device
+     * defers the discard only when the driver promised to tell before reusing a page, and a reset after a deferred
+     * inflate waits for the balloon's queue.
+     */
+    private void deviceInflate(long features, boolean deferred) throws Exception {
         try (HostMemory ram = HostMemory.anonymous("deferred-device-ram", 1 << 20)) {
             GuestMemory memory = GuestMemory.of(FlatView.of(List.of(MemoryRegion.ram("ram", GuestAddress.ZERO,
                     ram))));
@@ -221,15 +235,21 @@ class DeferredDiscardTest {
             SplitQueueDriver deflate = new SplitQueueDriver(GuestMemoryView.of(memory), 17 * PAGE, 16);
             VirtioMmioDriver transport = new VirtioMmioDriver("balloon", bus(device));
             // The driver's first reset: nothing was inflated, so the balloon is not asked.
-            transport.initialize(VirtioBalloon.DEVICE_ID, 0, List.of(inflate, deflate)).toCompletableFuture()
+            transport.initialize(VirtioBalloon.DEVICE_ID, features, List.of(inflate, deflate)).toCompletableFuture()
                     .get(10, TimeUnit.SECONDS);
             memory.writeInt(GuestAddress.of(18 * PAGE), 40);
             inflate.add(List.of(new SplitQueueDriver.Buffer(18 * PAGE, 4, false)));
             CompletableFuture<Void> notified = transport.notify(VirtioBalloon.INFLATE_QUEUE).toCompletableFuture();
             BalloonActor.Inflate request = balloon.expectMessageClass(BalloonActor.Inflate.class);
-            assertTrue(request.deferDiscard(), "the device lets the balloon answer before the madvise");
+            assertEquals(deferred, request.deferDiscard(), deferred
+                    ? "the device lets the balloon answer before the madvise"
+                    : "without MUST_TELL_HOST the balloon answers only after the madvise");
             request.replyTo().tell(new BalloonActor.InflateResult(1, 1, 0, 1, List.of(), 0));
             notified.get(10, TimeUnit.SECONDS);
+            if (!deferred) {
+                KIT.kit().stop(device);
+                return;
+            }
 
             TestProbe<DeviceIo.Result> reset = KIT.kit().createTestProbe();
             device.tell(new DeviceIo.Write(DeviceIo.Space.MMIO, VirtioMmio.STATUS, VirtioMmio.STATUS, 4, 0,
