@@ -2,6 +2,7 @@ package io.actovisor.actors.blk;
 
 import io.actovisor.actors.ask.ContextAsk;
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import io.actovisor.devices.virtio.VirtioException;
@@ -76,10 +77,11 @@ public final class VirtioBlkActor extends AbstractBehavior<DeviceIo.Command> {
     }
 
     private static final Logger LOG = LoggerFactory.getLogger(VirtioBlkActor.class);
-    private static final Duration DMA_TIMEOUT = Duration.ofSeconds(4);
     private static final int FRAME_SHIFT = 12;
 
     private final String name;
+    /** One DMA transfer's wait ({@link DeviceTimeouts#deviceDma()}). */
+    private final Duration dmaTimeout;
     private final VirtioBlk device;
     private final VirtioMmio mmio;
     private final Optional<ActorRef<VfioContainerActor.Command>> container;
@@ -102,6 +104,7 @@ public final class VirtioBlkActor extends AbstractBehavior<DeviceIo.Command> {
             Optional<ActorRef<VfioContainerActor.Command>> container, Optional<IrqLine> irq,
             StashBuffer<DeviceIo.Command> stash) {
         super(context);
+        this.dmaTimeout = DeviceTimeouts.of(context.getSystem()).deviceDma();
         this.name = name;
         this.device = new VirtioBlk(name, bytes);
         this.mmio = new VirtioMmio(name, device, memory);
@@ -195,7 +198,7 @@ public final class VirtioBlkActor extends AbstractBehavior<DeviceIo.Command> {
             Virtqueue.Descriptor d = readable.get(i);
             int index = i;
             long seq = sequence;
-            ContextAsk.ask(getContext(), ContainerDmaActor.ReadResult.class, container.get(), DMA_TIMEOUT,
+            ContextAsk.ask(getContext(), ContainerDmaActor.ReadResult.class, container.get(), dmaTimeout,
                     replyTo -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(d.address(), d.length(),
                             replyTo)),
                     (res, fail) -> res instanceof ContainerDmaActor.DataRead read
@@ -277,7 +280,7 @@ public final class VirtioBlkActor extends AbstractBehavior<DeviceIo.Command> {
         outstanding = c.writes().size();
         long seq = sequence;
         for (VirtioBlk.Write w : c.writes()) {
-            ContextAsk.ask(getContext(), ContainerDmaActor.WriteResult.class, container.get(), DMA_TIMEOUT,
+            ContextAsk.ask(getContext(), ContainerDmaActor.WriteResult.class, container.get(), dmaTimeout,
                     replyTo -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaWrite(w.address(), w.data(),
                             replyTo)),
                     (res, fail) -> res instanceof ContainerDmaActor.DataWritten

@@ -13,6 +13,7 @@ import org.apache.pekko.actor.typed.ActorSystem;
  * <pre>
  *   discard manager -> container, release       1 step   (DiscardManager.Settings, set by VmActor)
  *   balloon -> discard manager, a decision      2 steps  (BalloonActor)
+ *   device -> container, one DMA transfer       3 steps  (DmaEngineActor, VirtioBlkActor)
  *   balloon -> discard manager, a reclaim       4 steps  (BalloonActor)
  *   virtio-balloon -> discard manager, restore  5 steps  (VirtioBalloonActor, a status write)
  *   virtio-balloon -> balloon, inflate/deflate  6 steps  (VirtioBalloonActor, a queue notify)
@@ -54,6 +55,15 @@ public record DeviceTimeouts(Duration step) {
     /** The balloon's wait for the discard manager's decision on one discard. */
     public Duration balloonDecision() {
         return step.multipliedBy(2);
+    }
+
+    /**
+     * A device's wait for one DMA transfer through its VFIO container (the DMA engine, virtio-blk): longer than a
+     * release round (one step) the transfer may queue behind. The guest does not wait on it inside an access: it
+     * polls, or is interrupted when the request completes, and a transfer that times out completes with an error.
+     */
+    public Duration deviceDma() {
+        return step.multipliedBy(3);
     }
 
     /** The balloon's wait for the discard manager to map discarded blocks again (deflate). */

@@ -4,6 +4,7 @@ import static io.actovisor.devices.dma.DmaEngine.*;
 
 import io.actovisor.actors.ask.ContextAsk;
 import io.actovisor.actors.device.DeviceIo;
+import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.actors.vfio.ContainerDmaActor;
 import io.actovisor.actors.vfio.VfioContainerActor;
 import java.time.Duration;
@@ -22,7 +23,6 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * {@code ERROR_FAULT}.
  */
 public final class DmaEngineActor extends AbstractBehavior<DeviceIo.Command> {
-    private static final Duration DMA_TIMEOUT = Duration.ofSeconds(10);
 
     private record Read(ContainerDmaActor.ReadResult result) implements DeviceIo.Command {
     }
@@ -31,6 +31,8 @@ public final class DmaEngineActor extends AbstractBehavior<DeviceIo.Command> {
     }
 
     private final ActorRef<VfioContainerActor.Command> container;
+    /** One DMA transfer's wait ({@link DeviceTimeouts#deviceDma()}). */
+    private final Duration dmaTimeout;
     private long source;
     private long destination;
     private long length;
@@ -42,6 +44,7 @@ public final class DmaEngineActor extends AbstractBehavior<DeviceIo.Command> {
 
     private DmaEngineActor(ActorContext<DeviceIo.Command> context, ActorRef<VfioContainerActor.Command> container) {
         super(context);
+        this.dmaTimeout = DeviceTimeouts.of(context.getSystem()).deviceDma();
         this.container = container;
     }
 
@@ -100,7 +103,7 @@ public final class DmaEngineActor extends AbstractBehavior<DeviceIo.Command> {
         }
         status = STATUS_BUSY;
         error = ERROR_NONE;
-        ContextAsk.ask(getContext(), ContainerDmaActor.ReadResult.class, container, DMA_TIMEOUT,
+        ContextAsk.ask(getContext(), ContainerDmaActor.ReadResult.class, container, dmaTimeout,
                 replyTo -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaRead(source, (int) length, replyTo)),
                 (res, failure) -> new Read(res != null ? res : new ContainerDmaActor.DmaFailed(
                         "the container did not answer: " + failure, java.util.Optional.empty())));
@@ -117,7 +120,7 @@ public final class DmaEngineActor extends AbstractBehavior<DeviceIo.Command> {
             done();
             return this;
         }
-        ContextAsk.ask(getContext(), ContainerDmaActor.WriteResult.class, container, DMA_TIMEOUT,
+        ContextAsk.ask(getContext(), ContainerDmaActor.WriteResult.class, container, dmaTimeout,
                 replyTo -> new VfioContainerActor.Dma(new ContainerDmaActor.DmaWrite(destination, data, replyTo)),
                 (res, failure) -> new Written(res != null ? res : new ContainerDmaActor.DmaFailed(
                         "the container did not answer: " + failure, java.util.Optional.empty())));
