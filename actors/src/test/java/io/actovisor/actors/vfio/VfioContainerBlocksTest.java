@@ -162,7 +162,8 @@ class VfioContainerBlocksTest {
         b.refuseMap.add(BLOCK);
 
         assertEquals(new DiscardManager.BlocksFailed("c0", List.of(block(3), block(1)),
-                "host memory blocks-other is closed; map refused at " + BLOCK), b.restore(block(0), block(1), block(3)));
+                "host memory blocks-other is closed; map refused at " + BLOCK),
+                b.restore(block(0), block(1), block(3)));
         assertEquals(List.of(block(1), block(3)), b.state().releasedBlocks());
         assertEquals(List.of(mapping(0, DmaPermissions.READ_WRITE), mapping(2, DmaPermissions.READ)),
                 b.state().mappings());
