@@ -200,6 +200,29 @@ class VfioContainerBlocksTest {
     }
 
     @Test
+    void aViewMirroredBeforeTheIommuClosedPlaysNoPartInRestoringBlocksAfterItOpensAgain() {
+        Blocks b = new Blocks(4 * BLOCK);
+        b.update(List.of(), ramAndRom());
+        TestProbe<VfioContainerActor.DetachResult> detached = KIT.kit().createTestProbe();
+        b.container.tell(new VfioContainerActor.DetachGroup("g0", detached.ref()));
+        detached.receiveMessage();
+        b.space.expectMessageClass(AddressSpaceActor.Unsubscribe.class);
+
+        // The new view starts RAM one page into block 1: the old section at block 1's base must not come back.
+        b.attach();
+        List<Section> view = FlatView.of(List.of(MemoryRegion.ram("ram", AddressRange.of(BLOCK + PAGE,
+                BLOCK - PAGE), memory, BLOCK + PAGE))).sections();
+        assertEquals(new MemoryListener.Applied(2, "c0"), b.update(List.of(), view));
+        DmaMapping ram = new DmaMapping(AddressRange.of(BLOCK + PAGE, BLOCK - PAGE),
+                memory.base().checkedAdd(BLOCK + PAGE), DmaPermissions.READ_WRITE);
+        assertEquals(List.of(ram), b.state().mappings());
+        assertEquals(new DiscardManager.BlocksDone("c0"), b.release(block(1)));
+        assertEquals(List.of(), b.state().mappings());
+        assertEquals(new DiscardManager.BlocksDone("c0"), b.restore(block(1)));
+        assertEquals(List.of(ram), b.state().mappings());
+    }
+
+    @Test
     void aManagerWaitingForAHoldersPinsHearsWhenTheHolderLeavesAndAtOnceForAStranger() {
         Blocks b = new Blocks(4 * BLOCK);
         TestProbe<DiscardManager.PinsGone> gone = KIT.kit().createTestProbe();

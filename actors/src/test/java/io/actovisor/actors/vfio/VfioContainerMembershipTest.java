@@ -121,6 +121,19 @@ class VfioContainerMembershipTest {
     }
 
     @Test
+    void anAttachTheIommuRefusesIsAnsweredWithTheIommusReasonAndLeavesItClosed() {
+        // A coordinated container whose block (2 KiB) is smaller than the model IOMMU's 4 KiB page.
+        ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0", space.ref(),
+                IommuBackend.model(65535), io.actovisor.actors.discard.DiscardMode.COORDINATED, PAGE / 2),
+                "members-" + System.nanoTime(), VfioContainerActor.DISPATCHER);
+        assertEquals(new VfioContainerActor.GroupAttachFailed("c0", "g0", "container c0 cannot attach group g0 "
+                + "(model): discard-block-size 2048 is smaller than the IOMMU's minimum page size 4096"),
+                attach(container, "g0", KIT.kit().createTestProbe().ref()));
+        assertEquals(Optional.empty(), state(container).info());
+        space.expectNoMessage(java.time.Duration.ofMillis(50)); // nothing was subscribed
+    }
+
+    @Test
     void aFirstAttachWhoseSubscriptionIsRefusedClosesTheIommuAgainAndALaterAttachOpensItAfresh() {
         ActorRef<VfioContainerActor.Command> container = container();
         TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
