@@ -106,7 +106,7 @@ class ContainerDmaOrdersTest {
     }
 
     /** A backend opening {@code iommu}, whose context records joins and leaves and refuses group "bad". */
-    private static final class CueBackend implements IommuBackend {
+    static final class CueBackend implements IommuBackend {
         final CueIommu iommu;
         final List<String> groups = new CopyOnWriteArrayList<>();
 
@@ -203,6 +203,8 @@ class ContainerDmaOrdersTest {
         ActorRef<ContainerDmaActor.Command> refused = side(new CueBackend(iommu(16)));
         assertEquals(new ContainerDmaActor.OrderFailed("no such group: bad"),
                 order(refused, r -> new ContainerDmaActor.Open("bad", OptionalLong.empty(), r)));
+        assertEquals(new ContainerDmaActor.Snapshot(List.of(), 0, Optional.empty()),
+                order(refused, ContainerDmaActor.Report::new), "a refused open leaves the side serving");
     }
 
     @Test

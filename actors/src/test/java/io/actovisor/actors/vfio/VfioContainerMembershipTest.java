@@ -100,6 +100,54 @@ class VfioContainerMembershipTest {
     }
 
     @Test
+    void aGroupThatIsNotTheLastLeavesWithTheIommuOpenAndAWaitForAStrangerIsAnsweredAtOnce() {
+        ActorRef<VfioContainerActor.Command> container = container();
+        TestProbe<Object> g0 = KIT.kit().createTestProbe();
+        attachFirst(container, g0.ref());
+        TestProbe<Object> g1 = KIT.kit().createTestProbe();
+        assertEquals(new VfioContainerActor.GroupAttached("c0", "g1", 1), attach(container, "g1", g1.ref()));
+        TestProbe<VfioContainerActor.GroupGone> gone = KIT.kit().createTestProbe();
+        TestProbe<Object> stranger = KIT.kit().createTestProbe();
+        container.tell(new VfioContainerActor.AwaitGroupGone(stranger.ref(), gone.ref()));
+        assertEquals(new VfioContainerActor.GroupGone("c0", stranger.ref()), gone.receiveMessage());
+
+        TestProbe<VfioContainerActor.DetachResult> detached = KIT.kit().createTestProbe();
+        container.tell(new VfioContainerActor.DetachGroup("g1", detached.ref()));
+        assertEquals(new VfioContainerActor.GroupDetached("c0", "g1", false), detached.receiveMessage());
+        assertEquals(1, state(container).mappings().size());
+    }
+
+    @Test
+    void attachesAndDetachesArrivingWhileTheFirstGroupSubscribesWaitForIt() {
+        ActorRef<VfioContainerActor.Command> container = container();
+        TestProbe<VfioContainerActor.AttachResult> first = KIT.kit().createTestProbe();
+        TestProbe<VfioContainerActor.AttachResult> second = KIT.kit().createTestProbe();
+        TestProbe<VfioContainerActor.DetachResult> detached = KIT.kit().createTestProbe();
+        container.tell(new VfioContainerActor.AttachGroup("g0", KIT.kit().createTestProbe().ref(), first.ref()));
+        AddressSpaceActor.Subscribe subscribe = space.expectMessageClass(AddressSpaceActor.Subscribe.class);
+        container.tell(new VfioContainerActor.AttachGroup("g1", KIT.kit().createTestProbe().ref(), second.ref()));
+        container.tell(new VfioContainerActor.DetachGroup("g9", detached.ref()));
+        second.expectNoMessage(java.time.Duration.ofMillis(100));
+        subscribe.replyTo().tell(new AddressSpaceActor.Subscribed("c0", 0));
+        assertEquals(new VfioContainerActor.GroupAttached("c0", "g0", 0), first.receiveMessage());
+        assertEquals(new VfioContainerActor.GroupAttached("c0", "g1", 0), second.receiveMessage());
+        assertEquals(new VfioContainerActor.GroupDetachFailed("c0", "g9", "group g9 is not attached to container c0"),
+                detached.receiveMessage());
+    }
+
+    @Test
+    void aGroupTheIommuRefusesToJoinIsAnsweredWithTheReasonAndTheOthersStay() {
+        ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0", space.ref(),
+                new ContainerDmaOrdersTest.CueBackend(new ContainerDmaOrdersTest.CueIommu("model", 65535,
+                        java.util.Set.of(), java.util.Set.of()))), "members-" + System.nanoTime(),
+                VfioContainerActor.DISPATCHER);
+        attachFirst(container, KIT.kit().createTestProbe().ref());
+        assertEquals(new VfioContainerActor.GroupAttachFailed("c0", "bad", "container c0 cannot attach group bad "
+                + "(model): cannot attach group bad"), attach(container, "bad", KIT.kit().createTestProbe().ref()));
+        assertEquals(List.of("g0"), state(container).groups());
+    }
+
+    @Test
     void aGroupAttachedTwiceOrDetachedWithoutBeingAttachedIsRefusedAndNothingChanges() {
         ActorRef<VfioContainerActor.Command> container = container();
         TestProbe<Object> g0 = KIT.kit().createTestProbe();
