@@ -45,6 +45,14 @@ class ContainerDmaOrdersTest {
         final Set<Long> refuseUnmapAt;
         final List<String> log = new CopyOnWriteArrayList<>();
         volatile int closes;
+        /** "map", "unmap" or "mappings": that call throws an {@link AssertionError} (a bug no order catches). */
+        volatile String errorOn = "";
+
+        private void bugAt(String call) {
+            if (errorOn.equals(call)) {
+                throw new AssertionError("injected bug in " + call);
+            }
+        }
 
         CueIommu(String backend, int maxMappings, Set<Long> refuseMapAt, Set<Long> refuseUnmapAt) {
             this.model = ModelIommu.create(maxMappings);
@@ -65,6 +73,7 @@ class ContainerDmaOrdersTest {
 
         @Override
         public void map(AddressRange iova, HostAddress host, DmaPermissions permissions) {
+            bugAt("map");
             if (refuseMapAt.contains(iova.base())) {
                 throw new IommuException(IommuException.Kind.LIMIT, iova, "map refused at " + iova.base());
             }
@@ -74,6 +83,7 @@ class ContainerDmaOrdersTest {
 
         @Override
         public List<DmaMapping> unmap(AddressRange iova) {
+            bugAt("unmap");
             if (refuseUnmapAt.contains(iova.base())) {
                 throw new IommuException(IommuException.Kind.PARTIAL_UNMAP, iova, "unmap refused at "
                         + iova.base());
@@ -85,6 +95,7 @@ class ContainerDmaOrdersTest {
 
         @Override
         public List<DmaMapping> mappings() {
+            bugAt("mappings");
             return model.mappings();
         }
 
@@ -109,6 +120,8 @@ class ContainerDmaOrdersTest {
     static final class CueBackend implements IommuBackend {
         final CueIommu iommu;
         final List<String> groups = new CopyOnWriteArrayList<>();
+        /** "open", "attach" or "detach": that call throws an {@link AssertionError}. */
+        volatile String errorOn = "";
 
         CueBackend(CueIommu iommu) {
             this.iommu = iommu;
@@ -121,6 +134,9 @@ class ContainerDmaOrdersTest {
 
         @Override
         public Context open(String groupId) {
+            if (errorOn.equals("open")) {
+                throw new AssertionError("injected bug in open");
+            }
             if (groupId.equals("bad")) {
                 throw new IllegalArgumentException("no such group: bad");
             }
@@ -133,6 +149,9 @@ class ContainerDmaOrdersTest {
 
                 @Override
                 public void attach(String group) {
+                    if (errorOn.equals("attach")) {
+                        throw new AssertionError("injected bug in attach");
+                    }
                     if (group.equals("bad")) {
                         throw new IllegalArgumentException("cannot attach group bad");
                     }
@@ -141,6 +160,9 @@ class ContainerDmaOrdersTest {
 
                 @Override
                 public void detach(String group) {
+                    if (errorOn.equals("detach")) {
+                        throw new AssertionError("injected bug in detach");
+                    }
                     if (!groups.remove(group)) {
                         throw new IllegalArgumentException("group " + group + " is not in the context");
                     }

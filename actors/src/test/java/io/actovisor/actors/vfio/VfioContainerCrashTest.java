@@ -144,4 +144,111 @@ class VfioContainerCrashTest {
         KIT.kit().createTestProbe().expectTerminated(container);
         assertEquals(1, iommu.closes.get(), "closed once");
     }
+
+    private static final String LOST = "container c0 lost its IOMMU side (it stopped; the IOMMU is closed)";
+
+    /** A container on a backend whose calls can throw an {@link AssertionError}, with group g0 attached. */
+    private final class Buggy {
+        final ContainerDmaOrdersTest.CueIommu iommu = new ContainerDmaOrdersTest.CueIommu("model", 65535,
+                java.util.Set.of(), java.util.Set.of());
+        final ContainerDmaOrdersTest.CueBackend backend = new ContainerDmaOrdersTest.CueBackend(iommu);
+        final TestProbe<Object> g0 = KIT.kit().createTestProbe();
+        final ActorRef<VfioContainerActor.Command> container = KIT.kit().spawn(VfioContainerActor.create("c0",
+                space.ref(), backend, io.actovisor.actors.discard.DiscardMode.COORDINATED, 4 * PAGE),
+                "buggy-" + System.nanoTime(), VfioContainerActor.DISPATCHER);
+
+        Buggy attachFirst() {
+            TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
+            container.tell(new VfioContainerActor.AttachGroup("g0", g0.ref(), attached.ref()));
+            space.expectMessageClass(AddressSpaceActor.Subscribe.class).replyTo()
+                    .tell(new AddressSpaceActor.Subscribed("c0", 0));
+            assertEquals(new VfioContainerActor.GroupAttached("c0", "g0", 0), attached.receiveMessage());
+            return this;
+        }
+
+        VfioContainerActor.AttachResult attach(String id, ActorRef<?> group) {
+            TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
+            container.tell(new VfioContainerActor.AttachGroup(id, group, attached.ref()));
+            return attached.receiveMessage();
+        }
+
+        void stops() {
+            KIT.kit().createTestProbe().expectTerminated(container);
+        }
+    }
+
+    @Test
+    void aSideThatCrashesWhileOpeningOrJoiningFailsTheAttach() {
+        Buggy opening = new Buggy();
+        opening.backend.errorOn = "open";
+        assertEquals(new VfioContainerActor.GroupAttachFailed("c0", "g0", LOST),
+                opening.attach("g0", opening.g0.ref()));
+        opening.stops();
+
+        Buggy joining = new Buggy().attachFirst();
+        joining.backend.errorOn = "attach";
+        assertEquals(new VfioContainerActor.GroupAttachFailed("c0", "g1", LOST),
+                joining.attach("g1", KIT.kit().createTestProbe().ref()));
+        joining.stops();
+
+        // The join works, and the report that completes the attach crashes.
+        Buggy attaching = new Buggy().attachFirst();
+        attaching.iommu.errorOn = "mappings";
+        assertEquals(new VfioContainerActor.GroupAttachFailed("c0", "g1", LOST),
+                attaching.attach("g1", KIT.kit().createTestProbe().ref()));
+        attaching.stops();
+    }
+
+    @Test
+    void aSideThatCrashesWhileAGroupLeavesOrWhileReportingStillAnswers() {
+        Buggy leaving = new Buggy().attachFirst();
+        TestProbe<Object> g1 = KIT.kit().createTestProbe();
+        leaving.attach("g1", g1.ref());
+        TestProbe<VfioContainerActor.GroupGone> gone = KIT.kit().createTestProbe();
+        leaving.container.tell(new VfioContainerActor.AwaitGroupGone(g1.ref(), gone.ref()));
+        leaving.backend.errorOn = "detach";
+        TestProbe<VfioContainerActor.DetachResult> detached = KIT.kit().createTestProbe();
+        leaving.container.tell(new VfioContainerActor.DetachGroup("g1", detached.ref()));
+        assertEquals(new VfioContainerActor.GroupGone("c0", g1.ref()), gone.receiveMessage());
+        assertEquals(new VfioContainerActor.GroupDetached("c0", "g1", true), detached.receiveMessage());
+        leaving.stops();
+
+        Buggy reporting = new Buggy().attachFirst();
+        reporting.iommu.errorOn = "mappings";
+        TestProbe<VfioContainerActor.State> state = KIT.kit().createTestProbe();
+        reporting.container.tell(new VfioContainerActor.GetState(state.ref()));
+        VfioContainerActor.State reported = state.receiveMessage();
+        assertEquals(List.of(), reported.mappings());
+        assertEquals(java.util.Optional.empty(), reported.info());
+        reporting.stops();
+    }
+
+    @Test
+    void aSideThatCrashesWhileReleasingOrRestoringBlocksFailsTheRequest() {
+        memory = HostMemory.anonymous("buggy-ram", 8 * PAGE);
+        List<AddressRange> block = List.of(AddressRange.of(0, 4 * PAGE));
+        for (String call : List.of("unmap", "map")) {
+            Buggy buggy = new Buggy();
+            TestProbe<VfioContainerActor.AttachResult> attached = KIT.kit().createTestProbe();
+            buggy.container.tell(new VfioContainerActor.AttachGroup("g0", buggy.g0.ref(), attached.ref()));
+            AddressSpaceActor.Subscribe subscribe = space.expectMessageClass(AddressSpaceActor.Subscribe.class);
+            subscribe.replyTo().tell(new AddressSpaceActor.Subscribed("c0", 0));
+            attached.receiveMessage();
+            TestProbe<MemoryListener.Reply> replies = KIT.kit().createTestProbe();
+            subscribe.listener().tell(new MemoryListener.Update(1, List.of(), FlatView.of(List.of(MemoryRegion.ram(
+                    "ram", AddressRange.of(0, 8 * PAGE), memory, 0))).sections(), false, replies.ref()));
+            assertEquals(new MemoryListener.Applied(1, "c0"), replies.receiveMessage());
+            DiscardManager.PinOwner owner = pinOwner(buggy.container);
+            TestProbe<DiscardManager.BlockReply> reply = KIT.kit().createTestProbe();
+            if (call.equals("map")) {
+                owner.port().tell(new DiscardManager.ReleaseBlocks(block, reply.ref()));
+                assertEquals(new DiscardManager.BlocksDone("c0"), reply.receiveMessage());
+            }
+            buggy.iommu.errorOn = call;
+            owner.port().tell(call.equals("map") ? new DiscardManager.RestoreBlocks(block, reply.ref())
+                    : new DiscardManager.ReleaseBlocks(block, reply.ref()));
+            assertEquals(new DiscardManager.BlocksFailed("c0", block, LOST), reply.receiveMessage(), call);
+            buggy.stops();
+        }
+    }
 }
