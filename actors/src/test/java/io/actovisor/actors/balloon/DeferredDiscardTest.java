@@ -131,6 +131,37 @@ class DeferredDiscardTest {
     }
 
     @Test
+    void aQueueBelowTheRunSizeIsDiscardedWithoutAFlushAndAFullOneInOneCall() throws Exception {
+        long frames = DiscardWorker.RUN_AT_PAGES + 16;
+        try (ActorTree tree = new ActorTree(KIT.kit(), frames, BalloonSettings.DEFAULT)) {
+            tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, frames)));
+            tree.memory.populate(0, frames * PAGE);
+            assertEquals(1, inflateDeferred(tree, 3).pagesDiscarded());
+            // No flush, no status request: the worker's wait for more ends and the page goes.
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (resident(tree, 3) != 0 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertEquals(0, resident(tree, 3), "a small queue is discarded after the worker's wait");
+
+            long[] run = new long[(int) DiscardWorker.RUN_AT_PAGES];
+            for (int i = 0; i < run.length; i++) {
+                run[i] = 16 + i;
+            }
+            try (Blocker blocker = new Blocker()) {
+                assertEquals(run.length, inflateDeferred(tree, run).pagesDiscarded());
+            }
+            // A queue of the run size is discarded as soon as the worker's thread is free, with no timer: the
+            // balloon's next message (a status request, which flushes) finds it done in one call.
+            BalloonActor.BalloonStatus status = tree.balloonStatus();
+            assertEquals(1 + run.length, status.pagesDiscarded());
+            assertEquals(2, status.discards(), "frame 3 after the wait, then the run in one call");
+            assertEquals(0, tree.memory.residentBytes(AddressRange.of(tree.memory.base().value() + 16 * PAGE,
+                    run.length * PAGE)));
+        }
+    }
+
+    @Test
     void aHolderIsToldItIsRegisteredOnlyAfterTheQueuedDiscardRan() throws Exception {
         try (ActorTree tree = new ActorTree(KIT.kit(), 16, BalloonSettings.DEFAULT)) {
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
