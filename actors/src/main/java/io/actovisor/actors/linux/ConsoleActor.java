@@ -46,6 +46,11 @@ public final class ConsoleActor extends AbstractBehavior<DeviceIo.Command> {
         INSTANCE
     }
 
+    /** The panic's last lines have had their moment to arrive: report it. */
+    private enum ReportPanic implements DeviceIo.Command {
+        INSTANCE
+    }
+
     private final String name;
     private final IrqLine line;
     private final ActorRef<LinuxGuestEvent.Panicked> observer;
@@ -56,6 +61,8 @@ public final class ConsoleActor extends AbstractBehavior<DeviceIo.Command> {
     private final ByteArrayOutputStream currentLine = new ByteArrayOutputStream();
     private final Deque<String> lastLines = new ArrayDeque<>();
     private boolean panicked;
+    /** The panic was reported to the observer. */
+    private boolean panicReported;
 
     private ConsoleActor(ActorContext<DeviceIo.Command> context, TimerScheduler<DeviceIo.Command> timers, String name,
             String vm, IrqLine line, ActorRef<LinuxGuestEvent.Panicked> observer) {
@@ -83,6 +90,10 @@ public final class ConsoleActor extends AbstractBehavior<DeviceIo.Command> {
                 .onMessage(Input.class, this::onInput)
                 .onMessage(GetLastLines.class, this::onGetLastLines)
                 .onMessageEquals(Flush.INSTANCE, this::onFlush)
+                .onMessageEquals(ReportPanic.INSTANCE, () -> {
+                    reportPanic();
+                    return this;
+                })
                 .onSignal(PostStop.class, signal -> onPostStop())
                 .build();
     }
@@ -140,8 +151,7 @@ public final class ConsoleActor extends AbstractBehavior<DeviceIo.Command> {
         if (!panicked && text.contains(PANIC)) {
             panicked = true;
             // Give the kernel's last lines (the stack and "end Kernel panic") a moment to arrive first.
-            getContext().scheduleOnce(Duration.ofMillis(200), observer, new LinuxGuestEvent.Panicked(vm,
-                    List.copyOf(lastLines)));
+            timers.startSingleTimer(ReportPanic.INSTANCE, ReportPanic.INSTANCE, Duration.ofMillis(200));
         }
     }
 
@@ -158,11 +168,23 @@ public final class ConsoleActor extends AbstractBehavior<DeviceIo.Command> {
         return this;
     }
 
+    private void reportPanic() {
+        panicReported = true;
+        observer.tell(new LinuxGuestEvent.Panicked(vm, List.copyOf(lastLines)));
+    }
+
     private Behavior<DeviceIo.Command> onPostStop() {
         if (currentLine.size() > 0) {
             endLine();
         }
         publishChunk();
+        if (panicked && !panicReported) {
+            // The VM stopped within the panic's moment (its vCPU failed right after the panic, say): the observer
+            // is stopping too, so the report goes to the event stream, where the VM would have published it.
+            panicReported = true;
+            getContext().getSystem().eventStream().tell(new org.apache.pekko.actor.typed.eventstream.EventStream
+                    .Publish<>(new LinuxGuestEvent.Panicked(vm, List.copyOf(lastLines))));
+        }
         return this;
     }
 

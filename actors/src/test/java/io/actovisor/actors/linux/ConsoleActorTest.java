@@ -127,4 +127,22 @@ class ConsoleActorTest {
         assertEquals(List.of("VFS: Unable to mount root fs", "Kernel panic - not syncing: VFS"),
                 panicked.lastLines());
     }
+
+    @Test
+    void aPanicWhoseVmStopsWithinItsMomentIsStillReportedOnTheEventStream() {
+        Line line = new Line();
+        TestProbe<LinuxGuestEvent.Panicked> panics = KIT.createTestProbe();
+        TestProbe<LinuxGuestEvent.Panicked> published = KIT.createTestProbe();
+        KIT.system().eventStream().tell(new EventStream.Subscribe<>(LinuxGuestEvent.Panicked.class,
+                published.ref()));
+        ActorRef<DeviceIo.Command> console = KIT.spawn(ConsoleActor.create("com1", "vm-s", line, panics.ref()));
+        for (char c : "Kernel panic - not syncing: sysrq triggered crash\n".toCharArray()) {
+            write(console, THR, c);
+        }
+        KIT.stop(console); // the VM stops (its vCPU failed) before the report's moment is over
+        LinuxGuestEvent.Panicked panicked = published.receiveMessage(Duration.ofSeconds(5));
+        assertEquals("vm-s", panicked.vm());
+        assertEquals(List.of("Kernel panic - not syncing: sysrq triggered crash"), panicked.lastLines());
+        panics.expectNoMessage(Duration.ofMillis(400));
+    }
 }

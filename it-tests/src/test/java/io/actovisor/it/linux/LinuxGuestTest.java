@@ -117,7 +117,7 @@ class LinuxGuestTest {
             before = ProcessResources.snapshot();
             try {
                 vm = boot(kit, "linux-guest");
-            } catch (RuntimeException | AssertionError e) {
+            } catch (RuntimeException | Error e) {
                 bootFailure = e;
                 throw e;
             }
@@ -443,7 +443,7 @@ class LinuxGuestTest {
     void aPanicIsReportedWithTheLastConsoleLinesAndTheVmStopsCleanly() {
         HostMemory ram = vm.topology.memory().get(0);
         vm.type("echo c > /proc/sysrq-trigger");
-        LinuxGuestEvent.Panicked panicked = vm.events.expectMessageClass(LinuxGuestEvent.Panicked.class, COMMAND);
+        LinuxGuestEvent.Panicked panicked = awaitPanic();
         assertTrue(panicked.lastLines().stream().anyMatch(l -> l.contains("Kernel panic - not syncing")),
                 panicked.lastLines().toString());
         assertTrue(panicked.lastLines().stream().anyMatch(l -> l.contains("sysrq")), panicked.lastLines().toString());
@@ -452,5 +452,24 @@ class LinuxGuestTest {
         assertTrue(ram.isClosed(), "the VM released its RAM");
         assertTrue(ProcessResources.snapshot().nativeFdsOpenedSince(before).isEmpty(), "no KVM fd left: "
                 + ProcessResources.snapshot().nativeFdsOpenedSince(before));
+    }
+
+    /**
+     * The panic report, within {@link #COMMAND}; a VM that stops without one fails at once with what its console
+     * printed (not after the whole wait).
+     */
+    private static LinuxGuestEvent.Panicked awaitPanic() {
+        long deadline = System.nanoTime() + COMMAND.toNanos();
+        while (true) {
+            boolean stoppedBefore = vm.stopped.get();
+            try {
+                return vm.events.expectMessageClass(LinuxGuestEvent.Panicked.class, Duration.ofSeconds(5));
+            } catch (AssertionError none) {
+                if (stoppedBefore || System.nanoTime() > deadline) {
+                    throw new AssertionError("no panic report " + (stoppedBefore ? "from the stopped VM" : "within "
+                            + COMMAND) + "; the console printed:\n" + LinuxVm.tail(vm.output(), 3000), none);
+                }
+            }
+        }
     }
 }
