@@ -170,7 +170,7 @@ final class LinuxVm implements AutoCloseable {
     String registers() {
         StringBuilder out = new StringBuilder();
         for (var v : components.vcpus()) {
-            TestProbe<io.actovisor.kernel.kvm.VcpuThread.State> paused = kit.createTestProbe();
+            TestProbe<io.actovisor.actors.kvm.VcpuHandle.State> paused = kit.createTestProbe();
             v.pause(paused.ref());
             paused.receiveMessage(Duration.ofSeconds(10));
             out.append("vCPU ").append(v.vcpu().id()).append(": ").append(v.vcpu().registers());
