@@ -33,9 +33,7 @@ import org.slf4j.LoggerFactory;
  * {@code JAVA_TOOL_OPTIONS} so that child JVMs a test starts get them too), boots a
  * {@link NestedGuest.Kind#KVM_HOST} guest, and replays the events its {@link GuestTestRunner} streams back to the
  * host's listener as they arrive. A guest that fails to boot, load its modules or start its JVM, or that hangs or
- * dies in a test, is killed; every test it did not finish is reported failed with the stage and the console, and a
- * hung guest's report also carries its kernel's view ({@link NestedGuest.Running#diagnosedFailure}). While the tests
- * run, a {@link DiagnosticsWatch} captures that view when the guest kernel reports a blocked task or on demand.
+ * dies in a test, is killed; every test it did not finish is reported failed with the stage and the console.
  */
 final class GuestSession {
     /** Set ({@code true}) in the emulated host's test JVM: its KVM guests run under QEMU TCG. */
@@ -178,7 +176,6 @@ final class GuestSession {
     private void follow(NestedGuest.Running guest) throws IOException, InterruptedException {
         int seen = 0;
         boolean runnerStarted = false;
-        DiagnosticsWatch watch = new DiagnosticsWatch(guest.workDir());
         long lastEvent = System.nanoTime();
         long startedAt = System.nanoTime();
         while (true) {
@@ -223,12 +220,11 @@ final class GuestSession {
                 return;
             }
             if (runnerStarted && quiet.compareTo(TestTimeouts.scaled(QUIET)) > 0) {
-                abandon(guest.diagnosedFailure("the guest reported nothing for " + quiet.toSeconds() + " s while running "
+                abandon(guest.failure("the guest reported nothing for " + quiet.toSeconds() + " s while running "
                         + (open.isEmpty() ? "nothing" : open.peek().getDisplayName()) + " (stage "
                         + NestedGuest.Stage.TEST + "): killed as hung"));
                 return;
             }
-            watch.check(guest);
             Thread.sleep(500);
         }
     }
