@@ -90,8 +90,8 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
     private long inflateCount;
     private long deflateCount;
     private long statsUpdates;
-    /** Whether an inflate with a deferred discard went to the balloon since the last reset (it may be queued there). */
-    private boolean deferredSinceReset;
+    /** Whether an inflate went to the balloon since the last reset (its discard may still be queued there). */
+    private boolean inflatesSinceReset;
     private final Optional<io.actovisor.kernel.kvm.IrqLine> irq;
     // Its waits on the balloon and the discard manager: shorter than a vCPU's wait on this device.
     private final DeviceTimeouts timeouts;
@@ -204,10 +204,10 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         }
         int statusBefore = mmio.status();
         Optional<Integer> notified = mmio.write((int) write.offset(), write.size(), write.value());
-        if (write.offset() == VirtioMmio.STATUS && write.value() == 0 && deferredSinceReset) {
+        if (write.offset() == VirtioMmio.STATUS && write.value() == 0 && inflatesSinceReset) {
             // A driver that resets the device may reuse its ballooned pages without telling: the discards the
             // balloon deferred run before the reset completes.
-            deferredSinceReset = false;
+            inflatesSinceReset = false;
             busy = true;
             ContextAsk.ask(getContext(), BalloonActor.Flushed.class, balloon, timeouts.deviceOnBalloon(),
                     BalloonActor.Flush::new, (flushed, failure) -> new ResetFlushed(write.replyTo(),
@@ -262,10 +262,9 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
         busy = true;
         if (queue == VirtioBalloon.INFLATE_QUEUE) {
             inflateCount++;
-            boolean defer = guestTellsHost();
-            deferredSinceReset |= defer;
+            inflatesSinceReset = true;
             ContextAsk.ask(getContext(), BalloonActor.InflateResult.class, balloon, timeouts.deviceOnBalloon(),
-                    r -> new BalloonActor.Inflate(pfns, r, defer),
+                    r -> new BalloonActor.Inflate(pfns, r, guestTellsHost()),
                     (res, failure) -> new BalloonDone(heads, queue, replyTo));
         } else {
             deflateCount++;
@@ -290,7 +289,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             }
         }
         busy = true;
-        ContextAsk.ask(getContext(), BalloonActor.ReportResult.class, balloon, timeouts.deviceOnBalloon(),
+        ContextAsk.ask(getContext(), BalloonActor.ReportResult.class, balloon, Duration.ofSeconds(30),
                 r -> new BalloonActor.ReportFree(chunks, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
     }
 
