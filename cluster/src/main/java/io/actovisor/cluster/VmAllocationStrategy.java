@@ -7,10 +7,12 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionStage;
+import java.util.concurrent.CompletionException;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.cluster.Member;
+import org.apache.pekko.cluster.MemberStatus;
 import org.apache.pekko.cluster.sharding.ShardCoordinator;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.slf4j.Logger;
@@ -25,8 +27,12 @@ import scala.jdk.javaapi.FutureConverters;
  * so it sees every acknowledged admission) and allocates the shard to that node's region. When that node is gone
  * (it crashed or left), it places the VM again among the live regions with the same {@link Placement} rules,
  * reading capacities from the node reports; if the VM fits nowhere it goes to the region with the most room, and a
- * warning says the node is now over its capacity. A shard without a VM record (a request for an unknown id) stays
- * with the region that asked. Rebalancing is off: a running VM never moves because a node joined.
+ * warning says the node is now over its capacity. A node that is still a member and Up but whose shard region has
+ * not registered with the coordinator yet (it joined a moment ago) is not gone: the allocation fails and the
+ * coordinator allocates again when the requesting region asks again (every {@code pekko.cluster.sharding
+ * .retry-interval}), so a VM is never placed away from the node admission chose because that node's region was
+ * slower to register. A shard without a VM record (a request for an unknown id) stays with the region that asked.
+ * Rebalancing is off: a running VM never moves because a node joined.
  */
 final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocationStrategy {
     private static final Logger LOG = LoggerFactory.getLogger(VmAllocationStrategy.class);
@@ -46,7 +52,8 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
             Map<ActorRef, IndexedSeq<String>> currentShardAllocations) {
         Map<String, ActorRef> regions = new HashMap<>();
         currentShardAllocations.keySet().forEach(region -> regions.put(address(region), region));
-        CompletionStage<ActorRef> chosen = data.vms().thenCombine(data.nodes(), (vms, nodes) -> {
+        CompletableFuture<ActorRef> chosen = new CompletableFuture<>();
+        data.vms().thenCombine(data.nodes(), (vms, nodes) -> {
             VmRecord record = vms.get(shardId);
             if (record == null) {
                 return requester;
@@ -55,13 +62,50 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
             if (placed != null) {
                 return placed;
             }
+            if (isUp(record.node())) {
+                throw new RegionNotRegistered(shardId, record.node());
+            }
             return replace(record, vms, nodes, regions);
-        }).exceptionally(failure -> {
+        }).whenComplete((region, failure) -> {
+            if (failure == null) {
+                chosen.complete(region);
+                return;
+            }
+            Throwable cause = failure instanceof CompletionException && failure.getCause() != null
+                    ? failure.getCause() : failure;
+            if (cause instanceof RegionNotRegistered) {
+                chosen.completeExceptionally(cause);
+                return;
+            }
             LOG.warn("shard {}: cannot read the VM's placement ({}); it starts on the requesting region, and the "
-                    + "entity stops again if it has no definition", shardId, failure.getMessage());
-            return requester;
+                    + "entity stops again if it has no definition", shardId, cause.getMessage());
+            chosen.complete(requester);
         });
         return FutureConverters.asScala(chosen);
+    }
+
+    /** Whether {@code address} is a member of the cluster with status Up (joined, not leaving, not downed). */
+    private boolean isUp(String address) {
+        for (Member member : Cluster.get(system).state().getMembers()) {
+            if (member.address().toString().equals(address)) {
+                return member.status() == MemberStatus.up();
+            }
+        }
+        return false;
+    }
+
+    /**
+     * The VM's node is Up but its shard region has not registered yet: this allocation fails (Pekko logs it and
+     * allocates again at the region's next request). No stack trace: the message says it all.
+     */
+    static final class RegionNotRegistered extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+
+        RegionNotRegistered(String shardId, String node) {
+            super("shard " + shardId + ": its node " + node + " is Up but its shard region has not registered with "
+                    + "the coordinator yet; the allocation is retried at the region's next request", null, false,
+                    false);
+        }
     }
 
     /** The VM's node is gone: place it again among the live regions. */
