@@ -289,7 +289,7 @@ public final class VirtioBalloonActor extends AbstractBehavior<DeviceIo.Command>
             }
         }
         busy = true;
-        ContextAsk.ask(getContext(), BalloonActor.ReportResult.class, balloon, Duration.ofSeconds(30),
+        ContextAsk.ask(getContext(), BalloonActor.ReportResult.class, balloon, timeouts.deviceOnBalloon(),
                 r -> new BalloonActor.ReportFree(chunks, r), (res, failure) -> new BalloonDone(heads, queue, replyTo));
     }
 

@@ -16,7 +16,7 @@ import org.apache.pekko.actor.typed.ActorSystem;
  *   device -> container, one DMA transfer       3 steps  (DmaEngineActor, VirtioBlkActor)
  *   balloon -> discard manager, a reclaim       4 steps  (BalloonActor)
  *   virtio-balloon -> discard manager, restore  5 steps  (VirtioBalloonActor, a status write)
- *   virtio-balloon -> balloon, inflate/deflate  6 steps  (VirtioBalloonActor, a queue notify)
+ *   virtio-balloon -> balloon, queue buffers    6 steps  (VirtioBalloonActor, a queue notify)
  *   vCPU -> device, one MMIO or port access     7 steps  (VcpuHandle)
  * </pre>
  *
@@ -76,7 +76,7 @@ public record DeviceTimeouts(Duration step) {
         return step.multipliedBy(5);
     }
 
-    /** The virtio-balloon device's wait for the balloon to inflate or deflate. */
+    /** The virtio-balloon device's wait for the balloon to inflate, deflate or take a free page report. */
     public Duration deviceOnBalloon() {
         return step.multipliedBy(6);
     }
