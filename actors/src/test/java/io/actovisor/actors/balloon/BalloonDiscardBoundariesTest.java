@@ -83,7 +83,7 @@ class BalloonDiscardBoundariesTest {
             return request;
         }
 
-        /** Bytes resident of host page {@code hostPage} (guest frames 0-7 are host pages 0-7, frames 12-15 are 8-11). */
+        /** Bytes resident of host page {@code hostPage} (guest frames 0-7 are host pages 0-7, 12-15 are 8-11). */
         long resident(long hostPage) {
             return ram.residentBytes(AddressRange.of(ram.base().value() + hostPage * PAGE, PAGE));
         }
