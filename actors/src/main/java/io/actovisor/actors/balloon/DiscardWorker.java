@@ -23,8 +23,8 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * A balloon's deferred discards, run on a thread of their own ({@link #DISPATCHER}) so that the {@code madvise} of
  * one inflate overlaps the guest's next buffers. The balloon queues what its {@link DiscardManager} allowed
  * ({@link Queue}, with the manager's ticket) and answers the inflate at once; the worker runs when
- * {@link #RUN_AT_PAGES} pages are queued, or {@link #MAX_WAIT} after the first of fewer (rounded up to the
- * scheduler's tick), or at a {@link Flush}. Each run takes everything queued since the last one, merges the spans
+ * {@link #RUN_AT_PAGES} pages are queued, when one inflate of {@link #RUN_ALONE_PAGES} or more arrives, or
+ * {@link #MAX_WAIT} after the first of fewer (rounded up to the scheduler's tick), or at a {@link Flush}. Each run takes everything queued since the last one, merges the spans
  * of all those inflates into contiguous host runs (the frames of consecutive buffers are neighbours), discards each
  * run with one call, and only then reports
  * {@link DiscardManager.DiscardDone} for every ticket: until then the manager tells no new holder that it is
@@ -63,6 +63,13 @@ final class DiscardWorker extends AbstractBehavior<DiscardWorker.Command> {
      * frames) gather into one {@code madvise} of 32 MiB, which costs far less than 32 calls of 1 MiB.
      */
     static final long RUN_AT_PAGES = (32L << 20) / FrameRuns.FRAME_SIZE;
+    /**
+     * Pages of one inflate at which the worker runs at once, whatever else is queued (8 MiB): a call that size
+     * already costs far more than a call's fixed part, so waiting for more saves next to nothing and only delays
+     * the first {@code madvise} of a guest that inflates in large buffers (4096 frames, 16 MiB, each). Measured
+     * with {@code InflateEndToEnd 15 plain 4096} (docs/benchmarks.md).
+     */
+    static final long RUN_ALONE_PAGES = (8L << 20) / FrameRuns.FRAME_SIZE;
     /** How long fewer queued pages wait for more before they are discarded anyway. */
     static final Duration MAX_WAIT = Duration.ofMillis(2);
 
@@ -117,7 +124,7 @@ final class DiscardWorker extends AbstractBehavior<DiscardWorker.Command> {
     private Behavior<Command> onQueue(Queue queue) {
         queued.add(queue);
         queuedPages += queue.pages();
-        if (queuedPages >= RUN_AT_PAGES) {
+        if (queuedPages >= RUN_AT_PAGES || queue.pages() >= RUN_ALONE_PAGES) {
             runQueued();
         } else if (!timers.isTimerActive(Run.INSTANCE)) {
             timers.startSingleTimer(Run.INSTANCE, Run.INSTANCE, MAX_WAIT);

@@ -39,6 +39,7 @@ class DiscardWorkerTest {
 
     private static final Duration NOTHING = Duration.ofMillis(200);
     private static final long RUN = DiscardWorker.RUN_AT_PAGES;
+    private static final long ALONE = DiscardWorker.RUN_ALONE_PAGES;
     private static int workers;
 
     /** Holds the worker's dispatcher (one thread) until released. */
@@ -174,23 +175,56 @@ class DiscardWorkerTest {
     }
 
     @Test
-    void aQueueOnePageUnderTheRunSizeWaitsAndThePageThatCompletesItRunsBoth() throws Exception {
+    void aQueueOnePageUnderTheRunSizeWaitsAndThePageThatCompletesItRunsAll() throws Exception {
         try (HostMemory memory = HostMemory.anonymous("worker-under", (RUN + 2) * PAGE)) {
             Worker w = worker();
+            // RUN - 1 pages in five inflates, each under the size that runs alone.
+            long piece = ALONE - 1;
+            long last = RUN - 1 - 4 * piece;
+            assertTrue(last > 0 && last < ALONE);
             try (Blocker blocker = new Blocker()) {
-                w.queue(1, RUN - 1, frames(memory, 0, RUN - 1));
-                w.queue(2, 1, frames(memory, RUN - 1, 1));
+                for (int i = 0; i < 4; i++) {
+                    w.queue(1 + i, piece, frames(memory, i * piece, piece));
+                }
+                w.queue(5, last, frames(memory, 4 * piece, last));
+                w.queue(6, 1, frames(memory, RUN - 1, 1));
                 // After the run the count starts again from zero: these two wait for the timer together.
-                w.queue(3, 1, frames(memory, RUN, 1));
-                w.queue(4, 1, frames(memory, RUN + 1, 1));
+                w.queue(7, 1, frames(memory, RUN, 1));
+                w.queue(8, 1, frames(memory, RUN + 1, 1));
             }
-            w.done(1, RUN - 1);
-            w.done(2, 1);
-            assertRun(2, 1, RUN, w.deferredDone());
-            w.done(3, 1);
-            w.done(4, 1);
+            for (int i = 0; i < 4; i++) {
+                w.done(1 + i, piece);
+            }
+            w.done(5, last);
+            w.done(6, 1);
+            assertRun(6, 1, RUN, w.deferredDone());
+            w.done(7, 1);
+            w.done(8, 1);
             assertRun(2, 1, 2, w.deferredDone());
             w.manager().expectNoMessage(NOTHING);
+            w.stop();
+        }
+    }
+
+    @Test
+    void oneInflateOfTheAloneSizeRunsAtOnceAndOnePageLessWaits() throws Exception {
+        try (HostMemory memory = HostMemory.anonymous("worker-alone", (2 * ALONE + 2) * PAGE)) {
+            Worker w = worker();
+            try (Blocker blocker = new Blocker()) {
+                w.queue(1, ALONE, frames(memory, 0, ALONE));
+                w.queue(2, 1, frames(memory, ALONE, 1)); // already queued when the first is taken
+            }
+            w.done(1, ALONE);
+            assertRun(1, 1, ALONE, w.deferredDone());
+            w.done(2, 1); // after the wait: the first run did not wait for it
+            assertRun(1, 1, 1, w.deferredDone());
+            try (Blocker blocker = new Blocker()) {
+                w.queue(3, ALONE - 1, frames(memory, ALONE + 1, ALONE - 1));
+                w.queue(4, 1, frames(memory, 2 * ALONE, 1));
+            }
+            w.done(3, ALONE - 1); // one page less waited, and the next inflate joined its run
+            w.done(4, 1);
+            assertRun(2, 1, ALONE, w.deferredDone());
             w.stop();
         }
     }
