@@ -176,6 +176,7 @@ final class GuestSession {
     private void follow(NestedGuest.Running guest) throws IOException, InterruptedException {
         int seen = 0;
         boolean runnerStarted = false;
+        DiagnosticsWatch watch = new DiagnosticsWatch(guest.workDir());
         long lastEvent = System.nanoTime();
         long startedAt = System.nanoTime();
         while (true) {
@@ -220,11 +221,12 @@ final class GuestSession {
                 return;
             }
             if (runnerStarted && quiet.compareTo(TestTimeouts.scaled(QUIET)) > 0) {
-                abandon(guest.failure("the guest reported nothing for " + quiet.toSeconds() + " s while running "
+                abandon(guest.diagnosedFailure("the guest reported nothing for " + quiet.toSeconds() + " s while running "
                         + (open.isEmpty() ? "nothing" : open.peek().getDisplayName()) + " (stage "
                         + NestedGuest.Stage.TEST + "): killed as hung"));
                 return;
             }
+            watch.check(guest);
             Thread.sleep(500);
         }
     }
