@@ -29,8 +29,15 @@ final class DiagnosticsWatch {
     private boolean hungTaskSeen;
     private int captures;
 
-    DiagnosticsWatch(Path workDir) {
+    /** A watch over the guest working in {@code workDir}; captures and a trigger left by an earlier run are removed. */
+    DiagnosticsWatch(Path workDir) throws IOException {
         this.workDir = workDir;
+        Files.deleteIfExists(workDir.resolve(TRIGGER));
+        try (var old = Files.newDirectoryStream(workDir, "diagnostics-*.log")) {
+            for (Path file : old) {
+                Files.delete(file);
+            }
+        }
     }
 
     /** Capture if the console newly shows a blocked task or the trigger file exists (at most every few seconds). */

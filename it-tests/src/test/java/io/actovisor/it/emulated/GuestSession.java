@@ -33,7 +33,9 @@ import org.slf4j.LoggerFactory;
  * {@code JAVA_TOOL_OPTIONS} so that child JVMs a test starts get them too), boots a
  * {@link NestedGuest.Kind#KVM_HOST} guest, and replays the events its {@link GuestTestRunner} streams back to the
  * host's listener as they arrive. A guest that fails to boot, load its modules or start its JVM, or that hangs or
- * dies in a test, is killed; every test it did not finish is reported failed with the stage and the console.
+ * dies in a test, is killed; every test it did not finish is reported failed with the stage and the console, and a
+ * hung guest's report also carries its kernel's view ({@link NestedGuest.Running#diagnosedFailure}). While the tests
+ * run, a {@link DiagnosticsWatch} captures that view when the guest kernel reports a blocked task or on demand.
  */
 final class GuestSession {
     /** Set ({@code true}) in the emulated host's test JVM: its KVM guests run under QEMU TCG. */

@@ -28,7 +28,9 @@ import java.util.concurrent.TimeUnit;
  * {@code /dev/shm}, and runs the command chrooted into it. The command's stdout goes to the guest's second serial
  * port, which QEMU writes to a file of its own; the kernel and stderr go to the console file. A guest that does not
  * boot in time, panics, fails to load a module or hangs is killed and reported with its console and the stage it
- * reached ({@link Stage}); no QEMU process or initramfs outlives {@link Running#close()}.
+ * reached ({@link Stage}); no QEMU process or initramfs outlives {@link Running#close()}. While it runs, the guest
+ * describes itself on request ({@link Running#diagnostics}, {@link GuestDiagnostics}): a hang is reported with the
+ * kernel's stacks of the command's threads and of every blocked task.
  */
 public final class NestedGuest {
     /** The init prints this on the console once its modules are loaded and the device is ready. */
