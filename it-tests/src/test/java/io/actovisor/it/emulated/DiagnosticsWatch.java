@@ -13,7 +13,7 @@ import org.slf4j.LoggerFactory;
  * is worth having before anyone gives up: once when the guest kernel's hung-task detector reports a task blocked
  * ({@value #HUNG_TASK} on the console), and whenever someone asks by creating the file {@value #TRIGGER} in the work
  * directory (the file is removed). Each capture is written to {@code diagnostics-N.log} in the work directory and
- * logged.
+ * logged. It also counts the hung-task reports, for the session's {@link HungTaskRule}.
  */
 final class DiagnosticsWatch {
     /** What the guest kernel's hung-task detector prints. */
@@ -27,6 +27,7 @@ final class DiagnosticsWatch {
     private final Path workDir;
     private long lastCheck = System.nanoTime();
     private boolean hungTaskSeen;
+    private int reports;
     private int captures;
 
     /** A watch over the guest working in {@code workDir}; captures and a trigger left by an earlier run are removed. */
@@ -40,20 +41,34 @@ final class DiagnosticsWatch {
         }
     }
 
-    /** Capture if the console newly shows a blocked task or the trigger file exists (at most every few seconds). */
-    void check(NestedGuest.Running guest) throws IOException {
+    /**
+     * Capture if the console newly shows a blocked task or the trigger file exists (at most every few seconds); the
+     * number of hung-task reports on the console so far (as of the last look).
+     */
+    int check(NestedGuest.Running guest) throws IOException {
         if (System.nanoTime() - lastCheck < EVERY.toNanos()) {
-            return;
+            return reports;
         }
         lastCheck = System.nanoTime();
         Path trigger = workDir.resolve(TRIGGER);
         if (Files.deleteIfExists(trigger)) {
             capture(guest, "asked for by " + trigger);
         }
-        if (!hungTaskSeen && guest.console().contains(HUNG_TASK)) {
+        reports = count(guest.console(), HUNG_TASK);
+        if (!hungTaskSeen && reports > 0) {
             hungTaskSeen = true;
             capture(guest, "the guest kernel reports a blocked task");
         }
+        return reports;
+    }
+
+    /** How often {@code what} occurs in {@code text}. */
+    static int count(String text, String what) {
+        int n = 0;
+        for (int at = text.indexOf(what); at >= 0; at = text.indexOf(what, at + what.length())) {
+            n++;
+        }
+        return n;
     }
 
     /** Take the guest's view now, write it to the next diagnostics file, log it; the file. */
