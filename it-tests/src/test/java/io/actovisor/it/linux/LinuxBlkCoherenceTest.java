@@ -138,6 +138,9 @@ class LinuxBlkCoherenceTest {
         System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
                 (System.nanoTime() - start) / 1e9, ready.group(1));
         booted.await(LinuxVm.PROMPT, COMMAND);
+        // The modules' text symbols (where this boot loaded them), so that a hang's report names the vCPU's rip.
+        int modules = booted.symbols.add(booted.run("grep -E '^[0-9a-f]+ [tT] .*\\[' /proc/kallsyms", COMMAND));
+        System.out.printf("Linux %s: %d module text symbols, %d in all%n", name, modules, booted.symbols.size());
         return booted;
     }
 
