@@ -134,7 +134,7 @@ final class GuestSession {
         // The Linux guests' unpacked kernel and initramfs, prepared on the host (LinuxBootRoute): read-only here.
         command.append("export XDG_CACHE_HOME=").append(quote(cacheHome(Path.of("target", "emulated-kvm")
                 .toAbsolutePath()).toString())).append('\n');
-        for (String variable : List.of("ACTOVISOR_PROJECT_ROOT")) {
+        for (String variable : List.of("ACTOVISOR_PROJECT_ROOT", "ACTOVISOR_LINUX_BLK")) {
             Optional.ofNullable(System.getenv(variable)).ifPresent(value -> command.append("export ")
                     .append(variable).append('=').append(quote(value)).append('\n'));
         }
