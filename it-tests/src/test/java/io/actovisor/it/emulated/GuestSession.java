@@ -33,7 +33,11 @@ import org.slf4j.LoggerFactory;
  * {@code JAVA_TOOL_OPTIONS} so that child JVMs a test starts get them too), boots a
  * {@link NestedGuest.Kind#KVM_HOST} guest, and replays the events its {@link GuestTestRunner} streams back to the
  * host's listener as they arrive. A guest that fails to boot, load its modules or start its JVM, or that hangs or
- * dies in a test, is killed; every test it did not finish is reported failed with the stage and the console.
+ * dies in a test, is killed; every test it did not finish is reported failed with the stage and the console, and a
+ * hung guest's report also carries its kernel's view ({@link NestedGuest.Running#diagnosedFailure}). While the tests
+ * run, a {@link DiagnosticsWatch} captures that view when the guest kernel reports a blocked task or on demand; a
+ * guest that stays silent for {@link #HUNG_TASK_GRACE} after such a report is killed as hung ({@link HungTaskRule}),
+ * long before the general {@link #QUIET} limit.
  */
 final class GuestSession {
     /** Set ({@code true}) in the emulated host's test JVM: its KVM guests run under QEMU TCG. */
@@ -45,6 +49,12 @@ final class GuestSession {
     private static final Duration JVM_START = Duration.ofSeconds(300);
     /** The longest a guest may go without reporting an event before it counts as hung. */
     private static final Duration QUIET = Duration.ofMinutes(25);
+    /**
+     * How long a guest whose kernel reported a task blocked (in uninterruptible sleep for over 120 s) since its last
+     * event may stay silent before it counts as hung ({@link HungTaskRule}): a hang in the kernel fails within
+     * minutes instead of {@link #QUIET}.
+     */
+    private static final Duration HUNG_TASK_GRACE = Duration.ofMinutes(4);
     private static final UniqueId JUPITER = UniqueId.forEngine("junit-jupiter");
 
     private final UniqueId engine;
@@ -176,6 +186,8 @@ final class GuestSession {
     private void follow(NestedGuest.Running guest) throws IOException, InterruptedException {
         int seen = 0;
         boolean runnerStarted = false;
+        DiagnosticsWatch watch = new DiagnosticsWatch(guest.workDir());
+        HungTaskRule hungTasks = new HungTaskRule(TestTimeouts.scaled(HUNG_TASK_GRACE));
         long lastEvent = System.nanoTime();
         long startedAt = System.nanoTime();
         while (true) {
@@ -187,6 +199,7 @@ final class GuestSession {
                     continue;
                 }
                 lastEvent = System.nanoTime();
+                hungTasks.event(lastEvent);
                 String kind = event.path("event").asText();
                 if (kind.equals(GuestEvents.RUNNER_STARTED)) {
                     runnerStarted = true;
@@ -220,9 +233,19 @@ final class GuestSession {
                 return;
             }
             if (runnerStarted && quiet.compareTo(TestTimeouts.scaled(QUIET)) > 0) {
-                abandon(guest.failure("the guest reported nothing for " + quiet.toSeconds() + " s while running "
+                abandon(guest.diagnosedFailure("the guest reported nothing for " + quiet.toSeconds() + " s while running "
                         + (open.isEmpty() ? "nothing" : open.peek().getDisplayName()) + " (stage "
                         + NestedGuest.Stage.TEST + "): killed as hung"));
+                return;
+            }
+            long now = System.nanoTime();
+            hungTasks.reports(watch.check(guest), now);
+            if (runnerStarted && hungTasks.hung(now)) {
+                abandon(guest.diagnosedFailure("the guest kernel reported a blocked task (\"" + DiagnosticsWatch.HUNG_TASK
+                        + "\" on the console, " + hungTasks.reportedFor(now).orElseThrow() / 1_000_000_000L
+                        + " s ago) and the guest reported nothing since, for " + quiet.toSeconds() + " s while running "
+                        + (open.isEmpty() ? "nothing" : open.peek().getDisplayName()) + " (stage "
+                        + NestedGuest.Stage.TEST + "): killed as hung; see diagnostics-*.log in " + guest.workDir()));
                 return;
             }
             Thread.sleep(500);

@@ -46,6 +46,9 @@ final class LinuxVm implements AutoCloseable {
     private final StringBuilder output = new StringBuilder();
     final TestProbe<io.actovisor.actors.events.ActovisorEvent.GuestConsoleLine> lines;
     private int consumed;
+    /** Names for guest addresses in failure reports: the kernel's from its System.map; tests may add the modules'. */
+    final GuestSymbols symbols = newestKernel().map(k -> GuestSymbols.ofKernel(GuestSymbols.systemMapOf(k)))
+            .orElseGet(() -> GuestSymbols.ofKernel(Path.of("/nonexistent")));
     final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
 
     LinuxVm(ActorTestKit kit, VmTopology topology, String name) {
@@ -159,11 +162,46 @@ final class LinuxVm implements AutoCloseable {
                 throw new AssertionError("the console printed nothing matching " + regex + " within " + timeout
                         + "; vCPU exits " + components.vcpus().stream().map(v -> v.counters().snapshot()
                                 + " unclaimed " + v.counters().unclaimed()).toList()
-                        + "; " + registers() + "; lines " + lines.receiveSeveralMessages(1, Duration.ofSeconds(1))
+                        + "; " + samples(5) + "; " + registers() + "; lines "
+                        + lines.receiveSeveralMessages(1, Duration.ofSeconds(1))
                         + "; it printed:\n" + tail(output.toString(), 3000));
             }
             drain(Duration.ofNanos(Math.min(left, Duration.ofSeconds(1).toNanos())));
         }
+    }
+
+    /**
+     * Where the vCPUs are, {@code n} times a second apart (for failure reports): each is paused, its rip (named by
+     * {@link #symbols}), rflags and exit counters read, and resumed; a guest spinning in one loop shows the same few
+     * symbols with its counters still or moving, an idle guest its idle loop.
+     */
+    String samples(int n) {
+        StringBuilder out = new StringBuilder("samples:");
+        for (int i = 0; i < n; i++) {
+            for (var v : components.vcpus()) {
+                TestProbe<io.actovisor.actors.kvm.VcpuHandle.State> paused = kit.createTestProbe();
+                v.pause(paused.ref());
+                try {
+                    paused.receiveMessage(Duration.ofSeconds(10));
+                    var regs = v.vcpu().registers();
+                    out.append("\n  vCPU ").append(v.vcpu().id()).append(" rip=0x").append(Long.toHexString(regs.rip()))
+                            .append(" (").append(symbols.describe(regs.rip())).append(") rflags=0x")
+                            .append(Long.toHexString(regs.values()[17])).append(" exits ")
+                            .append(v.counters().snapshot());
+                } catch (AssertionError notPaused) {
+                    out.append("\n  vCPU ").append(v.vcpu().id()).append(" did not pause: ").append(notPaused.getMessage());
+                } finally {
+                    v.resume();
+                }
+            }
+            try {
+                Thread.sleep(1000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        return out.append('\n').toString();
     }
 
     /** The vCPUs' registers, read after pausing them (for failure reports). */

@@ -28,7 +28,9 @@ import java.util.concurrent.TimeUnit;
  * {@code /dev/shm}, and runs the command chrooted into it. The command's stdout goes to the guest's second serial
  * port, which QEMU writes to a file of its own; the kernel and stderr go to the console file. A guest that does not
  * boot in time, panics, fails to load a module or hangs is killed and reported with its console and the stage it
- * reached ({@link Stage}); no QEMU process or initramfs outlives {@link Running#close()}.
+ * reached ({@link Stage}); no QEMU process or initramfs outlives {@link Running#close()}. While it runs, the guest
+ * describes itself on request ({@link Running#diagnostics}, {@link GuestDiagnostics}): a hang is reported with the
+ * kernel's stacks of the command's threads and of every blocked task.
  */
 public final class NestedGuest {
     /** The init prints this on the console once its modules are loaded and the device is ready. */
@@ -39,12 +41,16 @@ public final class NestedGuest {
     static final String STAGE = "actovisor-nested: stage ";
     /** The init prints this, with what failed, before it powers the guest off. */
     static final String ERROR = "actovisor-nested: error: ";
-    /** Modules every guest needs (the host root over 9p). */
-    static final List<String> BASE_MODULES = List.of("virtio_pci", "9pnet_virtio", "9p");
+    /** How long a failing guest may take to describe itself ({@link Running#diagnostics}). */
+    static final Duration DIAGNOSTICS_TIMEOUT = Duration.ofSeconds(90);
+    /** Modules every guest needs (the host root over 9p, the diagnostics port). */
+    static final List<String> BASE_MODULES = List.of("virtio_pci", "9pnet_virtio", "9p", "virtio_console");
     /** Modules the VFIO guest adds. */
-    static final List<String> MODULES = List.of("virtio_pci", "9pnet_virtio", "9p", "vfio_iommu_type1", "vfio-pci");
+    static final List<String> MODULES = List.of("virtio_pci", "9pnet_virtio", "9p", "virtio_console",
+            "vfio_iommu_type1", "vfio-pci");
     /** Modules the KVM host adds, loaded after their dependencies (irqbypass, ccp, kvm) from modules.dep. */
-    static final List<String> KVM_MODULES = List.of("virtio_pci", "9pnet_virtio", "9p", "kvm", "kvm_amd");
+    static final List<String> KVM_MODULES = List.of("virtio_pci", "9pnet_virtio", "9p", "virtio_console", "kvm",
+            "kvm_amd");
     /** type1's mapping limit in the guest: small, so the ENOSPC refusal is reached in a few dozen mappings. */
     static final int DMA_ENTRY_LIMIT = 64;
 
@@ -219,6 +225,10 @@ public final class NestedGuest {
                 mount -t sysfs sys /sys
                 mount -t devtmpfs dev /dev
                 ip link set lo up || fail "cannot bring up the loopback interface"
+                # Diagnosable hangs: every sysrq function (w: blocked tasks), and the console prints KERN_INFO, so
+                # the hung-task detector's stacks and sysrq dumps reach the console file.
+                echo 1 > /proc/sys/kernel/sysrq
+                echo 7 > /proc/sys/kernel/printk
                 cmdline=$(cat /proc/cmdline)
                 script=${cmdline##*actovisor.script=}
                 script=${script%%%% *}
@@ -234,10 +244,13 @@ public final class NestedGuest {
                 mkdir -p /host/dev/shm && mount -t tmpfs shm /host/dev/shm || fail "cannot mount a tmpfs"
                 echo "%2$s $(uname -r)"
                 echo "%1$scommand"
-                chroot /host /bin/sh "$script" > /dev/ttyS1 2> /dev/console
-                echo "%3$s$?"
+                chroot /host /bin/sh "$script" < /dev/console > /dev/ttyS1 2> /dev/console &
+                command=$!
+                """.formatted(STAGE, BOOTED) + GuestDiagnostics.responder() + """
+                wait $command
+                echo "%1$s$?"
                 poweroff -f
-                """.formatted(STAGE, BOOTED, EXITED);
+                """.formatted(EXITED);
     }
 
     /**
@@ -249,7 +262,7 @@ public final class NestedGuest {
         try (Running guest = start(Kind.VFIO_EDU, facilities, workDir, command)) {
             Duration bootTime = guest.awaitBoot(bootTimeout);
             if (!guest.process.waitFor(runTimeout.toMillis(), TimeUnit.MILLISECONDS)) {
-                throw guest.failure("the guest did not finish within " + runTimeout.toSeconds() + " s");
+                throw guest.diagnosedFailure("the guest did not finish within " + runTimeout.toSeconds() + " s");
             }
             Duration total = guest.elapsed();
             String consoleText = guest.console();
@@ -281,6 +294,10 @@ public final class NestedGuest {
         Path output = workDir.resolve("output.log");
         Files.deleteIfExists(console);
         Files.deleteIfExists(output);
+        Optional<Path> diagnostics = GuestDiagnostics.socket(workDir);
+        if (diagnostics.isPresent()) {
+            Files.deleteIfExists(diagnostics.get());
+        }
         List<String> qemu = new ArrayList<>(List.of(facilities.qemu().orElseThrow().toString(),
                 "-machine", "q35", "-accel", "tcg", "-cpu", kind.cpu, "-m", kind.memory, "-smp", "2",
                 "-display", "none", "-no-reboot", "-nic", "none", "-monitor", "none",
@@ -288,6 +305,7 @@ public final class NestedGuest {
                 "-append", ("console=ttyS0 " + kind.kernelArguments + " quiet panic=-1 actovisor.script="
                         + script).replace("  ", " ")));
         qemu.addAll(kind.devices);
+        diagnostics.ifPresent(socket -> qemu.addAll(GuestDiagnostics.qemuOptions(socket)));
         qemu.addAll(qemuOverrides);
         qemu.addAll(List.of(
                 "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
@@ -300,7 +318,7 @@ public final class NestedGuest {
             Files.deleteIfExists(initramfs);
             throw e;
         }
-        return new Running(process, workDir, initramfs, console, output);
+        return new Running(process, workDir, initramfs, console, output, diagnostics);
     }
 
     /**
@@ -323,11 +341,14 @@ public final class NestedGuest {
         private final Path initramfs;
         private final Path consoleFile;
         private final Path outputFile;
+        private final Optional<Path> diagnosticsSocket;
         private final long start = System.nanoTime();
         private final Thread killer;
 
-        private Running(Process process, Path workDir, Path initramfs, Path console, Path output) {
+        private Running(Process process, Path workDir, Path initramfs, Path console, Path output,
+                Optional<Path> diagnosticsSocket) {
             this.process = process;
+            this.diagnosticsSocket = diagnosticsSocket;
             this.workDir = workDir;
             this.initramfs = initramfs;
             this.consoleFile = console;
@@ -374,6 +395,11 @@ public final class NestedGuest {
             return reached;
         }
 
+        /** The directory of its initramfs, console and output files. */
+        public Path workDir() {
+            return workDir;
+        }
+
         public boolean isAlive() {
             return process.isAlive();
         }
@@ -404,6 +430,21 @@ public final class NestedGuest {
                     .map(l -> Integer.parseInt(l.substring(EXITED.length()).trim()));
         }
 
+        /**
+         * The guest kernel's view now ({@link GuestDiagnostics}): memory, the command's threads with their kernel
+         * stacks, the blocked tasks; at most {@code timeout} long.
+         */
+        public String diagnostics(Duration timeout) {
+            return process.isAlive() ? GuestDiagnostics.request(diagnosticsSocket, timeout)
+                    : "(no diagnostics: the guest is not running)";
+        }
+
+        /** A failure that carries the kernel's view of a guest still running, then {@link #failure(String)}. */
+        public GuestFailure diagnosedFailure(String what) throws IOException {
+            String diagnostics = diagnostics(DIAGNOSTICS_TIMEOUT);
+            return failure(what + "\n" + diagnostics);
+        }
+
         /** A failure that carries the end of the console and of QEMU's own output. */
         public GuestFailure failure(String what) throws IOException {
             return new GuestFailure(what, consoleFile, workDir);
@@ -425,6 +466,9 @@ public final class NestedGuest {
                 }
             } finally {
                 Files.deleteIfExists(initramfs);
+                if (diagnosticsSocket.isPresent()) {
+                    Files.deleteIfExists(diagnosticsSocket.get());
+                }
             }
         }
     }

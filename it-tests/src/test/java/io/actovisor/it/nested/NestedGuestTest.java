@@ -13,6 +13,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -104,7 +105,16 @@ class NestedGuestTest {
         assertTrue(failure.getMessage().startsWith("the guest did not finish within 10 s"), failure.getMessage());
         assertTrue(failure.getMessage().contains(NestedGuest.BOOTED), "the console is in the report");
         assertTrue(failure.getMessage().contains("about to hang"), "the command's stderr is on the console");
+        // Before it was killed, the guest described itself: memory, the command's tasks, the blocked ones.
+        String message = failure.getMessage();
+        assertTrue(message.contains(GuestDiagnostics.BEGIN) && message.contains(GuestDiagnostics.END),
+                "the diagnostics are in the report: " + message);
+        assertTrue(message.contains("MemTotal:"), "with /proc/meminfo: " + message);
+        assertTrue(Pattern.compile("(?m)^\\d+/\\d+ sleep S ").matcher(message).find(), "with the command's "
+                + "child, sleeping: " + message);
+        assertTrue(message.contains("sysrq: Show Blocked State"), "with the kernel's blocked tasks: " + message);
         assertEquals(qemusBefore, qemuChildren(), "QEMU was killed");
+        assertFalse(Files.exists(work.resolve("diagnostics.sock")), "the diagnostics socket was removed");
     }
 
     @Test
