@@ -3,7 +3,6 @@ package io.actovisor.actors.balloon;
 import static io.actovisor.actors.testing.ActorTree.PAGE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.actovisor.actors.discard.DiscardManager;
 import io.actovisor.actors.discard.DiscardState;
@@ -14,12 +13,9 @@ import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.MemoryRegion;
 import java.time.Duration;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -34,27 +30,6 @@ class BalloonDiscardBoundariesTest {
 
     private static final Duration NOTHING = Duration.ofMillis(300);
     private static int balloons;
-
-    /** Holds the discard worker's dispatcher (one thread) until released. */
-    private static final class Blocker implements AutoCloseable {
-        final CountDownLatch running = new CountDownLatch(1);
-        final CountDownLatch release = new CountDownLatch(1);
-
-        Blocker() throws InterruptedException {
-            ActorRef<String> blocker = KIT.kit().spawn(Behaviors.receiveMessage(m -> {
-                running.countDown();
-                release.await(30, TimeUnit.SECONDS);
-                return Behaviors.stopped();
-            }), "boundaries-blocker-" + System.nanoTime(), DiscardWorker.DISPATCHER);
-            blocker.tell("hold");
-            assertTrue(running.await(10, TimeUnit.SECONDS), "the blocker holds the vm-discard thread");
-        }
-
-        @Override
-        public void close() {
-            release.countDown();
-        }
-    }
 
     /**
      * A balloon over 16 pages of host memory: guest frames 0-7 (region "low", host pages 0-7) and 12-15 (region
@@ -259,7 +234,7 @@ class BalloonDiscardBoundariesTest {
         try (Setup s = setup()) {
             TestProbe<AddressSpaceActor.CommitResult> committed = KIT.kit().createTestProbe();
             TestProbe<BalloonActor.InflateResult> later;
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 TestProbe<BalloonActor.InflateResult> inflated = s.inflate(true, 13);
                 s.request(frames(13, 1), 1).replyTo().tell(new DiscardManager.DiscardNow(2, frames(13, 1), true));
                 assertEquals(1, inflated.receiveMessage().pagesDiscarded(), "answered, the discard queued");

@@ -27,12 +27,10 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
-import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -46,27 +44,6 @@ class DeferredDiscardTest {
     static final NativeTestKit KIT = new NativeTestKit();
 
     private static final Duration NOTHING = Duration.ofMillis(300);
-
-    /** Holds the worker's dispatcher (one thread) until released. */
-    private static final class Blocker implements AutoCloseable {
-        final CountDownLatch running = new CountDownLatch(1);
-        final CountDownLatch release = new CountDownLatch(1);
-
-        Blocker() throws InterruptedException {
-            ActorRef<String> blocker = KIT.kit().spawn(Behaviors.receiveMessage(m -> {
-                running.countDown();
-                release.await(30, TimeUnit.SECONDS);
-                return Behaviors.stopped();
-            }), "discard-blocker-" + System.nanoTime(), DiscardWorker.DISPATCHER);
-            blocker.tell("hold");
-            assertTrue(running.await(10, TimeUnit.SECONDS), "the blocker holds the vm-discard thread");
-        }
-
-        @Override
-        public void close() {
-            release.countDown();
-        }
-    }
 
     private static BalloonActor.InflateResult inflateDeferred(ActorTree tree, long... frames) {
         return tree.ask(BalloonActor.InflateResult.class, r -> new BalloonActor.Inflate(frames, r, true),
@@ -87,7 +64,7 @@ class DeferredDiscardTest {
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
             tree.memory.writeLong(at(tree, 3), 7);
             TestProbe<BalloonActor.DeflateResult> deflated = KIT.kit().createTestProbe();
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 BalloonActor.InflateResult inflated = inflateDeferred(tree, 3);
                 assertEquals(1, inflated.pagesDiscarded(), "queued");
                 assertEquals(PAGE, resident(tree, 3), "answered before the worker ran: the page is still there");
@@ -111,7 +88,7 @@ class DeferredDiscardTest {
         try (ActorTree tree = new ActorTree(KIT.kit(), 16, BalloonSettings.DEFAULT)) {
             tree.commit(new AddressSpaceActor.AddRegion(tree.ram("ram", 0, 0, 16)));
             tree.memory.populate(0, 16 * PAGE);
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 assertEquals(2, inflateDeferred(tree, 4, 5).pagesDiscarded());
                 assertEquals(2, inflateDeferred(tree, 6, 7).pagesDiscarded());
                 assertEquals(1, inflateDeferred(tree, 9).pagesDiscarded());
@@ -148,7 +125,7 @@ class DeferredDiscardTest {
             for (int i = 0; i < run.length; i++) {
                 run[i] = 16 + i;
             }
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 assertEquals(run.length, inflateDeferred(tree, run).pagesDiscarded());
             }
             // A queue of the run size is discarded as soon as the worker's thread is free, with no timer: the
@@ -168,7 +145,7 @@ class DeferredDiscardTest {
             tree.memory.writeLong(at(tree, 2), 5);
             TestProbe<Object> holder = KIT.kit().createTestProbe();
             TestProbe<DiscardManager.RegistrationResult> registered = KIT.kit().createTestProbe();
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 inflateDeferred(tree, 2);
                 tree.discard.tell(new DiscardManager.Register(holder.ref(), "late-holder",
                         DiscardManager.HolderKind.UNCOORDINATED_DISABLED, Optional.empty(), registered.ref()));
@@ -203,7 +180,7 @@ class DeferredDiscardTest {
             TestProbe<Object> holder = KIT.kit().createTestProbe();
             TestProbe<DiscardManager.RegistrationResult> registered = KIT.kit().createTestProbe();
             Thread stopper;
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 inflateDeferred(tree, 5);
                 // The balloon stops only once its worker has: stop it from elsewhere, and let the stop reach the
                 // worker while its thread is still held.

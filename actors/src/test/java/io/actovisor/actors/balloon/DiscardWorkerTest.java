@@ -15,12 +15,9 @@ import io.actovisor.memory.sys.NativeException;
 import io.actovisor.memory.sys.Posix;
 import java.time.Duration;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.testkit.typed.javadsl.LoggingTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -41,27 +38,6 @@ class DiscardWorkerTest {
     private static final long RUN = DiscardWorker.RUN_AT_PAGES;
     private static final long ALONE = DiscardWorker.RUN_ALONE_PAGES;
     private static int workers;
-
-    /** Holds the worker's dispatcher (one thread) until released. */
-    private static final class Blocker implements AutoCloseable {
-        final CountDownLatch running = new CountDownLatch(1);
-        final CountDownLatch release = new CountDownLatch(1);
-
-        Blocker() throws InterruptedException {
-            ActorRef<String> blocker = KIT.kit().spawn(Behaviors.receiveMessage(m -> {
-                running.countDown();
-                release.await(30, TimeUnit.SECONDS);
-                return Behaviors.stopped();
-            }), "worker-blocker-" + System.nanoTime(), DiscardWorker.DISPATCHER);
-            blocker.tell("hold");
-            assertTrue(running.await(10, TimeUnit.SECONDS), "the blocker holds the vm-discard thread");
-        }
-
-        @Override
-        public void close() {
-            release.countDown();
-        }
-    }
 
     /** A worker on its own dispatcher, reporting to two probes. */
     private record Worker(ActorRef<DiscardWorker.Command> ref, TestProbe<DiscardManager.Command> manager,
@@ -130,7 +106,7 @@ class DiscardWorkerTest {
         try (HostMemory memory = HostMemory.anonymous("worker-flush", 16 * PAGE)) {
             memory.populate(0, 16 * PAGE);
             Worker w = worker();
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 w.queue(5, 2, frames(memory, 2, 2));
                 w.ref().tell(new DiscardWorker.Flush()); // queued behind it, before the worker's wait can end
             }
@@ -162,7 +138,7 @@ class DiscardWorkerTest {
     void aQueueOfExactlyTheRunSizeRunsAtOnceWithoutWaitingForMore() throws Exception {
         try (HostMemory memory = HostMemory.anonymous("worker-run-size", (RUN + 1) * PAGE)) {
             Worker w = worker();
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 w.queue(1, RUN, frames(memory, 0, RUN));
                 w.queue(2, 1, frames(memory, RUN, 1)); // already queued when the first is taken
             }
@@ -182,7 +158,7 @@ class DiscardWorkerTest {
             long piece = ALONE - 1;
             long last = RUN - 1 - 4 * piece;
             assertTrue(last > 0 && last < ALONE);
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 for (int i = 0; i < 4; i++) {
                     w.queue(1 + i, piece, frames(memory, i * piece, piece));
                 }
@@ -210,7 +186,7 @@ class DiscardWorkerTest {
     void oneInflateOfTheAloneSizeRunsAtOnceAndOnePageLessWaits() throws Exception {
         try (HostMemory memory = HostMemory.anonymous("worker-alone", (2 * ALONE + 2) * PAGE)) {
             Worker w = worker();
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 w.queue(1, ALONE, frames(memory, 0, ALONE));
                 w.queue(2, 1, frames(memory, ALONE, 1)); // already queued when the first is taken
             }
@@ -218,7 +194,7 @@ class DiscardWorkerTest {
             assertRun(1, 1, ALONE, w.deferredDone());
             w.done(2, 1); // after the wait: the first run did not wait for it
             assertRun(1, 1, 1, w.deferredDone());
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 w.queue(3, ALONE - 1, frames(memory, ALONE + 1, ALONE - 1));
                 w.queue(4, 1, frames(memory, 2 * ALONE, 1));
             }
@@ -236,7 +212,7 @@ class DiscardWorkerTest {
             a.populate(0, 16 * PAGE);
             b.populate(0, 16 * PAGE);
             Worker w = worker();
-            try (Blocker blocker = new Blocker()) {
+            try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                 w.queue(10, 1, frames(a, 8, 1));
                 w.queue(11, 4, frames(a, 4, 4)); // below the first ticket's frame, and its neighbour
                 w.queue(12, 2, frames(a, 12, 1), frames(b, 3, 1)); // a span in another block
@@ -284,7 +260,7 @@ class DiscardWorkerTest {
             Worker w = worker();
             LoggingTestKit.error("discard of worker-failing+0x1000[0x2000] failed").expect(KIT.kit().system(),
                     () -> {
-                        try (Blocker blocker = new Blocker()) {
+                        try (DiscardThreadBlocker blocker = new DiscardThreadBlocker(KIT.kit())) {
                             w.queue(1, 1, frames(memory, 1, 1));
                             w.queue(2, 1, frames(memory, 2, 1)); // merged with frame 1: that call fails
                             w.queue(3, 2, frames(memory, 6, 2));
