@@ -104,9 +104,7 @@ public final class GuestDiagnostics {
      */
     public static String request(Optional<Path> socket, Duration timeout) {
         if (socket.isEmpty()) {
-            return "(no diagnostics: this guest has no diagnostics port; the emulated KVM host gets one with "
-                    + "ACTOVISOR_NESTED_DIAGNOSTICS=1, and no guest gets one when its work directory's path is too long "
-                    + "for a socket address)";
+            return "(no diagnostics: the work directory's path is too long for the guest's diagnostics socket)";
         }
         if (!Files.exists(socket.get())) {
             return "(no diagnostics: QEMU is not listening on " + socket.get() + ")";

@@ -1,7 +1,6 @@
 package io.actovisor.it.nested;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -15,7 +14,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -83,22 +81,6 @@ class GuestDiagnosticsTest {
                 .contains("QEMU is not listening on " + dir.resolve("none.sock")));
         assertTrue(GuestDiagnostics.socket(dir.resolve("x".repeat(120))).isEmpty(), "a path a socket address cannot "
                 + "hold");
-    }
-
-    @Test
-    void theEmulatedKvmHostHasNoPortAndAQuietConsoleUnlessAsked() {
-        boolean asked = "1".equals(System.getenv("ACTOVISOR_NESTED_DIAGNOSTICS"));
-        assertEquals(asked, NestedGuest.diagnosed(NestedGuest.Kind.KVM_HOST));
-        assertTrue(NestedGuest.diagnosed(NestedGuest.Kind.VFIO_EDU), "the VFIO guest always has the port");
-        String host = NestedGuest.initScript(NestedGuest.Kind.KVM_HOST, "");
-        String vfio = NestedGuest.initScript(NestedGuest.Kind.VFIO_EDU, "");
-        assertEquals(asked, host.contains("echo 7 > /proc/sys/kernel/printk"), host);
-        assertTrue(vfio.contains("echo 7 > /proc/sys/kernel/printk"), vfio);
-        for (String init : List.of(host, vfio)) {
-            assertTrue(init.contains("fail() { echo \"" + NestedGuest.ERROR + "$*\"; poweroff -f; }"),
-                    "the init's first part is formatted too: " + init);
-            assertFalse(init.contains("%1$s") || init.contains("%2$s"), init);
-        }
     }
 
     @Test

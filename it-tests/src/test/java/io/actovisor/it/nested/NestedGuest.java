@@ -82,17 +82,6 @@ public final class NestedGuest {
         }
     }
 
-    /**
-     * Whether a guest of {@code kind} gets the diagnostics port ({@link GuestDiagnostics}) and a console at
-     * KERN_INFO: always the VFIO guest; the emulated KVM host only with {@code ACTOVISOR_NESTED_DIAGNOSTICS=1}. The
-     * KVM host's nested Linux guests stalled far more often with them (LinuxBlkCoherenceTest: three of four runs,
-     * against one of seven without; each stalled guest's CR3 held an address of the emulated host's own RAM above
-     * 4 GiB), so by default that host runs as it did while those tests were steady (docs/linux-guest.md).
-     */
-    static boolean diagnosed(Kind kind) {
-        return kind == Kind.VFIO_EDU || "1".equals(System.getenv("ACTOVISOR_NESTED_DIAGNOSTICS"));
-    }
-
     /** How far a guest got; a failure names the stage it happened in. */
     public enum Stage {
         BOOT("boot"), MODULE_LOAD("module load"), DEVICE_SETUP("device setup"), HOST_ROOT("host root mount"),
@@ -226,8 +215,8 @@ public final class NestedGuest {
         };
     }
 
-    static String initScript(Kind kind, String insmod) {
-        return ("""
+    private static String initScript(Kind kind, String insmod) {
+        return """
                 #!/bin/busybox sh
                 /bin/busybox --install -s /bin
                 export PATH=/bin
@@ -236,15 +225,15 @@ public final class NestedGuest {
                 mount -t sysfs sys /sys
                 mount -t devtmpfs dev /dev
                 ip link set lo up || fail "cannot bring up the loopback interface"
-                # Diagnosable hangs: every sysrq function (w: blocked tasks); with diagnostics the console prints
-                # KERN_INFO, so the hung-task detector's stacks and sysrq dumps reach the console file.
+                # Diagnosable hangs: every sysrq function (w: blocked tasks), and the console prints KERN_INFO, so
+                # the hung-task detector's stacks and sysrq dumps reach the console file.
                 echo 1 > /proc/sys/kernel/sysrq
-                """ + (diagnosed(kind) ? "echo 7 > /proc/sys/kernel/printk\n" : "") + """
+                echo 7 > /proc/sys/kernel/printk
                 cmdline=$(cat /proc/cmdline)
                 script=${cmdline##*actovisor.script=}
                 script=${script%%%% *}
                 echo "%2$smodule load"
-                """).formatted(ERROR, STAGE) + insmod + """
+                """.formatted(ERROR, STAGE) + insmod + """
                 echo "%1$sdevice setup"
                 """.formatted(STAGE) + deviceSetup(kind) + """
                 echo "%1$shost root mount"
@@ -305,7 +294,7 @@ public final class NestedGuest {
         Path output = workDir.resolve("output.log");
         Files.deleteIfExists(console);
         Files.deleteIfExists(output);
-        Optional<Path> diagnostics = diagnosed(kind) ? GuestDiagnostics.socket(workDir) : Optional.empty();
+        Optional<Path> diagnostics = GuestDiagnostics.socket(workDir);
         if (diagnostics.isPresent()) {
             Files.deleteIfExists(diagnostics.get());
         }
