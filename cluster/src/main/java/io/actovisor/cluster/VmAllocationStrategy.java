@@ -8,6 +8,7 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -52,8 +53,7 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
             Map<ActorRef, IndexedSeq<String>> currentShardAllocations) {
         Map<String, ActorRef> regions = new HashMap<>();
         currentShardAllocations.keySet().forEach(region -> regions.put(address(region), region));
-        CompletableFuture<ActorRef> chosen = new CompletableFuture<>();
-        data.vms().thenCombine(data.nodes(), (vms, nodes) -> {
+        CompletionStage<ActorRef> chosen = data.vms().thenCombine(data.nodes(), (vms, nodes) -> {
             VmRecord record = vms.get(shardId);
             if (record == null) {
                 return requester;
@@ -66,20 +66,15 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
                 throw new RegionNotRegistered(shardId, record.node());
             }
             return replace(record, vms, nodes, regions);
-        }).whenComplete((region, failure) -> {
-            if (failure == null) {
-                chosen.complete(region);
-                return;
-            }
+        }).exceptionallyCompose(failure -> {
             Throwable cause = failure instanceof CompletionException && failure.getCause() != null
                     ? failure.getCause() : failure;
             if (cause instanceof RegionNotRegistered) {
-                chosen.completeExceptionally(cause);
-                return;
+                return CompletableFuture.failedStage(cause);
             }
             LOG.warn("shard {}: cannot read the VM's placement ({}); it starts on the requesting region, and the "
                     + "entity stops again if it has no definition", shardId, cause.getMessage());
-            chosen.complete(requester);
+            return CompletableFuture.completedStage(requester);
         });
         return FutureConverters.asScala(chosen);
     }

@@ -24,9 +24,9 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * one inflate overlaps the guest's next buffers. The balloon queues what its {@link DiscardManager} allowed
  * ({@link Queue}, with the manager's ticket) and answers the inflate at once; the worker runs when
  * {@link #RUN_AT_PAGES} pages are queued, when one inflate of {@link #RUN_ALONE_PAGES} or more arrives, or
- * {@link #MAX_WAIT} after the first of fewer (rounded up to the scheduler's tick), or at a {@link Flush}. Each run takes everything queued since the last one, merges the spans
- * of all those inflates into contiguous host runs (the frames of consecutive buffers are neighbours), discards each
- * run with one call, and only then reports
+ * {@link #MAX_WAIT} after the first of fewer (rounded up to the scheduler's tick), or at a {@link Flush}. Each run
+ * takes everything queued since the last one, merges the spans of all those inflates into contiguous host runs (the
+ * frames of consecutive buffers are neighbours), discards each run with one call, and only then reports
  * {@link DiscardManager.DiscardDone} for every ticket: until then the manager tells no new holder that it is
  * registered, so nothing it pins can be discarded afterwards. The balloon only defers discards the manager granted
  * while no holder of either kind was registered ({@link DiscardManager.DiscardNow#deferrable()}), and sends
