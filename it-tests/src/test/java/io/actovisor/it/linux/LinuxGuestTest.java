@@ -61,6 +61,8 @@ import org.junit.jupiter.api.TestMethodOrder;
 class LinuxGuestTest {
     static final Duration BOOT = TestTimeouts.scaled(Duration.ofMinutes(20));
     static final Duration COMMAND = TestTimeouts.scaled(Duration.ofMinutes(3));
+    /** How long the host's balloon size may take to settle on the target after the guest's counter reached it. */
+    static final Duration SETTLE = TestTimeouts.scaled(Duration.ofSeconds(10));
     private static final long MIB = 1 << 20;
     private static final long RAM = 192 * MIB;
     private static final long INFLATE = 32 * MIB;
@@ -157,6 +159,20 @@ class LinuxGuestTest {
         return probe.receiveMessage();
     }
 
+    /**
+     * The balloon's status once it holds {@code bytes} (or the last one seen after {@link #SETTLE}): Linux migrates
+     * balloon pages when it compacts memory, telling the host the new page's inflate before the old page's deflate,
+     * so for a moment the host holds one page more than the guest's counters say.
+     */
+    private static BalloonActor.BalloonStatus balloonAt(long bytes) {
+        long deadline = System.nanoTime() + SETTLE.toNanos();
+        BalloonActor.BalloonStatus status = balloon();
+        while (status.actualBytes() != bytes && System.nanoTime() < deadline) {
+            status = balloon();
+        }
+        return status;
+    }
+
     private static void target(long bytes) {
         TestProbe<BalloonActor.TargetResult> set = kit.createTestProbe();
         vm.components.balloon().orElseThrow().tell(new BalloonActor.SetTarget(bytes, set.ref()));
@@ -211,7 +227,7 @@ class LinuxGuestTest {
 
         target(INFLATE);
         awaitVmstat("balloon_inflate", inflated + pages);
-        BalloonActor.BalloonStatus status = balloon();
+        BalloonActor.BalloonStatus status = balloonAt(INFLATE);
         long residentInflated = ram.residentBytes(all);
         System.out.printf("Linux balloon inflate %d MiB: guest balloon_inflate %d -> %d; host actual %d MiB, "
                 + "%d pages discarded, resident %d -> %d MiB%n", INFLATE / MIB, inflated, vmstat("balloon_inflate"),
@@ -258,7 +274,7 @@ class LinuxGuestTest {
         long inflated = vmstat("balloon_inflate");
         target(target);
         awaitVmstat("balloon_inflate", inflated + target / 4096);
-        BalloonActor.BalloonStatus full = balloon();
+        BalloonActor.BalloonStatus full = balloonAt(target);
         assertEquals(target, full.actualBytes());
         long freeInflated = meminfo("MemFree");
         long deflated = vmstat("balloon_deflate");
