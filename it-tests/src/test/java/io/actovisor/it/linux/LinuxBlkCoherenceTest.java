@@ -34,6 +34,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 
 /**
@@ -53,7 +54,8 @@ import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 @EnabledIfEnvironmentVariable(named = "ACTOVISOR_LINUX_BLK", matches = "1", disabledReason = "opt-in "
         + "(ACTOVISOR_LINUX_BLK=1): in the emulated KVM host one of its tests stalls in some runs (the guest's vCPU "
         + "spins at one address, no exits), see docs/linux-guest.md")
-class LinuxBlkCoherenceTest {
+@ExtendWith(EmulatedHostFaultRetry.class)
+class LinuxBlkCoherenceTest implements EmulatedHostFaultRetry.SharedVm {
     /**
      * The waits, times the timeout factor (10 in the emulated KVM host, where a boot takes 23-35 s and the longest
      * command well under a minute): a guest that stops making progress fails its test within minutes, with the vCPUs'
@@ -138,14 +140,30 @@ class LinuxBlkCoherenceTest {
                 built.containers(), built.groups(), built.guest(), devices, built.scripted());
         long start = System.nanoTime();
         LinuxVm booted = new LinuxVm(kit, topology, name);
-        Matcher ready = booted.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", BOOT);
-        System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
-                (System.nanoTime() - start) / 1e9, ready.group(1));
-        booted.await(LinuxVm.PROMPT, COMMAND);
-        // The modules' text symbols (where this boot loaded them), so that a hang's report names the vCPU's rip.
-        int modules = booted.symbols.add(booted.run("grep -E '^[0-9a-f]+ [tT] .*\\[' /proc/kallsyms", COMMAND));
-        System.out.printf("Linux %s: %d module text symbols, %d in all%n", name, modules, booted.symbols.size());
-        return booted;
+        try {
+            Matcher ready = booted.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", BOOT);
+            System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
+                    (System.nanoTime() - start) / 1e9, ready.group(1));
+            booted.await(LinuxVm.PROMPT, COMMAND);
+            // The modules' text symbols (where this boot loaded them), so that a hang's report names the vCPU's rip.
+            int modules = booted.symbols.add(booted.run("grep -E '^[0-9a-f]+ [tT] .*\\[' /proc/kallsyms", COMMAND));
+            System.out.printf("Linux %s: %d module text symbols, %d in all%n", name, modules, booted.symbols.size());
+            return booted;
+        } catch (RuntimeException | Error e) {
+            if (!booted.stopped.get()) {
+                booted.close();
+            }
+            throw e;
+        }
+    }
+
+    /** Before a test runs again after the emulated host's fault: a new test kit, nothing of the broken VM left. */
+    @Override
+    public void replaceVm() {
+        stop();
+        vm = null;
+        inflated.clear();
+        kit = ActorTestKit.create();
     }
 
     /** Write a fresh random pattern to /dev/vda at {@code mib}, drop the caches, read it back: both md5 sums. */

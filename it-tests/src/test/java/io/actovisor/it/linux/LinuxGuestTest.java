@@ -48,6 +48,7 @@ import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /**
  * The machine's Linux kernel on actovisor (config {@code guest.kind = linux}, kernel and initramfs {@code auto}),
@@ -59,7 +60,8 @@ import org.junit.jupiter.api.TestMethodOrder;
 @Tag("kvm")
 @Tag("linux-boot")
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
-class LinuxGuestTest {
+@ExtendWith(EmulatedHostFaultRetry.class)
+class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
     /**
      * Where KVM runs the guest's kernel (natively, or in the emulated KVM host, where the factor is 10) a boot takes
      * seconds and a command well under one: the waits stay inside the emulated host's session limit (25 min
@@ -82,6 +84,7 @@ class LinuxGuestTest {
     private static ProcessResources before;
     private static LinuxVm vm;
     private static Throwable bootFailure;
+    private static int boots;
 
     /** A Linux VM definition with a balloon; the command line keeps the boot short. */
     static String definition(String name) {
@@ -106,16 +109,24 @@ class LinuxGuestTest {
         System.out.printf("Linux %s: kernel and initramfs loaded in %.1f s%n", name, (System.nanoTime() - start) / 1e9);
         LinuxVm vm = new LinuxVm(kit, topology, name);
         System.out.printf("Linux %s: the VM started %.1f s after the start%n", name, (System.nanoTime() - start) / 1e9);
-        Matcher ready = vm.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", BOOT);
-        System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
-                (System.nanoTime() - start) / 1e9, ready.group(1));
-        vm.await(LinuxVm.PROMPT, COMMAND);
-        return vm;
+        try {
+            Matcher ready = vm.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", BOOT);
+            System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
+                    (System.nanoTime() - start) / 1e9, ready.group(1));
+            vm.await(LinuxVm.PROMPT, COMMAND);
+            return vm;
+        } catch (RuntimeException | Error e) {
+            if (!vm.stopped.get()) {
+                vm.close();
+            }
+            throw e;
+        }
     }
 
     /**
      * Per test, so that a machine without KVM reports each test skipped with the reason, not a class of none; the
-     * first test boots the VM the tests share, and a failed boot fails every later test with its cause.
+     * first test boots the VM the tests share, and a failed boot fails every later test with its cause (unless the
+     * emulated KVM host's fault stopped it: {@link EmulatedHostFaultRetry} boots another).
      */
     @BeforeEach
     void start() {
@@ -127,13 +138,26 @@ class LinuxGuestTest {
         if (kit == null) {
             kit = ActorTestKit.create();
             before = ProcessResources.snapshot();
+        }
+        if (vm == null) {
             try {
-                vm = boot(kit, "linux-guest");
+                vm = boot(kit, "linux-guest" + (boots++ == 0 ? "" : "-" + boots));
+            } catch (EmulatedHostFault e) {
+                throw e;
             } catch (RuntimeException | Error e) {
                 bootFailure = e;
                 throw e;
             }
         }
+    }
+
+    @Override
+    public void replaceVm() {
+        if (vm != null && !vm.stopped.get()) {
+            vm.close();
+        }
+        vm = null;
+        start();
     }
 
     @AfterAll

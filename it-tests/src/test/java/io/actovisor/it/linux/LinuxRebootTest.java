@@ -12,12 +12,16 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /** {@code reboot} in the guest pulses the i8042 reset line: the VM stops and leaves nothing behind. */
 @Tag("kvm")
 @Tag("linux-boot")
+@ExtendWith(EmulatedHostFaultRetry.class)
 class LinuxRebootTest {
     private static ActorTestKit kit;
+    /** Boots so far: a boot that the emulated host's fault stopped is retried under a new name. */
+    private static int boots;
 
     /** Per test, so that a machine without KVM reports each test skipped with the reason, not a class of none. */
     @BeforeEach
@@ -39,7 +43,7 @@ class LinuxRebootTest {
     @Test
     void rebootStopsTheVmCleanly() {
         ProcessResources before = ProcessResources.snapshot();
-        LinuxVm vm = LinuxGuestTest.boot(kit, "linux-reboot");
+        LinuxVm vm = LinuxGuestTest.boot(kit, "linux-reboot" + (boots++ == 0 ? "" : "-" + boots));
         HostMemory ram = vm.topology.memory().get(0);
         vm.type("reboot");
         vm.events.expectMessageClass(LinuxGuestEvent.ResetRequested.class, LinuxGuestTest.COMMAND);

@@ -37,6 +37,15 @@ final class LinuxVm implements AutoCloseable {
     /** The shell prompt busybox prints for root. */
     static final String PROMPT = "# ";
 
+    /** Whether this JVM runs in it-tests' emulated KVM host (GuestSession sets the property there). */
+    static final boolean IN_EMULATED_HOST = Boolean.getBoolean("actovisor.kvm.emulated-host");
+    /**
+     * How long a wait in the emulated KVM host lets the console stay silent before it looks for the host's fault
+     * ({@link #hostStateLeak}); a guest that stopped that way never prints again, so the wait fails then, not at
+     * its timeout.
+     */
+    static final Duration QUIET_CHECK = Duration.ofSeconds(30);
+
     final ActorTestKit kit;
     final VmTopology topology;
     final ActorRef<VmActor.Command> vm;
@@ -50,6 +59,8 @@ final class LinuxVm implements AutoCloseable {
     final GuestSymbols symbols = newestKernel().map(k -> GuestSymbols.ofKernel(GuestSymbols.systemMapOf(k)))
             .orElseGet(() -> GuestSymbols.ofKernel(Path.of("/nonexistent")));
     final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
+    /** The running kernel's symbols (the emulated host's), read on first need. */
+    private GuestSymbols hostSymbols;
 
     LinuxVm(ActorTestKit kit, VmTopology topology, String name) {
         this.kit = kit;
@@ -72,7 +83,7 @@ final class LinuxVm implements AutoCloseable {
                         stopped.set(true);
                         return org.apache.pekko.actor.typed.javadsl.Behaviors.stopped();
                     }).build();
-        }), name + "-watcher");
+        }));
         TestProbe<VmActor.StartResult> started = kit.createTestProbe();
         vm.tell(new VmActor.Start(started.ref()));
         VmActor.StartResult result = started.receiveMessage(Duration.ofSeconds(60));
@@ -146,11 +157,24 @@ final class LinuxVm implements AutoCloseable {
     Matcher await(String regex, Duration timeout) {
         Pattern pattern = Pattern.compile(regex);
         long deadline = System.nanoTime() + timeout.toNanos();
+        long lastCheck = System.nanoTime();
+        int printed = output.length();
         while (true) {
             Matcher m = pattern.matcher(output);
             if (m.find(consumed)) {
                 consumed = m.end();
                 return m;
+            }
+            if (output.length() != printed) {
+                printed = output.length();
+                lastCheck = System.nanoTime();
+            } else if (IN_EMULATED_HOST && System.nanoTime() - lastCheck > QUIET_CHECK.toNanos()) {
+                lastCheck = System.nanoTime();
+                Optional<String> leak = hostStateLeak();
+                if (leak.isPresent()) {
+                    throw new EmulatedHostFault(leak.get() + "; waiting for the console to print " + regex
+                            + "; " + samples(3) + "; " + registers() + "; it printed:\n" + tail(output.toString(), 2000));
+                }
             }
             long left = deadline - System.nanoTime();
             if (stopped.get()) {
@@ -202,6 +226,41 @@ final class LinuxVm implements AutoCloseable {
             }
         }
         return out.append('\n').toString();
+    }
+
+    /**
+     * The emulated KVM host's fault, if the vCPUs show it ({@link EmulatedHostFault#diagnose}): each vCPU is paused,
+     * its rip and CR3 read, and resumed.
+     */
+    Optional<String> hostStateLeak() {
+        for (var v : components.vcpus()) {
+            TestProbe<io.actovisor.actors.kvm.VcpuHandle.State> paused = kit.createTestProbe();
+            v.pause(paused.ref());
+            try {
+                paused.receiveMessage(Duration.ofSeconds(10));
+                long rip = v.vcpu().registers().rip();
+                long cr3;
+                try (var sregs = v.vcpu().specialRegisters()) {
+                    cr3 = sregs.getLong(io.actovisor.kernel.kvm.KvmAbi.SREGS_CR3);
+                }
+                Optional<String> leak = EmulatedHostFault.diagnose(rip, cr3, topology.ramBytes(), hostSymbols());
+                if (leak.isPresent()) {
+                    return Optional.of("vCPU " + v.vcpu().id() + ": " + leak.get());
+                }
+            } catch (AssertionError notPaused) {
+                // A vCPU that does not pause is reported by the wait's own timeout.
+            } finally {
+                v.resume();
+            }
+        }
+        return Optional.empty();
+    }
+
+    private GuestSymbols hostSymbols() {
+        if (hostSymbols == null) {
+            hostSymbols = GuestSymbols.ofRunningKernel();
+        }
+        return hostSymbols;
     }
 
     /** The vCPUs' registers, read after pausing them (for failure reports). */
