@@ -63,6 +63,29 @@ class EmulatedHostFaultTest {
                 "the first page above the guest's RAM");
     }
 
+    /**
+     * The instruction after the VMRUN in kvm-amd.ko's {@code __svm_vcpu_run}, read from the module file of the kernel
+     * the emulated KVM host boots (the machine's newest {@code /boot/vmlinuz-*}, the guests' kernel too): for Debian's
+     * 6.1.0-57, objdump shows {@code __svm_vcpu_run} at 0x80 and {@code vmrun} at 0x119 of {@code .noinstr.text}.
+     */
+    @Test
+    void theInstructionAfterVmrunIsFoundInTheModuleFile() {
+        var kernel = LinuxVm.newestKernel();
+        java.nio.file.Path ko = kernel.map(k -> io.actovisor.devices.boot.linux.Initramfs.moduleTreeOf(k)
+                .resolve("kernel/arch/x86/kvm/kvm-amd.ko")).orElse(java.nio.file.Path.of("/nonexistent"));
+        io.actovisor.memory.testing.NativeRequirement.require("an uncompressed kvm-amd.ko of the kernel in /boot "
+                + "(Debian package linux-image-amd64)", java.nio.file.Files.isReadable(ko) ? Optional.empty()
+                        : Optional.of("no " + ko));
+        var offset = WorldSwitchTrace.afterVmrun(ko);
+        assertTrue(offset.isPresent(), "a vmrun in " + EmulatedHostFault.WORLD_SWITCH + " of " + ko);
+        if (ko.toString().contains("/6.1.0-57-amd64/")) {
+            assertEquals(0x9c, offset.getAsLong(), "0x119 + 3 - 0x80");
+        }
+        assertTrue(WorldSwitchTrace.afterVmrun(java.nio.file.Path.of("/proc/sys/kernel/osrelease")).isEmpty(),
+                "not an ELF file");
+        assertTrue(WorldSwitchTrace.afterVmrun(java.nio.file.Path.of("/nonexistent")).isEmpty());
+    }
+
     @Test
     void onlyTheFaultRunsATestAgainAndOnlyTwicePerClass() {
         Shared.replaced = 0;

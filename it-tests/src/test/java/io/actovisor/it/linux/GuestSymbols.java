@@ -64,6 +64,21 @@ final class GuestSymbols {
         return ofKernel(Path.of("/proc/kallsyms"));
     }
 
+    /**
+     * Where the text symbol {@code name} of {@code module} starts and where the next text symbol starts (its end, as
+     * far as the symbols tell), if it is there.
+     */
+    Optional<long[]> extent(String name, String module) {
+        String wanted = name + " [" + module + "]";
+        for (Map.Entry<Long, String> e : symbols.entrySet()) {
+            if (e.getValue().equals(wanted)) {
+                Long next = symbols.higherKey(e.getKey());
+                return next == null ? Optional.empty() : Optional.of(new long[] {e.getKey(), next});
+            }
+        }
+        return Optional.empty();
+    }
+
     /** A text symbol and how far {@code address} lies past it. */
     record Located(String name, Optional<String> module, long offset) {
     }

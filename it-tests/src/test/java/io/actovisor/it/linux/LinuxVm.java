@@ -59,6 +59,8 @@ final class LinuxVm implements AutoCloseable {
     final GuestSymbols symbols = newestKernel().map(k -> GuestSymbols.ofKernel(GuestSymbols.systemMapOf(k)))
             .orElseGet(() -> GuestSymbols.ofKernel(Path.of("/nonexistent")));
     final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
+    /** The emulated host's record of guest entries at its own world switch, where it can be kept. */
+    private final Optional<WorldSwitchTrace> trace = WorldSwitchTrace.inEmulatedHost();
     /** The running kernel's symbols (the emulated host's), read on first need. */
     private GuestSymbols hostSymbols;
 
@@ -75,6 +77,7 @@ final class LinuxVm implements AutoCloseable {
                 events.ref().narrow()));
         kit.system().eventStream().tell(new EventStream.Subscribe<>(
                 io.actovisor.actors.events.ActovisorEvent.GuestConsoleLine.class, lines.ref()));
+        trace.ifPresent(WorldSwitchTrace::clear);
         vm = kit.spawn(VmActor.create(topology), name);
         kit.spawn(org.apache.pekko.actor.typed.javadsl.Behaviors.<Void>setup(context -> {
             context.watch(vm);
@@ -164,6 +167,12 @@ final class LinuxVm implements AutoCloseable {
             if (m.find(consumed)) {
                 consumed = m.end();
                 return m;
+            }
+            Optional<String> traced = trace.flatMap(WorldSwitchTrace::entryAtTheHostsRip);
+            if (traced.isPresent()) {
+                throw new EmulatedHostFault(traced.get() + "; waiting for the console to print " + regex
+                        + (stopped.get() ? "; the VM stopped" : "; " + samples(3) + "; " + registers())
+                        + "; it printed:\n" + tail(output.toString(), 2000));
             }
             if (output.length() != printed) {
                 printed = output.length();

@@ -240,6 +240,7 @@ public final class NestedGuest {
                 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 host /host || fail "cannot mount the host over 9p"
                 mount -t proc proc /host/proc || fail "cannot mount /proc in the host root"
                 mount -t sysfs sys /host/sys || fail "cannot mount /sys in the host root"
+                mount -t tracefs tracefs /host/sys/kernel/tracing 2>/dev/null || true
                 mount -t devtmpfs dev /host/dev || fail "cannot mount /dev in the host root"
                 mkdir -p /host/dev/shm && mount -t tmpfs shm /host/dev/shm || fail "cannot mount a tmpfs"
                 echo "%2$s $(uname -r)"
