@@ -14,8 +14,6 @@ import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.config.VmSpec;
 import io.actovisor.config.VmSpecParser;
 import io.actovisor.devices.boot.linux.Initramfs;
-import io.actovisor.kernel.kvm.Kvm;
-import io.actovisor.memory.testing.TestTimeouts;
 import io.actovisor.vmm.runtime.VmBuilder;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -56,18 +54,6 @@ import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
         + "spins at one address, no exits), see docs/linux-guest.md")
 @ExtendWith(EmulatedHostFaultRetry.class)
 class LinuxBlkCoherenceTest implements EmulatedHostFaultRetry.SharedVm {
-    /**
-     * The waits, times the timeout factor (10 in the emulated KVM host, where a boot takes 23-35 s and the longest
-     * command well under a minute): a guest that stops making progress fails its test within minutes, with the vCPUs'
-     * state and the console's end, instead of holding the run (the emulated host's session kills a guest whose
-     * kernel reports a blocked task sooner still: docs/testing.md). On KVM-PVM, where only
-     * {@code ACTOVISOR_LINUX_ON_EMULATED_KVM=1} gets here and KVM emulates the guest kernel, a boot takes tens of
-     * minutes: there the waits are those of {@code LinuxGuestTest}.
-     */
-    static final Duration BOOT = TestTimeouts.scaled(Kvm.emulatesGuestKernels() ? Duration.ofMinutes(20)
-            : Duration.ofSeconds(60));
-    static final Duration COMMAND = TestTimeouts.scaled(Kvm.emulatesGuestKernels() ? Duration.ofMinutes(5)
-            : Duration.ofSeconds(45));
     private static final long MIB = 1 << 20;
     private static final int RAM_MIB = 128;
     private static final int DISK_MIB = 32;
@@ -141,12 +127,12 @@ class LinuxBlkCoherenceTest implements EmulatedHostFaultRetry.SharedVm {
         long start = System.nanoTime();
         LinuxVm booted = new LinuxVm(kit, topology, name);
         try {
-            Matcher ready = booted.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", BOOT);
+            Matcher ready = booted.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", LinuxVm.BOOT);
             System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
                     (System.nanoTime() - start) / 1e9, ready.group(1));
-            booted.await(LinuxVm.PROMPT, COMMAND);
+            booted.await(LinuxVm.PROMPT, LinuxVm.COMMAND);
             // The modules' text symbols (where this boot loaded them), so that a hang's report names the vCPU's rip.
-            int modules = booted.symbols.add(booted.run("grep -E '^[0-9a-f]+ [tT] .*\\[' /proc/kallsyms", COMMAND));
+            int modules = booted.symbols.add(booted.run("grep -E '^[0-9a-f]+ [tT] .*\\[' /proc/kallsyms", LinuxVm.COMMAND));
             System.out.printf("Linux %s: %d module text symbols, %d in all%n", name, modules, booted.symbols.size());
             return booted;
         } catch (RuntimeException | Error e) {
@@ -173,28 +159,28 @@ class LinuxBlkCoherenceTest implements EmulatedHostFaultRetry.SharedVm {
                 + "echo 3 > /proc/sys/vm/drop_caches; "
                 + "echo pattern $(md5sum < /tmp/" + file + "); "
                 + "echo disk $(dd if=/dev/vda bs=1M skip=" + mib + " count=" + PATTERN_MIB + " 2>/dev/null | md5sum)",
-                COMMAND);
+                LinuxVm.COMMAND);
         Matcher p = Pattern.compile("pattern ([0-9a-f]{32})").matcher(out);
         Matcher d = Pattern.compile("disk ([0-9a-f]{32})").matcher(out);
         assertTrue(p.find() && d.find(), "the guest printed no checksums: " + out);
-        vm.run("rm /tmp/" + file, COMMAND);
+        vm.run("rm /tmp/" + file, LinuxVm.COMMAND);
         return new String[] {p.group(1), d.group(1)};
     }
 
     private long memFreeKib() {
-        Matcher m = Pattern.compile("MemFree: +(\\d+) kB").matcher(vm.run("grep MemFree /proc/meminfo", COMMAND));
+        Matcher m = Pattern.compile("MemFree: +(\\d+) kB").matcher(vm.run("grep MemFree /proc/meminfo", LinuxVm.COMMAND));
         assertTrue(m.find());
         return Long.parseLong(m.group(1));
     }
 
     private long vmstat(String field) {
-        Matcher m = Pattern.compile(field + " (\\d+)").matcher(vm.run("grep balloon /proc/vmstat", COMMAND));
+        Matcher m = Pattern.compile(field + " (\\d+)").matcher(vm.run("grep balloon /proc/vmstat", LinuxVm.COMMAND));
         assertTrue(m.find(), "no " + field + " in /proc/vmstat");
         return Long.parseLong(m.group(1));
     }
 
     private void awaitVmstat(String field, long atLeast) {
-        long deadline = System.nanoTime() + COMMAND.toNanos();
+        long deadline = System.nanoTime() + LinuxVm.COMMAND.toNanos();
         long now = vmstat(field);
         while (now < atLeast && System.nanoTime() < deadline) {
             now = vmstat(field);
@@ -234,7 +220,7 @@ class LinuxBlkCoherenceTest implements EmulatedHostFaultRetry.SharedVm {
     /** Boot, write and check, balloon 90 % of free memory in and out, write and check again. */
     private Outcome scenario(String name, String discard, boolean unsafe) {
         vm = boot(name, discard, unsafe);
-        String modules = vm.run("cat /sys/bus/virtio/devices/*/device; ls /dev/vda", COMMAND);
+        String modules = vm.run("cat /sys/bus/virtio/devices/*/device; ls /dev/vda", LinuxVm.COMMAND);
         assertTrue(modules.contains("0x0002") && modules.contains("/dev/vda"), "Linux found the disk: " + modules);
         String[] before = writeAndCheck("before", 0);
         long freeBytes = memFreeKib() * 1024;

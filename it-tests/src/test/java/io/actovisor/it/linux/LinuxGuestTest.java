@@ -12,7 +12,6 @@ import io.actovisor.actors.linux.LinuxGuestEvent;
 import io.actovisor.config.VmSpec;
 import io.actovisor.config.VmSpecParser;
 import io.actovisor.devices.boot.linux.Initramfs;
-import io.actovisor.kernel.kvm.Kvm;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.sys.ProcessResources;
@@ -62,17 +61,6 @@ import org.junit.jupiter.api.extension.ExtendWith;
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 @ExtendWith(EmulatedHostFaultRetry.class)
 class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
-    /**
-     * Where KVM runs the guest's kernel (natively, or in the emulated KVM host, where the factor is 10) a boot takes
-     * seconds and a command well under one: the waits stay inside the emulated host's session limit (25 min
-     * without a report), so a guest that stops fails its test with the vCPU samples instead of the session killing
-     * the run. On KVM-PVM, where KVM emulates the guest kernel (only with {@code ACTOVISOR_LINUX_ON_EMULATED_KVM=1}),
-     * a boot takes tens of minutes.
-     */
-    static final Duration BOOT = TestTimeouts.scaled(Kvm.emulatesGuestKernels() ? Duration.ofMinutes(20)
-            : Duration.ofSeconds(60));
-    static final Duration COMMAND = TestTimeouts.scaled(Kvm.emulatesGuestKernels() ? Duration.ofMinutes(3)
-            : Duration.ofSeconds(45));
     /** How long the host's balloon size may take to settle on the target after the guest's counter reached it. */
     static final Duration SETTLE = TestTimeouts.scaled(Duration.ofSeconds(10));
     private static final long MIB = 1 << 20;
@@ -110,10 +98,10 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
         LinuxVm vm = new LinuxVm(kit, topology, name);
         System.out.printf("Linux %s: the VM started %.1f s after the start%n", name, (System.nanoTime() - start) / 1e9);
         try {
-            Matcher ready = vm.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", BOOT);
+            Matcher ready = vm.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", LinuxVm.BOOT);
             System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
                     (System.nanoTime() - start) / 1e9, ready.group(1));
-            vm.await(LinuxVm.PROMPT, COMMAND);
+            vm.await(LinuxVm.PROMPT, LinuxVm.COMMAND);
             return vm;
         } catch (RuntimeException | Error e) {
             if (!vm.stopped.get()) {
@@ -173,16 +161,16 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
     @Test
     @Order(1)
     void whatIsTypedReachesTheShell() {
-        String out = vm.run("echo $((6 * 7)) from $(uname -r)", COMMAND);
+        String out = vm.run("echo $((6 * 7)) from $(uname -r)", LinuxVm.COMMAND);
         assertTrue(out.contains("42 from 6."), out);
-        String modules = vm.run("cat /proc/modules", COMMAND);
+        String modules = vm.run("cat /proc/modules", LinuxVm.COMMAND);
         assertTrue(modules.contains("virtio_mmio") && modules.contains("virtio_balloon"), modules);
-        String device = vm.run("cat /sys/bus/virtio/devices/*/device", COMMAND);
+        String device = vm.run("cat /sys/bus/virtio/devices/*/device", LinuxVm.COMMAND);
         assertTrue(device.contains("0x0005"), "the balloon (virtio id 5) was found through ACPI: " + device);
     }
 
     private static long vmstat(String field) {
-        Matcher m = Pattern.compile(field + " (\\d+)").matcher(vm.run("grep balloon /proc/vmstat", COMMAND));
+        Matcher m = Pattern.compile(field + " (\\d+)").matcher(vm.run("grep balloon /proc/vmstat", LinuxVm.COMMAND));
         assertTrue(m.find(), "no " + field + " in /proc/vmstat");
         return Long.parseLong(m.group(1));
     }
@@ -214,7 +202,7 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
     }
 
     private static void awaitVmstat(String field, long atLeast) {
-        long deadline = System.nanoTime() + COMMAND.toNanos();
+        long deadline = System.nanoTime() + LinuxVm.COMMAND.toNanos();
         long now = vmstat(field);
         while (now < atLeast && System.nanoTime() < deadline) {
             now = vmstat(field);
@@ -231,10 +219,10 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
     @Order(2)
     void theChunksLinuxReportsFreeAreDiscarded() throws InterruptedException {
         HostMemory ram = vm.topology.memory().get(0);
-        vm.run("dd if=/dev/zero of=/tmp/fill bs=1M count=48 2>/dev/null", COMMAND);
+        vm.run("dd if=/dev/zero of=/tmp/fill bs=1M count=48 2>/dev/null", LinuxVm.COMMAND);
         long written = ram.residentBytes(ram.hostRange());
-        vm.run("rm /tmp/fill", COMMAND);
-        long deadline = System.nanoTime() + COMMAND.toNanos();
+        vm.run("rm /tmp/fill", LinuxVm.COMMAND);
+        long deadline = System.nanoTime() + LinuxVm.COMMAND.toNanos();
         long now = ram.residentBytes(ram.hostRange());
         while (written - now < REPORTED && System.nanoTime() < deadline) {
             Thread.sleep(500);
@@ -253,7 +241,7 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
         HostMemory ram = vm.topology.memory().get(0);
         AddressRange all = ram.hostRange();
         // Touch free memory first (a tmpfs file, then freed), so the pages the balloon takes are resident on the host.
-        vm.run("dd if=/dev/zero of=/tmp/fill bs=1M count=48 2>/dev/null; rm /tmp/fill", COMMAND);
+        vm.run("dd if=/dev/zero of=/tmp/fill bs=1M count=48 2>/dev/null; rm /tmp/fill", LinuxVm.COMMAND);
         long inflated = vmstat("balloon_inflate");
         long deflated = vmstat("balloon_deflate");
         long residentBefore = ram.residentBytes(all);
@@ -287,7 +275,7 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
 
     /** A {@code /proc/meminfo} field of the guest, in bytes. */
     private static long meminfo(String field) {
-        Matcher m = Pattern.compile(field + ":\\s+(\\d+) kB").matcher(vm.run("cat /proc/meminfo", COMMAND));
+        Matcher m = Pattern.compile(field + ":\\s+(\\d+) kB").matcher(vm.run("cat /proc/meminfo", LinuxVm.COMMAND));
         assertTrue(m.find(), "no " + field + " in /proc/meminfo");
         return Long.parseLong(m.group(1)) * 1024;
     }
@@ -315,10 +303,10 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
 
         long file = 48 * MIB;
         String out = vm.run("dd if=/dev/zero of=/tmp/oom bs=1M count=" + file / MIB + " 2>&1; wc -c < /tmp/oom",
-                COMMAND);
+                LinuxVm.COMMAND);
         long deflatedAfter = vmstat("balloon_deflate");
         BalloonActor.BalloonStatus after = balloon();
-        String killed = vm.run("dmesg | grep -c -i 'killed process'", COMMAND).trim();
+        String killed = vm.run("dmesg | grep -c -i 'killed process'", LinuxVm.COMMAND).trim();
         System.out.printf("Linux deflate-on-oom: guest MemFree %d MiB, balloon target %d MiB, MemFree %d MiB "
                 + "inflated; a %d MiB file: guest balloon_deflate %d -> %d (%d MiB), host actual %d -> %d MiB "
                 + "(target %d MiB), processes the OOM killer killed: %s; dd said: %s%n", free / MIB, target / MIB,
@@ -334,7 +322,7 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
                 "the host's actual size dropped by the pages the guest deflated");
         assertEquals("0", killed, "no process was killed: the balloon gave the memory");
 
-        vm.run("rm /tmp/oom", COMMAND);
+        vm.run("rm /tmp/oom", LinuxVm.COMMAND);
         target(0);
         awaitVmstat("balloon_deflate", deflated + target / 4096);
         assertEquals(0, balloon().actualBytes());
@@ -374,7 +362,7 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
         long free = meminfo("MemFree");
         long available = meminfo("MemAvailable");
         JsonNode stats = first;
-        long deadline = System.nanoTime() + COMMAND.toNanos();
+        long deadline = System.nanoTime() + LinuxVm.COMMAND.toNanos();
         while (stats.path("stats_updates").asLong() <= first.path("stats_updates").asLong() + 1
                 && System.nanoTime() < deadline) {
             Thread.sleep(500);
@@ -458,11 +446,11 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
     void aDriverThatMisusesAQueueGetsDeviceNeedsReset() {
         String window = "0xd0001000";
         String unbind = vm.run("cd /sys/bus/platform/drivers/virtio-mmio && for d in LNRO0005*; do echo $d > unbind "
-                + "&& echo unbound $d; done; cd /", COMMAND);
+                + "&& echo unbound $d; done; cd /", LinuxVm.COMMAND);
         assertTrue(unbind.contains("unbound LNRO0005"), "Linux's virtio-mmio driver let the window go: " + unbind);
-        String before = vm.run("devmem 0xd0001070 32", COMMAND).trim();
-        vm.run("devmem 0xd0001050 32 0", COMMAND);
-        String after = vm.run("devmem 0xd0001070 32", COMMAND).trim();
+        String before = vm.run("devmem 0xd0001070 32", LinuxVm.COMMAND).trim();
+        vm.run("devmem 0xd0001050 32 0", LinuxVm.COMMAND);
+        String after = vm.run("devmem 0xd0001070 32", LinuxVm.COMMAND).trim();
         System.out.printf("Linux guest as a misbehaving driver of the balloon at %s: status %s before, %s after a "
                 + "notify of queue 0 before FEATURES_OK%n", window, lastLine(before), lastLine(after));
         assertEquals(0, Long.decode(lastLine(before)) & 0x40, "no DEVICE_NEEDS_RESET before: " + before);
@@ -470,7 +458,7 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
         assertEquals(0, balloon().actualBytes(), "the host still answers");
 
         String bind = vm.run("cd /sys/bus/platform/drivers/virtio-mmio && for d in /sys/bus/platform/devices/LNRO0005*;"
-                + " do echo ${d##*/} > bind; done; cd /; cat /sys/bus/virtio/devices/*/status", COMMAND);
+                + " do echo ${d##*/} > bind; done; cd /; cat /sys/bus/virtio/devices/*/status", LinuxVm.COMMAND);
         assertTrue(bind.contains("0x0000000f") || bind.contains("0x0000000F"),
                 "Linux's driver reset the device and set DRIVER_OK again: " + bind);
         long inflated = vmstat("balloon_inflate");
@@ -505,11 +493,11 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
     }
 
     /**
-     * The panic report, within {@link #COMMAND}; a VM that stops without one fails at once with what its console
+     * The panic report, within {@link #LinuxVm.COMMAND}; a VM that stops without one fails at once with what its console
      * printed (not after the whole wait).
      */
     private static LinuxGuestEvent.Panicked awaitPanic() {
-        long deadline = System.nanoTime() + COMMAND.toNanos();
+        long deadline = System.nanoTime() + LinuxVm.COMMAND.toNanos();
         while (true) {
             boolean stoppedBefore = vm.stopped.get();
             try {
@@ -517,7 +505,7 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
             } catch (AssertionError none) {
                 if (stoppedBefore || System.nanoTime() > deadline) {
                     throw new AssertionError("no panic report " + (stoppedBefore ? "from the stopped VM" : "within "
-                            + COMMAND) + "; the console printed:\n" + LinuxVm.tail(vm.output(), 3000), none);
+                            + LinuxVm.COMMAND) + "; the console printed:\n" + LinuxVm.tail(vm.output(), 3000), none);
                 }
             }
         }

@@ -46,7 +46,7 @@ class LinuxRebootTest {
         LinuxVm vm = LinuxGuestTest.boot(kit, "linux-reboot" + (boots++ == 0 ? "" : "-" + boots));
         HostMemory ram = vm.topology.memory().get(0);
         vm.type("reboot");
-        vm.events.expectMessageClass(LinuxGuestEvent.ResetRequested.class, LinuxGuestTest.COMMAND);
+        vm.events.expectMessageClass(LinuxGuestEvent.ResetRequested.class, LinuxVm.COMMAND);
         TestProbe<Object> watcher = kit.createTestProbe();
         watcher.expectTerminated(vm.vm, Duration.ofSeconds(30));
         assertTrue(ram.isClosed(), "the VM released its RAM");

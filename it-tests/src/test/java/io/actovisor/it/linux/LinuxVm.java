@@ -8,6 +8,7 @@ import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.devices.boot.linux.Initramfs;
 import io.actovisor.kernel.kvm.Kvm;
 import io.actovisor.memory.testing.NativeRequirement;
+import io.actovisor.memory.testing.TestTimeouts;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -36,6 +37,19 @@ final class LinuxVm implements AutoCloseable {
 
     /** The shell prompt busybox prints for root. */
     static final String PROMPT = "# ";
+
+    /**
+     * How long the tests wait for a boot and for a shell command, times the timeout factor. Where KVM runs the guest's
+     * kernel (natively, or in the emulated KVM host, where the factor is 10, a boot takes 14-43 s and the longest
+     * command well under a minute) a guest that stops making progress fails its test within minutes, inside the
+     * emulated host's session limit (25 min without a report), with the vCPUs' state and the console's end. On
+     * KVM-PVM, where only {@code ACTOVISOR_LINUX_ON_EMULATED_KVM=1} gets here and KVM emulates the guest kernel, a
+     * boot takes tens of minutes.
+     */
+    static final Duration BOOT = TestTimeouts.scaled(Kvm.emulatesGuestKernels() ? Duration.ofMinutes(20)
+            : Duration.ofSeconds(60));
+    static final Duration COMMAND = TestTimeouts.scaled(Kvm.emulatesGuestKernels() ? Duration.ofMinutes(5)
+            : Duration.ofSeconds(45));
 
     /** Whether this JVM runs in it-tests' emulated KVM host (GuestSession sets the property there). */
     static final boolean IN_EMULATED_HOST = Boolean.getBoolean("actovisor.kvm.emulated-host");
