@@ -13,7 +13,6 @@ import io.actovisor.actors.vm.VmActor;
 import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.config.VmSpec;
 import io.actovisor.config.VmSpecParser;
-import io.actovisor.devices.boot.linux.Initramfs;
 import io.actovisor.vmm.runtime.VmBuilder;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -126,21 +125,7 @@ class LinuxBlkCoherenceTest implements EmulatedHostFaultRetry.SharedVm {
                 built.containers(), built.groups(), built.guest(), devices, built.scripted());
         long start = System.nanoTime();
         LinuxVm booted = new LinuxVm(kit, topology, name);
-        try {
-            Matcher ready = booted.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", LinuxVm.BOOT);
-            System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
-                    (System.nanoTime() - start) / 1e9, ready.group(1));
-            booted.await(LinuxVm.PROMPT, LinuxVm.COMMAND);
-            // The modules' text symbols (where this boot loaded them), so that a hang's report names the vCPU's rip.
-            int modules = booted.symbols.add(booted.run("grep -E '^[0-9a-f]+ [tT] .*\\[' /proc/kallsyms", LinuxVm.COMMAND));
-            System.out.printf("Linux %s: %d module text symbols, %d in all%n", name, modules, booted.symbols.size());
-            return booted;
-        } catch (RuntimeException | Error e) {
-            if (!booted.stopped.get()) {
-                booted.close();
-            }
-            throw e;
-        }
+        return booted.awaitShell(start);
     }
 
     /** Before a test runs again after the emulated host's fault: a new test kit, nothing of the broken VM left. */

@@ -11,7 +11,6 @@ import io.actovisor.actors.balloon.VirtioBalloonActor;
 import io.actovisor.actors.linux.LinuxGuestEvent;
 import io.actovisor.config.VmSpec;
 import io.actovisor.config.VmSpecParser;
-import io.actovisor.devices.boot.linux.Initramfs;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.HostMemory;
 import io.actovisor.memory.sys.ProcessResources;
@@ -97,18 +96,7 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
         System.out.printf("Linux %s: kernel and initramfs loaded in %.1f s%n", name, (System.nanoTime() - start) / 1e9);
         LinuxVm vm = new LinuxVm(kit, topology, name);
         System.out.printf("Linux %s: the VM started %.1f s after the start%n", name, (System.nanoTime() - start) / 1e9);
-        try {
-            Matcher ready = vm.await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", LinuxVm.BOOT);
-            System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n", name,
-                    (System.nanoTime() - start) / 1e9, ready.group(1));
-            vm.await(LinuxVm.PROMPT, LinuxVm.COMMAND);
-            return vm;
-        } catch (RuntimeException | Error e) {
-            if (!vm.stopped.get()) {
-                vm.close();
-            }
-            throw e;
-        }
+        return vm.awaitShell(start);
     }
 
     /**

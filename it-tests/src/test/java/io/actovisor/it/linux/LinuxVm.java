@@ -147,6 +147,29 @@ final class LinuxVm implements AutoCloseable {
         }
     }
 
+    /**
+     * Wait until the init is ready and the shell prompts (printing how long that took since {@code start}, a
+     * {@link System#nanoTime}), then read the loaded modules' text symbols from the guest's {@code /proc/kallsyms},
+     * so that a hang's report names the vCPU's rip; a VM that does not get there is stopped.
+     */
+    LinuxVm awaitShell(long start) {
+        try {
+            Matcher ready = await(Pattern.quote(Initramfs.READY) + " after ([0-9.]+) s", BOOT);
+            System.out.printf("Linux %s: init ready after %.1f s wall clock, %s s of guest uptime%n",
+                    topology.name(), (System.nanoTime() - start) / 1e9, ready.group(1));
+            await(PROMPT, COMMAND);
+            int modules = symbols.add(run("grep -E '^[0-9a-f]+ [tT] .*\\[' /proc/kallsyms", COMMAND));
+            System.out.printf("Linux %s: %d module text symbols, %d in all%n", topology.name(), modules,
+                    symbols.size());
+            return this;
+        } catch (RuntimeException | Error e) {
+            if (!stopped.get()) {
+                close();
+            }
+            throw e;
+        }
+    }
+
     /** Everything the console printed so far. */
     String output() {
         drain(Duration.ZERO);
