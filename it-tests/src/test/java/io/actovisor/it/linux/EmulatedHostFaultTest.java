@@ -63,6 +63,29 @@ class EmulatedHostFaultTest {
                 "the first page above the guest's RAM");
     }
 
+    @Test
+    void aTracedGuestEntryAtTheHostsWorldSwitchIsTheProof() {
+        long start = 0xffffffffc05b1170L;
+        long end = start + 0x210;
+        long after = start + 0x9c;
+        java.util.List<String> guest = java.util.List.of(
+                "vcpu-linux-gues-187 [001] d.... 60.120001: kvm_entry: vcpu 0, rip 0xffffffff81a5a1a9",
+                "vcpu-linux-gues-187 [001] d.... 60.120020: kvm_exit: vcpu 0 reason EXIT_IOIO rip 0xffffffff81a5a1b0 "
+                        + "info1 0x3f80010 info2 0x0 intr_info 0x0 error_code 0x0");
+        assertEquals(Optional.empty(), WorldSwitchTrace.entryIn(guest, start, end, after));
+        java.util.List<String> leaked = new java.util.ArrayList<>(guest);
+        leaked.add("vcpu-linux-gues-187 [001] d.... 60.120031: kvm_entry: vcpu 0, rip 0xffffffffc05b120c");
+        String proof = WorldSwitchTrace.entryIn(leaked, start, end, after).orElseThrow();
+        assertTrue(proof.contains("__svm_vcpu_run+0x9c [kvm_amd] (the instruction after its VMRUN)"), proof);
+        assertTrue(WorldSwitchTrace.entryIn(java.util.List.of("x: kvm_entry: vcpu 0, rip 0xffffffffc05b1180"), start,
+                end, after).orElseThrow().contains("__svm_vcpu_run+0x10 [kvm_amd]: its"),
+                "anywhere in the world switch, named by its offset");
+        assertEquals(Optional.empty(), WorldSwitchTrace.entryIn(java.util.List.of(
+                "x: kvm_entry: vcpu 0, rip 0xffffffffc05b1380"), start, end, after), "the next function");
+        assertEquals(Optional.empty(), WorldSwitchTrace.entryIn(java.util.List.of(
+                "x: kvm_exit: vcpu 0 reason EXIT_NPF rip 0xffffffffc05b120c"), start, end, after), "an exit is no entry");
+    }
+
     /**
      * The instruction after the VMRUN in kvm-amd.ko's {@code __svm_vcpu_run}, read from the module file of the kernel
      * the emulated KVM host boots (the machine's newest {@code /boot/vmlinuz-*}, the guests' kernel too): for Debian's

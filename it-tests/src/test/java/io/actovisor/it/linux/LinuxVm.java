@@ -59,6 +59,8 @@ final class LinuxVm implements AutoCloseable {
      * its timeout.
      */
     static final Duration QUIET_CHECK = Duration.ofSeconds(30);
+    /** How often a wait in the emulated KVM host reads its trace ({@link WorldSwitchTrace}). */
+    static final Duration TRACE_CHECK = Duration.ofSeconds(5);
 
     final ActorTestKit kit;
     final VmTopology topology;
@@ -198,6 +200,7 @@ final class LinuxVm implements AutoCloseable {
         Pattern pattern = Pattern.compile(regex);
         long deadline = System.nanoTime() + timeout.toNanos();
         long lastCheck = System.nanoTime();
+        long lastTrace = System.nanoTime();
         int printed = output.length();
         while (true) {
             Matcher m = pattern.matcher(output);
@@ -205,11 +208,14 @@ final class LinuxVm implements AutoCloseable {
                 consumed = m.end();
                 return m;
             }
-            Optional<String> traced = trace.flatMap(WorldSwitchTrace::entryAtTheHostsRip);
-            if (traced.isPresent()) {
-                throw new EmulatedHostFault(traced.get() + "; waiting for the console to print " + regex
-                        + (stopped.get() ? "; the VM stopped" : "; " + samples(3) + "; " + registers())
-                        + "; it printed:\n" + tail(output.toString(), 2000));
+            if (trace.isPresent() && (stopped.get() || System.nanoTime() - lastTrace > TRACE_CHECK.toNanos())) {
+                lastTrace = System.nanoTime();
+                Optional<String> traced = trace.get().entryAtTheHostsRip();
+                if (traced.isPresent()) {
+                    throw new EmulatedHostFault(traced.get() + "; waiting for the console to print " + regex
+                            + (stopped.get() ? "; the VM stopped" : "; " + samples(3) + "; " + registers())
+                            + "; " + trace.get().recent(20) + "\nit printed:\n" + tail(output.toString(), 2000));
+                }
             }
             if (output.length() != printed) {
                 printed = output.length();
@@ -226,13 +232,15 @@ final class LinuxVm implements AutoCloseable {
             if (stopped.get()) {
                 drain(Duration.ofMillis(300));
                 throw new AssertionError("the VM stopped before its console printed anything matching " + regex
-                        + "; it printed:\n" + tail(output.toString(), 3000));
+                        + trace.map(t -> "; " + t.recent(40)).orElse("") + "\nit printed:\n"
+                        + tail(output.toString(), 3000));
             }
             if (left <= 0) {
                 throw new AssertionError("the console printed nothing matching " + regex + " within " + timeout
                         + "; vCPU exits " + components.vcpus().stream().map(v -> v.counters().snapshot()
                                 + " unclaimed " + v.counters().unclaimed()).toList()
-                        + "; " + samples(5) + "; " + registers() + "; lines "
+                        + "; " + samples(5) + "; " + registers() + trace.map(t -> "; " + t.recent(40)).orElse("")
+                        + "; lines "
                         + lines.receiveSeveralMessages(1, Duration.ofSeconds(1))
                         + "; it printed:\n" + tail(output.toString(), 3000));
             }

@@ -5,33 +5,41 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Optional;
 import java.util.OptionalLong;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The emulated KVM host's own record of the fault {@link EmulatedHostFault} names: its kernel's {@code kvm_entry}
- * tracepoint (one event per guest entry, with the rip KVM enters the guest at), filtered to entries whose rip lies in
- * the host's own instruction after the VMRUN in {@code __svm_vcpu_run} (its offset read from the kvm-amd.ko the host
- * runs). A guest never runs there, so one such event is the host entering a guest
- * with its own state; it is seen at once, and also when the guest then triple-faults (KVM resets a vCPU on a
- * SHUTDOWN intercept, so the registers no longer show it). Armed once per JVM, in the emulated host only, where the
+ * A flight recorder of the emulated KVM host's guest entries and exits: its kernel's {@code kvm_entry} (with the rip
+ * KVM enters the guest at) and {@code kvm_exit} tracepoints, in a small ring buffer. It proves the fault
+ * {@link EmulatedHostFault} names when an entry's rip lies in the host's own {@code __svm_vcpu_run}, where no guest
+ * runs (the instruction after its VMRUN, whose offset is read from the kvm-amd.ko the host runs, is what the stalls
+ * showed), and it shows the last entries and exits before a guest stopped, also when the guest triple-faulted and
+ * KVM's reset on the SHUTDOWN intercept took its registers. Armed once per JVM, in the emulated host only, where the
  * test runs as root and the init mounts tracefs; cleared for each new VM.
  */
 final class WorldSwitchTrace {
     private static final Logger LOG = LoggerFactory.getLogger(WorldSwitchTrace.class);
     private static final Path TRACING = Path.of("/sys/kernel/tracing");
-    private static final Path EVENT = TRACING.resolve("events/kvm/kvm_entry");
+    private static final Path EVENTS = TRACING.resolve("events/kvm");
+    /** Per CPU: some thousand events, the last seconds of a busy guest. */
+    private static final int BUFFER_KB = 128;
+    private static final Pattern ENTRY = Pattern.compile("kvm_entry: vcpu (\\d+), rip 0x([0-9a-f]+)");
     private static Optional<WorldSwitchTrace> armed;
 
-    /** The rip of the host's instruction after VMRUN, and its offset in {@link EmulatedHostFault#WORLD_SWITCH}. */
-    private final long rip;
-    private final long offset;
+    /** Where the host's world switch lies, and the rip of its instruction after VMRUN. */
+    private final long start;
+    private final long end;
+    private final long afterVmrun;
 
-    private WorldSwitchTrace(long rip, long offset) {
-        this.rip = rip;
-        this.offset = offset;
+    private WorldSwitchTrace(long start, long end, long afterVmrun) {
+        this.start = start;
+        this.end = end;
+        this.afterVmrun = afterVmrun;
     }
 
     /** The trace, armed on first use, if this JVM runs in the emulated KVM host and its kernel lets it trace. */
@@ -52,25 +60,78 @@ final class WorldSwitchTrace {
             module = Path.of("/nonexistent");
         }
         OptionalLong afterVmrun = afterVmrun(module);
-        if (extent.isEmpty() || afterVmrun.isEmpty() || !Files.isDirectory(EVENT)) {
-            LOG.warn("no kvm_entry trace of the emulated host's world switch: {}", extent.isEmpty()
+        if (extent.isEmpty() || afterVmrun.isEmpty() || !Files.isDirectory(EVENTS.resolve("kvm_entry"))) {
+            LOG.warn("no trace of the emulated host's guest entries: {}", extent.isEmpty()
                     ? EmulatedHostFault.WORLD_SWITCH + " [kvm_amd] is not in /proc/kallsyms"
-                    : afterVmrun.isEmpty() ? "no VMRUN found in " + module : "no " + EVENT);
+                    : afterVmrun.isEmpty() ? "no VMRUN found in " + module : "no " + EVENTS.resolve("kvm_entry"));
             return Optional.empty();
         }
-        long rip = extent.get()[0] + afterVmrun.getAsLong();
         try {
-            Files.writeString(EVENT.resolve("filter"), "rip == 0x" + Long.toHexString(rip));
-            Files.writeString(EVENT.resolve("enable"), "1");
-            WorldSwitchTrace trace = new WorldSwitchTrace(rip, afterVmrun.getAsLong());
+            Files.writeString(TRACING.resolve("buffer_size_kb"), Integer.toString(BUFFER_KB));
+            for (String event : new String[] {"kvm_entry", "kvm_exit"}) {
+                Files.writeString(EVENTS.resolve(event).resolve("enable"), "1");
+            }
+            WorldSwitchTrace trace = new WorldSwitchTrace(extent.get()[0], extent.get()[1],
+                    extent.get()[0] + afterVmrun.getAsLong());
             trace.clear();
-            LOG.info("tracing the emulated host's guest entries at rip 0x{} ({}+0x{} [kvm_amd], after its VMRUN)",
-                    Long.toHexString(rip), EmulatedHostFault.WORLD_SWITCH, Long.toHexString(afterVmrun.getAsLong()));
+            LOG.info("tracing the emulated host's guest entries and exits; its world switch {} [kvm_amd] is at "
+                    + "0x{}-0x{}, the instruction after its VMRUN at 0x{}", EmulatedHostFault.WORLD_SWITCH,
+                    Long.toHexString(trace.start), Long.toHexString(trace.end), Long.toHexString(trace.afterVmrun));
             return Optional.of(trace);
         } catch (IOException | RuntimeException e) {
             LOG.warn("cannot trace the emulated host's guest entries: {}", e.toString());
             return Optional.empty();
         }
+    }
+
+    /** Forget what earlier VMs' entries left in the trace. */
+    void clear() {
+        try {
+            Files.writeString(TRACING.resolve("trace"), "");
+        } catch (IOException e) {
+            LOG.warn("cannot clear the trace: {}", e.toString());
+        }
+    }
+
+    private List<String> events() {
+        try {
+            return Files.readAllLines(TRACING.resolve("trace")).stream().filter(l -> !l.startsWith("#"))
+                    .map(String::trim).toList();
+        } catch (IOException | RuntimeException e) {
+            return List.of();
+        }
+    }
+
+    /** The first guest entry at the host's own world switch in the trace, with what it proves. */
+    Optional<String> entryAtTheHostsRip() {
+        return entryIn(events(), start, end, afterVmrun);
+    }
+
+    /**
+     * The first {@code kvm_entry} among {@code events} whose rip lies in {@code [start, end)} (the host's
+     * {@link EmulatedHostFault#WORLD_SWITCH}; {@code afterVmrun} is its instruction after VMRUN), with what it proves.
+     */
+    static Optional<String> entryIn(List<String> events, long start, long end, long afterVmrun) {
+        for (String line : events) {
+            Matcher m = ENTRY.matcher(line);
+            if (m.find()) {
+                long rip = Long.parseUnsignedLong(m.group(2), 16);
+                if (Long.compareUnsigned(rip, start) >= 0 && Long.compareUnsigned(rip, end) < 0) {
+                    return Optional.of("the emulated host's KVM entered the guest at its own "
+                            + EmulatedHostFault.WORLD_SWITCH + "+0x" + Long.toHexString(rip - start) + " [kvm_amd]"
+                            + (rip == afterVmrun ? " (the instruction after its VMRUN)" : "") + ": its nested SVM "
+                            + "(QEMU TCG) stored the host's state in the guest's VMCB; trace: " + line.trim());
+                }
+            }
+        }
+        return Optional.empty();
+    }
+
+    /** The last {@code n} entries and exits in the trace, one per line, for a failure report. */
+    String recent(int n) {
+        List<String> events = events();
+        return "the emulated host's last " + Math.min(n, events.size()) + " guest entries and exits:\n  "
+                + String.join("\n  ", events.subList(Math.max(0, events.size() - n), events.size()));
     }
 
     /**
@@ -127,27 +188,5 @@ final class WorldSwitchTrace {
         byte[] bytes = new byte[end - at];
         elf.get(at, bytes);
         return new String(bytes, java.nio.charset.StandardCharsets.US_ASCII);
-    }
-
-    /** Forget what earlier VMs' entries left in the trace. */
-    void clear() {
-        try {
-            Files.writeString(TRACING.resolve("trace"), "");
-        } catch (IOException e) {
-            LOG.warn("cannot clear the trace: {}", e.toString());
-        }
-    }
-
-    /** The first guest entry at the host's own world switch since the last {@link #clear}, as the trace shows it. */
-    Optional<String> entryAtTheHostsRip() {
-        try {
-            return Files.readAllLines(TRACING.resolve("trace")).stream().filter(l -> l.contains("kvm_entry:"))
-                    .findFirst().map(String::trim).map(line -> "the emulated host's KVM entered the guest at its own "
-                            + "instruction after VMRUN, 0x" + Long.toHexString(rip) + " = "
-                            + EmulatedHostFault.WORLD_SWITCH + "+0x" + Long.toHexString(offset) + " [kvm_amd]: its "
-                            + "nested SVM (QEMU TCG) stored the host's state in the guest's VMCB; trace: " + line);
-        } catch (IOException | RuntimeException e) {
-            return Optional.empty();
-        }
     }
 }
