@@ -67,7 +67,11 @@ public final class NestedGuest {
         // host ("IO-APIC + timer doesn't work!"). nohz=off: every CPU of the emulated host takes its tick, idle or
         // not, so a CPU that missed a wake-up (an IPI whose interrupt request QEMU's multi-threaded TCG lost, the
         // CPU left halted with work queued for it: docs/linux-guest.md) runs it at its next tick instead of never.
-        KVM_HOST("qemu64,+svm,+npt", "3G", List.of(), "no_timer_check nohz=off", KVM_MODULES);
+        // transparent_hugepage=never: khugepaged does not collapse the VMM's guest RAM behind the nested guest's
+        // back, so the host's KVM does not drop nested page table entries that QEMU TCG's nested walk then
+        // mishandles (docs/linux-guest.md).
+        KVM_HOST("qemu64,+svm,+npt", "3G", List.of(), "no_timer_check nohz=off transparent_hugepage=never",
+                KVM_MODULES);
 
         final String cpu;
         final String memory;
