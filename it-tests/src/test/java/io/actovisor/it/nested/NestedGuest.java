@@ -60,28 +60,30 @@ public final class NestedGuest {
         // no_timer_check: under a loaded host, TCG is too slow for the kernel's check of the timer through the
         // interrupt-remapped IO-APIC, which then panics at boot ("timer doesn't work through Interrupt-remapped
         // IO-APIC")
-        VFIO_EDU("max", "2G", List.of("-device", "intel-iommu", "-device", "edu"), "intel_iommu=on no_timer_check",
-                MODULES),
+        VFIO_EDU("max", "2G", 2, List.of("-device", "intel-iommu", "-device", "edu"),
+                "intel_iommu=on no_timer_check", MODULES),
         /** AMD SVM with nested paging and kvm-amd loaded: a real {@code /dev/kvm} (any host CPU). */
         // no_timer_check for the same reason: the kernel's IO-APIC timer check can time out under TCG on a loaded
         // host ("IO-APIC + timer doesn't work!"). nohz=off: every CPU of the emulated host takes its tick, idle or
         // not, so a CPU that missed a wake-up (an IPI whose interrupt request QEMU's multi-threaded TCG lost, the
         // CPU left halted with work queued for it: docs/linux-guest.md) runs it at its next tick instead of never.
-        // transparent_hugepage=never: khugepaged does not collapse the VMM's guest RAM behind the nested guest's
-        // back, so the host's KVM does not drop nested page table entries that QEMU TCG's nested walk then
-        // mishandles (docs/linux-guest.md).
-        KVM_HOST("qemu64,+svm,+npt", "3G", List.of(), "no_timer_check nohz=off transparent_hugepage=never",
-                KVM_MODULES);
+        // One vCPU: QEMU's multi-threaded TCG then has no second vCPU thread to race with (lost IPIs, an emulated
+        // host that stops answering while both of its vCPUs spin: docs/linux-guest.md), and the host has no IPIs to
+        // lose.
+        KVM_HOST("qemu64,+svm,+npt", "3G", 1, List.of(), "no_timer_check nohz=off", KVM_MODULES);
 
         final String cpu;
         final String memory;
+        final int cpus;
         final List<String> devices;
         final String kernelArguments;
         final List<String> modules;
 
-        Kind(String cpu, String memory, List<String> devices, String kernelArguments, List<String> modules) {
+        Kind(String cpu, String memory, int cpus, List<String> devices, String kernelArguments,
+                List<String> modules) {
             this.cpu = cpu;
             this.memory = memory;
+            this.cpus = cpus;
             this.devices = devices;
             this.kernelArguments = kernelArguments;
             this.modules = modules;
@@ -306,7 +308,7 @@ public final class NestedGuest {
             Files.deleteIfExists(diagnostics.get());
         }
         List<String> qemu = new ArrayList<>(List.of(facilities.qemu().orElseThrow().toString(),
-                "-machine", "q35", "-accel", "tcg", "-cpu", kind.cpu, "-m", kind.memory, "-smp", "2",
+                "-machine", "q35", "-accel", "tcg", "-cpu", kind.cpu, "-m", kind.memory, "-smp", Integer.toString(kind.cpus),
                 "-display", "none", "-no-reboot", "-nic", "none", "-monitor", "none",
                 "-kernel", facilities.kernel().orElseThrow().toString(), "-initrd", initramfs.toString(),
                 "-append", ("console=ttyS0 " + kind.kernelArguments + " quiet panic=-1 actovisor.script="
