@@ -64,13 +64,14 @@ public final class NestedGuest {
                 "intel_iommu=on no_timer_check", MODULES),
         /** AMD SVM with nested paging and kvm-amd loaded: a real {@code /dev/kvm} (any host CPU). */
         // no_timer_check for the same reason: the kernel's IO-APIC timer check can time out under TCG on a loaded
-        // host ("IO-APIC + timer doesn't work!"). nohz=off: every CPU of the emulated host takes its tick, idle or
-        // not, so a CPU that missed a wake-up (an IPI whose interrupt request QEMU's multi-threaded TCG lost, the
-        // CPU left halted with work queued for it: docs/linux-guest.md) runs it at its next tick instead of never.
-        // One vCPU: QEMU's multi-threaded TCG then has no second vCPU thread to race with (lost IPIs, an emulated
-        // host that stops answering while both of its vCPUs spin: docs/linux-guest.md), and the host has no IPIs to
-        // lose.
-        KVM_HOST("qemu64,+svm,+npt", "3G", 1, List.of(), "no_timer_check nohz=off", KVM_MODULES);
+        // host ("IO-APIC + timer doesn't work!"). One vCPU: QEMU's multi-threaded TCG then has no second vCPU thread
+        // to race with (lost IPIs, an emulated host that stops answering while both of its vCPUs spin), and the host
+        // has no IPIs to lose. nolapic_timer nohz=off highres=off: the tick comes from the HPET in periodic mode,
+        // which QEMU fires on its own every 4 ms, instead of the local APIC timer that the CPU re-arms in each
+        // interrupt: an interrupt whose request QEMU loses (the CPU then halts with the vector pending and, with
+        // the APIC timer, nothing left to wake it) is taken at the next tick (docs/linux-guest.md).
+        KVM_HOST("qemu64,+svm,+npt", "3G", 1, List.of(), "no_timer_check nolapic_timer nohz=off highres=off",
+                KVM_MODULES);
 
         final String cpu;
         final String memory;
