@@ -13,28 +13,37 @@ import java.util.Optional;
 final class EmulatedHostFault extends AssertionError {
     /** The host kernel's function whose VMRUN enters the guest (arch/x86/kvm/svm/vmenter.S). */
     static final String WORLD_SWITCH = "__svm_vcpu_run";
-    /** kvm_amd's {@code __svm_vcpu_run} is about 0x210 bytes long; a rip further past the symbol is something else. */
-    private static final long WORLD_SWITCH_SIZE = 0x400;
+    private static Optional<long[]> hostWorldSwitch;
 
     EmulatedHostFault(String message) {
         super(message);
     }
 
     /**
-     * What proves a leak of the host's state, if {@code rip} and {@code cr3} (a paused vCPU's) show one: {@code rip}
-     * inside the host's {@link #WORLD_SWITCH} (named by {@code host}, the running kernel's symbols) and {@code cr3}
-     * at or above {@code ramBytes}, where the guest has no RAM.
+     * Where the running kernel's {@link #WORLD_SWITCH} of kvm_amd starts and where the next text symbol starts, from
+     * its {@code /proc/kallsyms} (in the emulated KVM host: the host's), read once per JVM; empty where it is not
+     * there or its addresses are hidden.
      */
-    static Optional<String> diagnose(long rip, long cr3, long ramBytes, GuestSymbols host) {
+    static synchronized Optional<long[]> hostWorldSwitch() {
+        if (hostWorldSwitch == null) {
+            hostWorldSwitch = GuestSymbols.ofRunningKernel().extent(WORLD_SWITCH, "kvm_amd");
+        }
+        return hostWorldSwitch;
+    }
+
+    /**
+     * What proves a leak of the host's state, if {@code rip} and {@code cr3} (a paused vCPU's) show one: {@code rip}
+     * inside the host's {@link #WORLD_SWITCH} ({@code worldSwitch}: its start and the next symbol's, as
+     * {@link #hostWorldSwitch} gives them) and {@code cr3} at or above {@code ramBytes}, where the guest has no RAM.
+     */
+    static Optional<String> diagnose(long rip, long cr3, long ramBytes, Optional<long[]> worldSwitch) {
         long root = cr3 & ~0xfffL;
         if (Long.compareUnsigned(root, ramBytes) < 0) {
             return Optional.empty();
         }
-        return host.locate(rip)
-                .filter(s -> s.name().equals(WORLD_SWITCH) && s.module().equals(Optional.of("kvm_amd"))
-                        && s.offset() < WORLD_SWITCH_SIZE)
-                .map(s -> "the guest's rip 0x" + Long.toHexString(rip) + " is the emulated KVM host's own "
-                        + WORLD_SWITCH + "+0x" + Long.toHexString(s.offset()) + " [kvm_amd] and its CR3 0x"
+        return worldSwitch.filter(w -> Long.compareUnsigned(rip, w[0]) >= 0 && Long.compareUnsigned(rip, w[1]) < 0)
+                .map(w -> "the guest's rip 0x" + Long.toHexString(rip) + " is the emulated KVM host's own "
+                        + WORLD_SWITCH + "+0x" + Long.toHexString(rip - w[0]) + " [kvm_amd] and its CR3 0x"
                         + Long.toHexString(cr3) + " lies outside the guest's " + (ramBytes >> 20) + " MiB of RAM: "
                         + "the emulated host's nested SVM (QEMU TCG) stored the host's own state in the guest's VMCB");
     }

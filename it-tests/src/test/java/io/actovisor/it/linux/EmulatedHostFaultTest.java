@@ -28,14 +28,14 @@ import org.junit.platform.launcher.core.LauncherFactory;
 class EmulatedHostFaultTest {
     private static final long MIB = 1 << 20;
 
-    private static GuestSymbols host() {
+    private static Optional<long[]> host() {
         GuestSymbols host = GuestSymbols.ofKernel(java.nio.file.Path.of("/nonexistent"));
         host.add("""
                 ffffffffc0481000 t svm_vcpu_free\t[kvm_amd]
                 ffffffffc04950f0 T __svm_vcpu_run\t[kvm_amd]
                 ffffffffc0495300 T __svm_sev_es_vcpu_run\t[kvm_amd]
                 """);
-        return host;
+        return host.extent(EmulatedHostFault.WORLD_SWITCH, "kvm_amd");
     }
 
     @Test
@@ -48,7 +48,7 @@ class EmulatedHostFaultTest {
 
     @Test
     void aGuestStallAnywhereElseIsNot() {
-        GuestSymbols host = host();
+        Optional<long[]> host = host();
         assertEquals(Optional.empty(), EmulatedHostFault.diagnose(0xffffffffc049520cL, 0x2a10000L, 128 * MIB, host),
                 "CR3 inside the guest's RAM: the guest's own page tables");
         assertEquals(Optional.empty(), EmulatedHostFault.diagnose(0xffffffffc0495310L, 0x10089e000L, 128 * MIB, host),
@@ -58,7 +58,8 @@ class EmulatedHostFaultTest {
         assertEquals(Optional.empty(), EmulatedHostFault.diagnose(0xffffffffc049520cL, 0x7fff000L, 128 * MIB, host),
                 "the guest's last RAM page");
         assertEquals(Optional.empty(), EmulatedHostFault.diagnose(0xffffffffc049520cL, 0x10089e000L, 128 * MIB,
-                GuestSymbols.ofKernel(java.nio.file.Path.of("/nonexistent"))), "no host symbols, no proof");
+                GuestSymbols.ofKernel(java.nio.file.Path.of("/nonexistent")).extent(EmulatedHostFault.WORLD_SWITCH,
+                        "kvm_amd")), "no host symbols, no proof");
         assertTrue(EmulatedHostFault.diagnose(0xffffffffc049520cL, 0x8000000L, 128 * MIB, host).isPresent(),
                 "the first page above the guest's RAM");
     }

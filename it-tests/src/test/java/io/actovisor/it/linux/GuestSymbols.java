@@ -58,7 +58,8 @@ final class GuestSymbols {
 
     /**
      * The text symbols of the kernel this JVM runs on, from its {@code /proc/kallsyms} (addresses are shown to root;
-     * none otherwise). In the emulated KVM host that is the host's kernel and its modules, {@code kvm_amd} among them.
+     * none otherwise). In the emulated KVM host that is the host's kernel and its modules, {@code kvm_amd} among them
+     * ({@link EmulatedHostFault#hostWorldSwitch}).
      */
     static GuestSymbols ofRunningKernel() {
         return ofKernel(Path.of("/proc/kallsyms"));
@@ -77,23 +78,6 @@ final class GuestSymbols {
             }
         }
         return Optional.empty();
-    }
-
-    /** A text symbol and how far {@code address} lies past it. */
-    record Located(String name, Optional<String> module, long offset) {
-    }
-
-    /** The text symbol at or before {@code address}, if there is one. */
-    Optional<Located> locate(long address) {
-        Map.Entry<Long, String> e = symbols.floorEntry(address);
-        if (e == null) {
-            return Optional.empty();
-        }
-        String name = e.getValue();
-        int module = name.indexOf(" [");
-        return Optional.of(module < 0 ? new Located(name, Optional.empty(), address - e.getKey())
-                : new Located(name.substring(0, module), Optional.of(name.substring(module + 2, name.length() - 1)),
-                        address - e.getKey()));
     }
 
     /** {@code name+0xoffset [module]} for {@code address}, or {@code ?} if no symbol precedes it. */

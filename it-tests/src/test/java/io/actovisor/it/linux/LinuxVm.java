@@ -77,8 +77,6 @@ final class LinuxVm implements AutoCloseable {
     final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
     /** The emulated host's record of guest entries at its own world switch, where it can be kept. */
     private final Optional<WorldSwitchTrace> trace = WorldSwitchTrace.inEmulatedHost();
-    /** The running kernel's symbols (the emulated host's), read on first need. */
-    private GuestSymbols hostSymbols;
 
     LinuxVm(ActorTestKit kit, VmTopology topology, String name) {
         this.kit = kit;
@@ -208,25 +206,24 @@ final class LinuxVm implements AutoCloseable {
                 consumed = m.end();
                 return m;
             }
+            Optional<String> fault = Optional.empty();
             if (trace.isPresent() && (stopped.get() || System.nanoTime() - lastTrace > TRACE_CHECK.toNanos())) {
                 lastTrace = System.nanoTime();
-                Optional<String> traced = trace.get().entryAtTheHostsRip();
-                if (traced.isPresent()) {
-                    throw new EmulatedHostFault(traced.get() + "; waiting for the console to print " + regex
-                            + (stopped.get() ? "; the VM stopped" : "; " + samples(3) + "; " + registers())
-                            + "; " + trace.get().recent(20) + "\nit printed:\n" + tail(output.toString(), 2000));
-                }
+                fault = trace.get().entryAtTheHostsRip();
             }
             if (output.length() != printed) {
                 printed = output.length();
                 lastCheck = System.nanoTime();
-            } else if (IN_EMULATED_HOST && System.nanoTime() - lastCheck > QUIET_CHECK.toNanos()) {
+            } else if (fault.isEmpty() && IN_EMULATED_HOST && !stopped.get()
+                    && System.nanoTime() - lastCheck > QUIET_CHECK.toNanos()) {
                 lastCheck = System.nanoTime();
-                Optional<String> leak = hostStateLeak();
-                if (leak.isPresent()) {
-                    throw new EmulatedHostFault(leak.get() + "; waiting for the console to print " + regex
-                            + "; " + samples(3) + "; " + registers() + "; it printed:\n" + tail(output.toString(), 2000));
-                }
+                fault = hostStateLeak();
+            }
+            if (fault.isPresent()) {
+                throw new EmulatedHostFault(fault.get() + "; waiting for the console to print " + regex
+                        + (stopped.get() ? "; the VM stopped" : "; " + samples(3) + "; " + registers())
+                        + trace.map(t -> "; " + t.recent(20)).orElse("") + "\nit printed:\n"
+                        + tail(output.toString(), 2000));
             }
             long left = deadline - System.nanoTime();
             if (stopped.get()) {
@@ -297,7 +294,8 @@ final class LinuxVm implements AutoCloseable {
                 try (var sregs = v.vcpu().specialRegisters()) {
                     cr3 = sregs.getLong(io.actovisor.kernel.kvm.KvmAbi.SREGS_CR3);
                 }
-                Optional<String> leak = EmulatedHostFault.diagnose(rip, cr3, topology.ramBytes(), hostSymbols());
+                Optional<String> leak = EmulatedHostFault.diagnose(rip, cr3, topology.ramBytes(),
+                        EmulatedHostFault.hostWorldSwitch());
                 if (leak.isPresent()) {
                     return Optional.of("vCPU " + v.vcpu().id() + ": " + leak.get());
                 }
@@ -308,13 +306,6 @@ final class LinuxVm implements AutoCloseable {
             }
         }
         return Optional.empty();
-    }
-
-    private GuestSymbols hostSymbols() {
-        if (hostSymbols == null) {
-            hostSymbols = GuestSymbols.ofRunningKernel();
-        }
-        return hostSymbols;
     }
 
     /** The vCPUs' registers, read after pausing them (for failure reports). */

@@ -45,13 +45,12 @@ final class WorldSwitchTrace {
     /** The trace, armed on first use, if this JVM runs in the emulated KVM host and its kernel lets it trace. */
     static synchronized Optional<WorldSwitchTrace> inEmulatedHost() {
         if (armed == null) {
-            armed = LinuxVm.IN_EMULATED_HOST ? arm(GuestSymbols.ofRunningKernel()) : Optional.empty();
+            armed = LinuxVm.IN_EMULATED_HOST ? arm(EmulatedHostFault.hostWorldSwitch()) : Optional.empty();
         }
         return armed;
     }
 
-    private static Optional<WorldSwitchTrace> arm(GuestSymbols host) {
-        Optional<long[]> extent = host.extent(EmulatedHostFault.WORLD_SWITCH, "kvm_amd");
+    private static Optional<WorldSwitchTrace> arm(Optional<long[]> extent) {
         Path module;
         try {
             module = Path.of("/lib/modules", Files.readString(Path.of("/proc/sys/kernel/osrelease")).trim(),
