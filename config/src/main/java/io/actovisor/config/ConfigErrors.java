@@ -49,11 +49,25 @@ final class ConfigErrors {
     /** {@code value} as the user wrote it: unquoted strings without added quotes, numbers in their original text, secrets of
      * objects redacted. */
     static String asWritten(ConfigValue value) {
+        if (!resolved(value)) {
+            // Checked before resolve(): a value with a ${X} in it has no type yet, only its text.
+            return value.render(ConfigRenderOptions.concise());
+        }
         if (value.valueType() == ConfigValueType.STRING && value.getClass().getName().endsWith("$Unquoted")) {
             // HOCON keeps a too-large number such as 99999999999999999999 as an unquoted string: show it bare.
             return String.valueOf(value.unwrapped());
         }
         return redacted(value).render(ConfigRenderOptions.concise());
+    }
+
+    /** Whether a value (read before {@code resolve()}) has a type: a substitution or a concatenation with one does not. */
+    private static boolean resolved(ConfigValue value) {
+        try {
+            value.valueType();
+            return true;
+        } catch (ConfigException.NotResolved e) {
+            return false;
+        }
     }
 
     private static ConfigValue redacted(ConfigValue value) {

@@ -126,15 +126,26 @@ public final class VmSpecParser {
 
     private VmSpec run(Config user) {
         Config reference = ConfigFactory.parseResources(VmSpecParser.class, "/reference.conf");
-        if (!user.hasPath(ROOT)) {
+        Config written = user;
+        if (!resolvedToRoot(user)) {
+            // The VM block is itself a substitution (actovisor.vm = ${base}): its keys can be checked only once that
+            // is resolved, against the file and the defaults, keeping only what the file wrote.
+            try {
+                written = user.resolveWith(user.withFallback(reference));
+            } catch (ConfigException e) {
+                errors.add(ConfigErrors.fromLibrary(e, ROOT));
+                throw failure(user);
+            }
+        }
+        if (!written.hasPath(ROOT)) {
             errors.add(new ConfigError(ROOT, null, "missing: a VM definition needs an actovisor.vm block"));
             throw failure(user);
         }
-        if (user.getValue(ROOT).valueType() != ConfigValueType.OBJECT) {
-            errors.add(new ConfigError(ROOT, render(user.getValue(ROOT)), "must be an object"));
+        if (written.getValue(ROOT).valueType() != ConfigValueType.OBJECT) {
+            errors.add(new ConfigError(ROOT, render(written.getValue(ROOT)), "must be an object"));
             throw failure(user);
         }
-        checkKeys(user.getConfig(ROOT).root(), "vm", ROOT);
+        checkKeys(written.getConfig(ROOT).root(), "vm", ROOT);
         try {
             config = user.withFallback(reference).resolve();
         } catch (ConfigException e) {
@@ -148,6 +159,18 @@ public final class VmSpecParser {
             // A read this parser does not guard yet: still an error at a line, never a stack trace.
             errors.add(ConfigErrors.fromLibrary(e, ROOT));
             throw failure(user);
+        }
+    }
+
+    /** Whether {@code actovisor} and {@code actovisor.vm}, where present, are values and not substitutions. */
+    private static boolean resolvedToRoot(Config user) {
+        try {
+            if (user.hasPath(ROOT)) {
+                user.getValue(ROOT).valueType();
+            }
+            return true;
+        } catch (ConfigException.NotResolved e) {
+            return false;
         }
     }
 

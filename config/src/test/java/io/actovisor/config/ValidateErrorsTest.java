@@ -129,6 +129,42 @@ class ValidateErrorsTest {
         assertWellReported(errors);
     }
 
+    /**
+     * Substitutions met before {@code resolve()}, where the key check renders them: an unknown key whose value
+     * concatenates one (CI's jqwik run found {@code wrokloadsize "${X}"iB}), one nested in an object or a list, or the
+     * whole VM block.
+     */
+    @Test
+    void substitutions_under_unknown_keys_or_as_the_vm_block_are_errors_not_exceptions() {
+        for (String hocon : List.of(
+                "actovisor.vm {\n  name = demo\n  guest { wrokloadsize \"${X}\"iB }\n}\n",
+                "actovisor.vm {\n  name = demo\n  bogus { a = ${X}, token = ${?T} }\n}\n",
+                "actovisor.vm {\n  name = demo\n  bogus = [ 1, ${X}, { b = ${X} } ]\n}\n",
+                "actovisor.vm {\n  name = demo\n  bogus = ${X} ${Y}\n}\n",
+                "actovisor.vm = ${X}\n",
+                "actovisor = ${X}\n",
+                "actovisor.vm = { name = demo } ${X}\n")) {
+            List<ConfigError> errors = errorsOf(hocon);
+            assertFalse(errors.isEmpty(), hocon);
+            assertWellReported(errors);
+        }
+        List<ConfigError> unknown = errorsOf(
+                "actovisor.vm {\n  name = demo\n  guest { wrokloadsize \"${X}\"iB }\n}\n");
+        assertTrue(unknown.stream().anyMatch(e -> e.line() == 3 && e.toString().contains("${X}")), unknown.toString());
+    }
+
+    @Test
+    void a_vm_block_written_as_a_substitution_is_read_and_its_keys_checked() {
+        String base = "base { name = demo, vcpus = 1, memory = [ { name = ram, kind = ram, base = \"0x0\", "
+                + "size = 16 MiB, backing = anonymous } ] }\n";
+        assertEquals(List.of(), errorsOf(base + "actovisor.vm = ${base}\n"));
+        List<ConfigError> errors = errorsOf(base + "actovisor.vm = ${base} { vcpuz = 2 }\n");
+        assertEquals(1, errors.size(), errors.toString());
+        assertTrue(errors.get(0).path().endsWith("vcpuz") && errors.get(0).message().contains("vcpus"),
+                errors.toString());
+        assertWellReported(errors);
+    }
+
     @Test
     void semantic_errors_carry_their_line_sorted_and_values_as_written() {
         List<ConfigError> errors = errorsOf("""
