@@ -1,5 +1,6 @@
 package io.actovisor.it.linux;
 
+import io.actovisor.actors.kvm.VcpuHandle;
 import io.actovisor.actors.linux.ConsoleActor;
 import io.actovisor.actors.linux.LinuxGuest;
 import io.actovisor.actors.linux.LinuxGuestEvent;
@@ -7,6 +8,8 @@ import io.actovisor.actors.vm.VmActor;
 import io.actovisor.actors.vm.VmTopology;
 import io.actovisor.devices.boot.linux.Initramfs;
 import io.actovisor.kernel.kvm.Kvm;
+import io.actovisor.kernel.kvm.KvmAbi;
+import io.actovisor.kernel.kvm.KvmVcpu;
 import io.actovisor.memory.testing.NativeRequirement;
 import io.actovisor.memory.testing.TestTimeouts;
 import java.nio.file.Files;
@@ -16,6 +19,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
+import java.util.function.Function;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
@@ -61,6 +65,8 @@ final class LinuxVm implements AutoCloseable {
     static final Duration QUIET_CHECK = Duration.ofSeconds(30);
     /** How often a wait in the emulated KVM host reads its trace ({@link WorldSwitchTrace}). */
     static final Duration TRACE_CHECK = Duration.ofSeconds(5);
+    /** How long a failure report waits for a vCPU to leave {@code KVM_RUN} before it says it did not. */
+    static final Duration PAUSE_WAIT = Duration.ofSeconds(10);
 
     final ActorTestKit kit;
     final VmTopology topology;
@@ -253,21 +259,12 @@ final class LinuxVm implements AutoCloseable {
     String samples(int n) {
         StringBuilder out = new StringBuilder("samples:");
         for (int i = 0; i < n; i++) {
-            for (var v : components.vcpus()) {
-                TestProbe<io.actovisor.actors.kvm.VcpuHandle.State> paused = kit.createTestProbe();
-                v.pause(paused.ref());
-                try {
-                    paused.receiveMessage(Duration.ofSeconds(10));
-                    var regs = v.vcpu().registers();
-                    out.append("\n  vCPU ").append(v.vcpu().id()).append(" rip=0x").append(Long.toHexString(regs.rip()))
-                            .append(" (").append(symbols.describe(regs.rip())).append(") rflags=0x")
-                            .append(Long.toHexString(regs.values()[17])).append(" exits ")
-                            .append(v.counters().snapshot());
-                } catch (AssertionError notPaused) {
-                    out.append("\n  vCPU ").append(v.vcpu().id()).append(" did not pause: ").append(notPaused.getMessage());
-                } finally {
-                    v.resume();
-                }
+            for (VcpuHandle v : components.vcpus()) {
+                out.append("\n  vCPU ").append(v.vcpu().id()).append(' ').append(whilePaused(v, vcpu -> {
+                    var regs = vcpu.registers();
+                    return "rip=0x" + Long.toHexString(regs.rip()) + " (" + symbols.describe(regs.rip())
+                            + ") rflags=0x" + Long.toHexString(regs.values()[17]) + " exits " + v.counters().snapshot();
+                }).orElse("did not pause within " + PAUSE_WAIT.toSeconds() + " s"));
             }
             try {
                 Thread.sleep(1000);
@@ -281,49 +278,55 @@ final class LinuxVm implements AutoCloseable {
 
     /**
      * The emulated KVM host's fault, if the vCPUs show it ({@link EmulatedHostFault#diagnose}): each vCPU is paused,
-     * its rip and CR3 read, and resumed.
+     * its rip and CR3 read, and resumed. A vCPU that does not pause is reported by the wait's own timeout.
      */
     Optional<String> hostStateLeak() {
-        for (var v : components.vcpus()) {
-            TestProbe<io.actovisor.actors.kvm.VcpuHandle.State> paused = kit.createTestProbe();
-            v.pause(paused.ref());
-            try {
-                paused.receiveMessage(Duration.ofSeconds(10));
-                long rip = v.vcpu().registers().rip();
-                long cr3;
-                try (var sregs = v.vcpu().specialRegisters()) {
-                    cr3 = sregs.getLong(io.actovisor.kernel.kvm.KvmAbi.SREGS_CR3);
+        for (VcpuHandle v : components.vcpus()) {
+            Optional<String> leak = whilePaused(v, vcpu -> {
+                try (var sregs = vcpu.specialRegisters()) {
+                    return EmulatedHostFault.diagnose(vcpu.registers().rip(), sregs.getLong(KvmAbi.SREGS_CR3),
+                            topology.ramBytes(), EmulatedHostFault.hostWorldSwitch());
                 }
-                Optional<String> leak = EmulatedHostFault.diagnose(rip, cr3, topology.ramBytes(),
-                        EmulatedHostFault.hostWorldSwitch());
-                if (leak.isPresent()) {
-                    return Optional.of("vCPU " + v.vcpu().id() + ": " + leak.get());
-                }
-            } catch (AssertionError notPaused) {
-                // A vCPU that does not pause is reported by the wait's own timeout.
-            } finally {
-                v.resume();
+            }).flatMap(found -> found);
+            if (leak.isPresent()) {
+                return Optional.of("vCPU " + v.vcpu().id() + ": " + leak.get());
             }
         }
         return Optional.empty();
     }
 
-    /** The vCPUs' registers, read after pausing them (for failure reports). */
+    /** The vCPUs' registers, each read while it is paused (for failure reports). */
     String registers() {
         StringBuilder out = new StringBuilder();
-        for (var v : components.vcpus()) {
-            TestProbe<io.actovisor.actors.kvm.VcpuHandle.State> paused = kit.createTestProbe();
-            v.pause(paused.ref());
-            paused.receiveMessage(Duration.ofSeconds(10));
-            out.append("vCPU ").append(v.vcpu().id()).append(": ").append(v.vcpu().registers());
-            try (var sregs = v.vcpu().specialRegisters()) {
-                out.append(" cr0=0x").append(Long.toHexString(sregs.getLong(io.actovisor.kernel.kvm.KvmAbi.SREGS_CR0)))
-                        .append(" cr3=0x").append(Long.toHexString(sregs.getLong(io.actovisor.kernel.kvm.KvmAbi.SREGS_CR3)))
-                        .append(" cr4=0x").append(Long.toHexString(sregs.getLong(io.actovisor.kernel.kvm.KvmAbi.SREGS_CR4)));
-            }
-            out.append('\n');
+        for (VcpuHandle v : components.vcpus()) {
+            out.append("vCPU ").append(v.vcpu().id()).append(": ").append(whilePaused(v, vcpu -> {
+                try (var sregs = vcpu.specialRegisters()) {
+                    return vcpu.registers() + " cr0=0x" + Long.toHexString(sregs.getLong(KvmAbi.SREGS_CR0))
+                            + " cr3=0x" + Long.toHexString(sregs.getLong(KvmAbi.SREGS_CR3))
+                            + " cr4=0x" + Long.toHexString(sregs.getLong(KvmAbi.SREGS_CR4));
+                }
+            }).orElse("did not pause within " + PAUSE_WAIT.toSeconds() + " s")).append('\n');
         }
         return out.toString();
+    }
+
+    /**
+     * {@code read} applied to {@code v}'s vCPU while the vCPU is out of {@code KVM_RUN}: paused first, resumed after
+     * (whatever {@code read} does); empty if it did not pause within {@link #PAUSE_WAIT}.
+     */
+    private <T> Optional<T> whilePaused(VcpuHandle v, Function<KvmVcpu, T> read) {
+        TestProbe<VcpuHandle.State> paused = kit.createTestProbe();
+        v.pause(paused.ref());
+        try {
+            try {
+                paused.receiveMessage(PAUSE_WAIT);
+            } catch (AssertionError notPaused) {
+                return Optional.empty();
+            }
+            return Optional.of(read.apply(v.vcpu()));
+        } finally {
+            v.resume();
+        }
     }
 
     /** Type {@code line} and Enter on the console. */
