@@ -134,10 +134,8 @@ final class GuestSession {
         // The Linux guests' unpacked kernel and initramfs, prepared on the host (LinuxBootRoute): read-only here.
         command.append("export XDG_CACHE_HOME=").append(quote(cacheHome(Path.of("target", "emulated-kvm")
                 .toAbsolutePath()).toString())).append('\n');
-        for (String variable : List.of("ACTOVISOR_PROJECT_ROOT", "ACTOVISOR_LINUX_BLK")) {
-            Optional.ofNullable(System.getenv(variable)).ifPresent(value -> command.append("export ")
-                    .append(variable).append('=').append(quote(value)).append('\n'));
-        }
+        Optional.ofNullable(System.getenv("ACTOVISOR_PROJECT_ROOT")).ifPresent(value -> command.append(
+                "export ACTOVISOR_PROJECT_ROOT=").append(quote(value)).append('\n'));
         if (NativeRequirement.required()) {
             command.append("export ").append(NativeRequirement.VARIABLE).append("=1\n");
         }

@@ -32,7 +32,6 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
-import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 
 /**
  * Issue 19, item 3: the mission with a real guest. Stock Linux writes and checksums a pattern on {@code /dev/vda},
@@ -48,9 +47,6 @@ import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
  */
 @Tag("kvm")
 @Tag("linux-boot")
-@EnabledIfEnvironmentVariable(named = "ACTOVISOR_LINUX_BLK", matches = "1", disabledReason = "opt-in "
-        + "(ACTOVISOR_LINUX_BLK=1): in the emulated KVM host one of its tests stalls in some runs (the guest's vCPU "
-        + "spins at one address, no exits), see docs/linux-guest.md")
 @ExtendWith(EmulatedHostFaultRetry.class)
 class LinuxBlkCoherenceTest implements EmulatedHostFaultRetry.SharedVm {
     private static final long MIB = 1 << 20;
