@@ -5,22 +5,19 @@ import io.actovisor.actors.device.DeviceTimeouts;
 import io.actovisor.kernel.kvm.KvmVcpu;
 import io.actovisor.kernel.kvm.Registers;
 import io.actovisor.kernel.kvm.VcpuExit;
+import io.actovisor.kernel.kvm.VcpuThread;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
-import java.util.TreeMap;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.LongAdder;
+import java.util.function.Supplier;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Scheduler;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
@@ -28,15 +25,9 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One vCPU as Firecracker runs it: a thread of its own that owns the {@link KvmVcpu} (closing it when the thread
- * ends) and loops in {@code KVM_RUN}, and this handle, through which its owner (the VM actor) starts, pauses,
- * resumes, kicks and stops it. No method of the handle blocks on the vCPU thread except {@link #awaitStopped}.
- *
- * <p><b>Kick.</b> {@link #kick()} sets {@code immediate_exit} in {@code struct kvm_run} and then sends the vCPU
- * thread {@link KvmVcpu#KICK_SIGNAL} (a real-time signal whose handler does nothing and is installed without
- * {@code SA_RESTART}), so a thread inside {@code KVM_RUN} returns {@code EINTR}, and a thread about to enter it
- * returns at once because {@code immediate_exit} is already set. The thread clears {@code immediate_exit} only
- * under the handle's lock, after it has read the wanted state, so a kick that arrives later is never lost.
+ * One vCPU: a {@link VcpuThread} (in {@code kernel}: the thread that owns the {@link KvmVcpu} and loops in
+ * {@code KVM_RUN}, with its start, pause, resume, kick and stop) and the dispatch of its exits to device actors.
+ * The VM actor owns the handle. No method of the handle blocks on the vCPU thread except {@link #awaitStopped}.
  *
  * <p><b>Device exits.</b> A port I/O or MMIO exit is sent to the device that owns the address ({@link IoMap},
  * {@link DeviceIo}) and the thread waits for the answer, at most {@link DeviceTimeouts#vcpuOnDevice()}, which is
@@ -45,32 +36,18 @@ import org.slf4j.LoggerFactory;
  * ({@link ExitCounters#deviceErrors()}), and the guest goes on. Accesses no device claims are treated the same way
  * and counted as unclaimed.
  *
- * <p><b>Why a lock here, where actors use mailboxes.</b> The vCPU is a thread, not an actor: it has no mailbox, and
- * its owner must reach it while it sits in {@code KVM_RUN}. The handle's one lock, never held across
- * {@code KVM_RUN} or a device wait, guards two things atomics cannot: the kvm_run page against the thread's close
- * (a kick checks "not closed" and then writes {@code immediate_exit} and signals the thread id; with a flag alone the
- * close, which unmaps that page and frees the thread id, can fall between the check and the write, a use after
- * unmap; excluding it needs mutual exclusion, and a count of kicks in flight that the close spins on would be a lock
- * written by hand), and the thread's read of the wanted state together with its clear of {@code immediate_exit}, so
- * a pause or stop cannot slip in between and be lost. It is also what the paused thread waits on.
+ * <p><b>No lock here.</b> The thread control, and with it the one lock a vCPU needs (kick against the close that
+ * unmaps {@code kvm_run}; the wanted state read together with the clear of {@code immediate_exit}), lives in
+ * {@link VcpuThread}; its class doc says why. The handle's own state is atomic: the device answer the thread waits
+ * for and a stop flag, published in opposite orders by the thread and {@link #stop()} so that one of them always
+ * sees the other and a stop never leaves the thread waiting on a device.
  *
- * <p><b>Events.</b> HLT, SHUTDOWN, INTERNAL_ERROR, FAIL_ENTRY, unknown exits and a failing {@code KVM_RUN} end the
- * run; the observer hears {@link Halted} or {@link Failed} and the thread waits for {@link #stop()}.
+ * <p><b>Events.</b> HLT, SHUTDOWN, INTERNAL_ERROR, FAIL_ENTRY and unknown exits end the run; the observer hears
+ * {@link Halted} or {@link Failed} and the thread waits for {@link #stop()}. A failing {@code KVM_RUN} is a
+ * {@link Failed} too, after which the thread closes the vCPU and ends.
  */
 public final class VcpuHandle {
     private static final Logger LOG = LoggerFactory.getLogger(VcpuHandle.class);
-
-    /** A vCPU's lifecycle. */
-    public enum State {
-        /** The thread exists and has not entered the guest. */
-        CREATED,
-        RUNNING,
-        PAUSED,
-        HALTED,
-        FAILED,
-        /** The thread has ended and the vCPU fd is closed. */
-        STOPPED
-    }
 
     /** What the vCPU tells its observer. */
     public sealed interface Event permits Halted, Failed {
@@ -90,19 +67,17 @@ public final class VcpuHandle {
      * no locks.
      */
     public static final class ExitCounters {
-        private final ConcurrentHashMap<String, LongAdder> exits = new ConcurrentHashMap<>();
+        private final Supplier<Map<String, Long>> exits;
         private final LongAdder unclaimed = new LongAdder();
         private final LongAdder deviceErrors = new LongAdder();
 
-        void count(String reason) {
-            exits.computeIfAbsent(reason, r -> new LongAdder()).increment();
+        private ExitCounters(Supplier<Map<String, Long>> exits) {
+            this.exits = exits;
         }
 
         /** Exits so far by reason ({@code io}, {@code mmio}, {@code hlt}, {@code interrupted}, ...). */
         public Map<String, Long> snapshot() {
-            Map<String, Long> out = new TreeMap<>();
-            exits.forEach((reason, n) -> out.put(reason, n.sum()));
-            return out;
+            return exits.get();
         }
 
         /** Port and MMIO accesses no device claimed. */
@@ -116,34 +91,28 @@ public final class VcpuHandle {
         }
     }
 
-    private final KvmVcpu vcpu;
+    private final int id;
     private final IoMap io;
     private final ActorRef<Event> observer;
     private final Scheduler scheduler;
     private final Duration deviceTimeout;
-    private final ExitCounters counters = new ExitCounters();
-    private final Thread thread;
-    private final CompletableFuture<State> stopped = new CompletableFuture<>();
-
-    // Guarded by lock: what the owner wants, what the thread is doing, and who waits for it to pause.
-    private final Object lock = new Object();
-    private State wanted = State.CREATED;
-    private State state = State.CREATED;
-    private boolean stopRequested;
-    private boolean closed;
-    private final List<CompletableFuture<State>> pauseWaiters = new ArrayList<>();
+    private final ExitCounters counters;
+    private final VcpuThread thread;
+    // Set by stop() before it reads pendingAccess; the vCPU thread sets pendingAccess before it reads this.
+    private volatile boolean stopping;
     // The device answer the thread waits for, so that stop() can end the wait.
     private volatile CompletableFuture<DeviceIo.Result> pendingAccess;
 
     private VcpuHandle(KvmVcpu vcpu, IoMap io, ActorRef<Event> observer, Scheduler scheduler,
             DeviceTimeouts timeouts, String threadName) {
-        this.vcpu = vcpu;
+        this.id = vcpu.id();
         this.io = io;
         this.observer = observer;
         this.scheduler = scheduler;
         this.deviceTimeout = timeouts.vcpuOnDevice();
-        this.thread = new Thread(this::loop, threadName);
-        thread.setDaemon(true);
+        // The thread calls Dispatch only after start(), which the owner calls once this constructor has returned.
+        this.thread = VcpuThread.spawn(vcpu, new Dispatch(), threadName);
+        this.counters = new ExitCounters(thread::exitCounts);
     }
 
     /**
@@ -155,22 +124,19 @@ public final class VcpuHandle {
     public static VcpuHandle spawn(KvmVcpu vcpu, IoMap io, ActorRef<Event> observer, Scheduler scheduler,
             DeviceTimeouts timeouts, String name) {
         Objects.requireNonNull(vcpu, "vcpu");
-        VcpuHandle handle;
         try {
-            handle = new VcpuHandle(vcpu, Objects.requireNonNull(io, "io"), Objects.requireNonNull(observer,
+            return new VcpuHandle(vcpu, Objects.requireNonNull(io, "io"), Objects.requireNonNull(observer,
                     "observer"), Objects.requireNonNull(scheduler, "scheduler"), Objects.requireNonNull(timeouts,
                             "timeouts"), "vcpu-" + name);
-            handle.thread.start();
         } catch (RuntimeException | Error e) {
             vcpu.close();
             throw e;
         }
-        return handle;
     }
 
     /** The vCPU's index in its VM. */
     public int id() {
-        return vcpu.id();
+        return id;
     }
 
     /**
@@ -178,7 +144,7 @@ public final class VcpuHandle {
      * ends.
      */
     public KvmVcpu vcpu() {
-        return vcpu;
+        return thread.vcpu();
     }
 
     public ExitCounters counters() {
@@ -186,62 +152,28 @@ public final class VcpuHandle {
     }
 
     /** What the vCPU is doing now. */
-    public State state() {
-        synchronized (lock) {
-            return state;
-        }
+    public VcpuThread.State state() {
+        return thread.state();
     }
 
-    /** Enter the guest for the first time; ignored unless the vCPU is still {@link State#CREATED}. */
+    /** Enter the guest for the first time; ignored unless the vCPU is still {@link VcpuThread.State#CREATED}. */
     public void start() {
-        synchronized (lock) {
-            if (state == State.CREATED && !stopRequested) {
-                wanted = State.RUNNING;
-                lock.notifyAll();
-            }
-        }
+        thread.start();
     }
 
-    /**
-     * Make the guest exit and keep it out. The answer is the state once the thread has left {@code KVM_RUN}
-     * ({@link State#PAUSED}), or at once the state of a vCPU that is not running (created, halted, failed,
-     * stopped), which pausing leaves as it is.
-     */
-    public CompletionStage<State> pause() {
-        CompletableFuture<State> answer = new CompletableFuture<>();
-        synchronized (lock) {
-            if (state != State.RUNNING || stopRequested) {
-                answer.complete(state);
-                return answer;
-            }
-            wanted = State.PAUSED;
-            pauseWaiters.add(answer);
-            kickLocked();
-        }
-        return answer;
+    /** As {@link VcpuThread#pause()}: the state once the thread has left {@code KVM_RUN}, or at once if not running. */
+    public CompletionStage<VcpuThread.State> pause() {
+        return thread.pause();
     }
 
     /** As {@link #pause()}, telling {@code replyTo} the state. */
-    public void pause(ActorRef<State> replyTo) {
+    public void pause(ActorRef<VcpuThread.State> replyTo) {
         pause().thenAccept(replyTo::tell);
     }
 
     /** Enter the guest again after {@link #pause()}; returns the state after the call (unchanged unless paused). */
-    public State resume() {
-        synchronized (lock) {
-            if (stopRequested || wanted != State.PAUSED) {
-                return state;
-            }
-            wanted = State.RUNNING;
-            if (state == State.PAUSED) {
-                state = State.RUNNING;
-            }
-            // A pause the thread had not reached yet is overtaken: its waiters learn the vCPU runs.
-            pauseWaiters.forEach(w -> w.complete(State.RUNNING));
-            pauseWaiters.clear();
-            lock.notifyAll();
-            return state;
-        }
+    public VcpuThread.State resume() {
+        return thread.resume();
     }
 
     /**
@@ -249,19 +181,7 @@ public final class VcpuHandle {
      * stop is pending.
      */
     public void kick() {
-        synchronized (lock) {
-            kickLocked();
-        }
-    }
-
-    /**
-     * Kick under the lock, so that it never races the thread's close: after the close the kvm_run page is unmapped
-     * and the thread id may belong to another thread.
-     */
-    private void kickLocked() {
-        if (!closed) {
-            vcpu.requestExit();
-        }
+        thread.kick();
     }
 
     /**
@@ -269,20 +189,17 @@ public final class VcpuHandle {
      * thread close the vCPU and end. Idempotent; {@link #stopped()} completes when the thread has ended.
      */
     public void stop() {
-        synchronized (lock) {
-            stopRequested = true;
-            kickLocked();
-            lock.notifyAll();
-        }
+        stopping = true;
+        thread.stop();
         CompletableFuture<DeviceIo.Result> access = pendingAccess;
         if (access != null) {
             access.cancel(false);
         }
     }
 
-    /** Completes with {@link State#STOPPED} once the vCPU thread has ended and closed the vCPU. */
-    public CompletionStage<State> stopped() {
-        return stopped;
+    /** Completes with {@link VcpuThread.State#STOPPED} once the vCPU thread has ended and closed the vCPU. */
+    public CompletionStage<VcpuThread.State> stopped() {
+        return thread.stopped();
     }
 
     /**
@@ -291,142 +208,45 @@ public final class VcpuHandle {
      */
     public boolean awaitStopped(Duration timeout) {
         stop();
-        try {
-            stopped.get(timeout.toNanos(), TimeUnit.NANOSECONDS);
-            return true;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return false;
-        } catch (ExecutionException | TimeoutException e) {
-            return false;
-        }
+        return thread.awaitStopped(timeout);
     }
 
-    private void loop() {
-        try {
-            while (awaitRunning()) {
-                runUntilExitRequested();
+    /** The exits the vCPU thread hands over: device accesses become {@link DeviceIo} asks, ends become events. */
+    private final class Dispatch implements VcpuThread.ExitHandler {
+        @Override
+        public long portIo(VcpuExit.Io portIo) {
+            Optional<IoMap.Entry> device = io.find(DeviceIo.Space.PIO, portIo.port());
+            if (device.isEmpty()) {
+                counters.unclaimed.increment();
+                LOG.debug("vCPU {}: unclaimed port 0x{}", id, Integer.toHexString(portIo.port()));
+                return -1L;
             }
-        } catch (RuntimeException | Error e) {
-            LOG.error("vCPU {}: its thread failed", vcpu.id(), e);
-            fail("the vCPU thread failed: " + e, Optional.empty());
-        } finally {
-            synchronized (lock) {
-                closed = true;
-                vcpu.close();
-                state = State.STOPPED;
-                pauseWaiters.forEach(w -> w.complete(State.STOPPED));
-                pauseWaiters.clear();
-            }
-            stopped.complete(State.STOPPED);
+            IoMap.Entry e = device.get();
+            long offset = portIo.port() - e.range().base();
+            return access(e, DeviceIo.Space.PIO, portIo.port(), offset, portIo.size(), !portIo.in(), portIo.data());
         }
-    }
 
-    /**
-     * Park until the owner wants the guest running; false once a stop is requested. Clears {@code immediate_exit}
-     * under the lock: a pause or stop after this point sets it again after the clear.
-     */
-    private boolean awaitRunning() {
-        synchronized (lock) {
-            while (true) {
-                if (stopRequested) {
-                    return false;
-                }
-                boolean ended = state == State.HALTED || state == State.FAILED;
-                if (!ended && wanted == State.PAUSED && state == State.RUNNING) {
-                    state = State.PAUSED;
-                    pauseWaiters.forEach(w -> w.complete(State.PAUSED));
-                    pauseWaiters.clear();
-                }
-                if (!ended && wanted == State.RUNNING) {
-                    state = State.RUNNING;
-                    vcpu.clearExitRequest();
-                    return true;
-                }
-                try {
-                    lock.wait();
-                } catch (InterruptedException e) {
-                    // Only stop() ends this thread; an interrupt from elsewhere is not a reason to.
-                    Thread.interrupted();
-                }
+        @Override
+        public long mmio(VcpuExit.Mmio mmio) {
+            Optional<IoMap.Entry> device = io.find(DeviceIo.Space.MMIO, mmio.address());
+            if (device.isEmpty()) {
+                counters.unclaimed.increment();
+                LOG.debug("vCPU {}: unclaimed MMIO 0x{}", id, Long.toHexString(mmio.address()));
+                return -1L;
             }
+            IoMap.Entry e = device.get();
+            long offset = mmio.address() - e.range().base();
+            return access(e, DeviceIo.Space.MMIO, mmio.address(), offset, mmio.size(), mmio.write(), mmio.data());
         }
-    }
 
-    private void runUntilExitRequested() {
-        while (true) {
-            VcpuExit exit = vcpu.run();
-            counters.count(exit.getClass().getSimpleName().toLowerCase(Locale.ROOT));
-            if (exit instanceof VcpuExit.Io portIo) {
-                handlePortIo(portIo);
-            } else if (exit instanceof VcpuExit.Mmio mmio) {
-                handleMmio(mmio);
-            } else if (exit instanceof VcpuExit.Interrupted) {
-                if (vcpu.exitRequested()) {
-                    return;
-                }
-                // A stray signal: nobody asked the vCPU to stop, so it goes back into the guest.
-            } else if (exit instanceof VcpuExit.Hlt hlt) {
-                LOG.info("vCPU {} halted at rip 0x{}", vcpu.id(), Long.toHexString(hlt.registers().rip()));
-                synchronized (lock) {
-                    state = State.HALTED;
-                    pauseWaiters.forEach(w -> w.complete(State.HALTED));
-                    pauseWaiters.clear();
-                }
-                observer.tell(new Halted(vcpu.id(), hlt.registers()));
-                return;
-            } else {
-                String reason = describe(exit);
-                LOG.error("vCPU {} stopped: {}", vcpu.id(), reason);
-                fail(reason, registersOf(exit));
-                return;
-            }
+        @Override
+        public void halted(Registers registers) {
+            observer.tell(new Halted(id, registers));
         }
-    }
 
-    private void fail(String reason, Optional<Registers> registers) {
-        synchronized (lock) {
-            state = State.FAILED;
-            pauseWaiters.forEach(w -> w.complete(State.FAILED));
-            pauseWaiters.clear();
-        }
-        observer.tell(new Failed(vcpu.id(), reason, registers));
-    }
-
-    private void handlePortIo(VcpuExit.Io portIo) {
-        Optional<IoMap.Entry> device = io.find(DeviceIo.Space.PIO, portIo.port());
-        if (device.isEmpty()) {
-            counters.unclaimed.increment();
-            LOG.debug("vCPU {}: unclaimed port 0x{}", vcpu.id(), Integer.toHexString(portIo.port()));
-            if (portIo.in()) {
-                vcpu.completeIn(portIo, -1L);
-            }
-            return;
-        }
-        IoMap.Entry e = device.get();
-        long offset = portIo.port() - e.range().base();
-        long value = access(e, DeviceIo.Space.PIO, portIo.port(), offset, portIo.size(), !portIo.in(),
-                portIo.data());
-        if (portIo.in()) {
-            vcpu.completeIn(portIo, value);
-        }
-    }
-
-    private void handleMmio(VcpuExit.Mmio mmio) {
-        Optional<IoMap.Entry> device = io.find(DeviceIo.Space.MMIO, mmio.address());
-        if (device.isEmpty()) {
-            counters.unclaimed.increment();
-            LOG.debug("vCPU {}: unclaimed MMIO 0x{}", vcpu.id(), Long.toHexString(mmio.address()));
-            if (!mmio.write()) {
-                vcpu.completeMmioRead(mmio, -1L);
-            }
-            return;
-        }
-        IoMap.Entry e = device.get();
-        long offset = mmio.address() - e.range().base();
-        long value = access(e, DeviceIo.Space.MMIO, mmio.address(), offset, mmio.size(), mmio.write(), mmio.data());
-        if (!mmio.write()) {
-            vcpu.completeMmioRead(mmio, value);
+        @Override
+        public void failed(String reason, Optional<Registers> registers) {
+            observer.tell(new Failed(id, reason, registers));
         }
     }
 
@@ -443,7 +263,7 @@ public final class VcpuHandle {
         pendingAccess = answer;
         String failure;
         try {
-            if (stopRequested()) {
+            if (stopping) {
                 answer.cancel(false);
             }
             // The ask ends itself after deviceTimeout; the bound here only guards against a scheduler that stalls.
@@ -463,41 +283,9 @@ public final class VcpuHandle {
             pendingAccess = null;
         }
         counters.deviceErrors.increment();
-        LOG.warn("vCPU {}: device {} {} ({} of {} bytes at 0x{}); the guest {}", vcpu.id(), e.name(), failure,
+        LOG.warn("vCPU {}: device {} {} ({} of {} bytes at 0x{}); the guest {}", id, e.name(), failure,
                 write ? "a write" : "a read", size, Long.toHexString(address),
                 write ? "write is dropped" : "reads all ones");
         return -1L;
-    }
-
-    private boolean stopRequested() {
-        synchronized (lock) {
-            return stopRequested;
-        }
-    }
-
-    private static String describe(VcpuExit exit) {
-        if (exit instanceof VcpuExit.Shutdown s) {
-            return "SHUTDOWN (triple fault or reset) at " + s.registers();
-        } else if (exit instanceof VcpuExit.InternalError e) {
-            return "INTERNAL_ERROR suberror " + e.suberror() + " at " + e.registers();
-        } else if (exit instanceof VcpuExit.FailEntry f) {
-            return "FAIL_ENTRY hardware reason 0x" + Long.toHexString(f.reason()) + " at " + f.registers();
-        } else if (exit instanceof VcpuExit.Unknown u) {
-            return "unhandled exit reason " + u.reason() + " at " + u.registers();
-        }
-        return exit.toString();
-    }
-
-    private static Optional<Registers> registersOf(VcpuExit exit) {
-        if (exit instanceof VcpuExit.Shutdown s) {
-            return Optional.of(s.registers());
-        } else if (exit instanceof VcpuExit.InternalError e) {
-            return Optional.of(e.registers());
-        } else if (exit instanceof VcpuExit.FailEntry f) {
-            return Optional.of(f.registers());
-        } else if (exit instanceof VcpuExit.Unknown u) {
-            return Optional.of(u.registers());
-        }
-        return Optional.empty();
     }
 }

@@ -14,6 +14,7 @@ import io.actovisor.kernel.kvm.Kvm;
 import io.actovisor.kernel.kvm.KvmVcpu;
 import io.actovisor.kernel.kvm.KvmVm;
 import io.actovisor.kernel.kvm.MemorySlot;
+import io.actovisor.kernel.kvm.VcpuThread;
 import io.actovisor.devices.serial.Uart16550;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.FlatView;
@@ -38,7 +39,10 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
-/** vCPU and memory-slot actors on real KVM, with the bundled firmware. */
+/**
+ * vCPU exit dispatch and memory-slot actors on real KVM, with the bundled firmware. The vCPU thread's own control
+ * (kick, pause before start, stray signals, stop) is tested in {@code kernel}'s {@code VcpuThreadTest}.
+ */
 @Tag("kvm")
 class KvmActorsTest {
     private static final long RAM = 4L << 20;
@@ -120,7 +124,7 @@ class KvmActorsTest {
         @Override
         public void close() {
             assertTrue(handle.awaitStopped(Duration.ofSeconds(10)), "the vCPU thread ends once stopped");
-            assertEquals(VcpuHandle.State.STOPPED, handle.state());
+            assertEquals(VcpuThread.State.STOPPED, handle.state());
             kit.stop(slots);
             kit.stop(memory);
             vm.close();
@@ -160,9 +164,9 @@ class KvmActorsTest {
             console.fishForMessage(Duration.ofSeconds(30), m -> m.line().equals("spinning")
                     ? org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.complete()
                     : org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.continueAndIgnore());
-            TestProbe<VcpuHandle.State> state = kit.createTestProbe();
+            TestProbe<VcpuThread.State> state = kit.createTestProbe();
             guest.handle.pause(state.ref());
-            assertEquals(VcpuHandle.State.PAUSED, state.receiveMessage(Duration.ofSeconds(10)));
+            assertEquals(VcpuThread.State.PAUSED, state.receiveMessage(Duration.ofSeconds(10)));
             MemoryRegion high = MemoryRegion.ram("high", new GuestAddress(1L << 30), extra);
             assertInstanceOf(AddressSpaceActor.Committed.class, guest.commit(new AddressSpaceActor.AddRegion(high)));
             assertEquals(List.of(AddressRange.of(0, RAM), AddressRange.of(1L << 30, 2L << 20)),
@@ -171,7 +175,7 @@ class KvmActorsTest {
             assertInstanceOf(AddressSpaceActor.Committed.class, guest.commit(
                     new AddressSpaceActor.RemoveRegion("high")));
             assertEquals(1, guest.slots().size());
-            assertEquals(VcpuHandle.State.RUNNING, guest.handle.resume());
+            assertEquals(VcpuThread.State.RUNNING, guest.handle.resume());
             // close() stops the vCPU while it spins in guest code; it must end well within the bound.
         }
     }
@@ -191,49 +195,6 @@ class KvmActorsTest {
             assertEquals(0x55667788L ^ 0x18, reported.receiveMessage().value(), "a 32-bit read at offset 0x18");
             assertEquals(List.of("write 0x10 8", "read 0x10 8", "read 0x18 4"), accesses);
         }
-    }
-
-    @Test
-    void aKickMakesABusyGuestLeaveKvmRunAndTheVcpuGoesBackIn() {
-        TestProbe<ActovisorEvent.GuestConsoleLine> console = kit.createTestProbe();
-        kit.system().eventStream().tell(new EventStream.Subscribe<>(ActovisorEvent.GuestConsoleLine.class,
-                console.ref()));
-        try (Guest guest = new Guest("spin", List.of())) {
-            console.fishForMessage(Duration.ofSeconds(30), m -> m.line().equals("spinning")
-                    ? org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.complete()
-                    : org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.continueAndIgnore());
-            long before = guest.handle.counters().snapshot().getOrDefault("interrupted", 0L);
-            guest.handle.kick();
-            // The spinning guest never exits on its own: only the kick can make KVM_RUN return.
-            console.awaitAssert(Duration.ofSeconds(10), () -> {
-                assertTrue(guest.handle.counters().snapshot().getOrDefault("interrupted", 0L) > before);
-                return null;
-            });
-            assertEquals(VcpuHandle.State.RUNNING, guest.handle.state(), "a kick alone does not pause");
-            TestProbe<VcpuHandle.State> state = kit.createTestProbe();
-            guest.handle.pause(state.ref());
-            assertEquals(VcpuHandle.State.PAUSED, state.receiveMessage(Duration.ofSeconds(10)));
-            assertEquals(VcpuHandle.State.RUNNING, guest.handle.resume());
-        }
-    }
-
-    @Test
-    void aPauseBeforeTheFirstRunLeavesTheVcpuCreated() {
-        try (Guest guest = new Guest("spin", List.of())) {
-            guest.handle.pause(); // may race the start: either outcome is a state, never a hang
-        }
-        ProcessResources before = ProcessResources.snapshot();
-        try (HostMemory ram = HostMemory.anonymous("kvm-created-ram", RAM); Kvm kvm = Kvm.open();
-                KvmVm vm = kvm.createVm()) {
-            KvmVcpu vcpu = vm.createVcpu(0);
-            VcpuHandle handle = VcpuHandle.spawn(vcpu, new IoMap(List.of()), kit.<VcpuHandle.Event>createTestProbe()
-                    .ref(), kit.scheduler(), DeviceTimeouts.DEFAULT, "created");
-            assertEquals(VcpuHandle.State.CREATED, handle.pause().toCompletableFuture().join());
-            assertEquals(VcpuHandle.State.CREATED, handle.resume(), "resume does not start a vCPU");
-            assertTrue(handle.awaitStopped(Duration.ofSeconds(10)));
-            assertEquals(VcpuHandle.State.STOPPED, handle.pause().toCompletableFuture().join());
-        }
-        assertTrue(ProcessResources.snapshot().nativeFdsOpenedSince(before).isEmpty(), "no KVM fd left");
     }
 
     @Test

@@ -1,13 +1,11 @@
 package io.actovisor.devices.boot;
 
 import io.actovisor.kernel.kvm.CpuidEntries;
-import io.actovisor.kernel.kvm.KvmAbi;
 import io.actovisor.kernel.kvm.KvmException;
 import io.actovisor.kernel.kvm.KvmVcpu;
 import io.actovisor.kernel.kvm.Registers;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;
-import io.actovisor.memory.sys.NativeBuffer;
 import java.nio.charset.StandardCharsets;
 
 /**
@@ -38,14 +36,8 @@ public final class BootLayout {
     /** "bootinfo", little-endian. */
     public static final long BOOT_INFO_MAGIC = 0x6f666e69746f6f62L;
 
-    private static final long PRESENT_WRITABLE = 0x3;
-    private static final long LARGE_PAGE = 0x80;
-    private static final long CR0_PE = 1L;
-    private static final long CR0_ET = 1L << 4;
-    private static final long CR0_PG = 1L << 31;
-    private static final long CR4_PAE = 1L << 5;
-    private static final long EFER_LME = 1L << 8;
-    private static final long EFER_LMA = 1L << 10;
+    /** The firmware's GDT (code 0x08, data 0x10) and page tables, as {@code actovisor.h} expects them. */
+    public static final LongModeEntry LONG_MODE = new LongModeEntry(GDT, 0x08, 0x10, PML4);
 
     private BootLayout() {
     }
@@ -80,18 +72,7 @@ public final class BootLayout {
             throw new KvmException("guest RAM of " + info.ramSize() + " bytes cannot hold the boot area and a work "
                     + "area of " + info.workSize() + " bytes at 0x" + Long.toHexString(WORK_BASE));
         }
-        memory.writeLong(new GuestAddress(GDT), 0);
-        memory.writeLong(new GuestAddress(GDT + 8), 0x00af9b000000ffffL);
-        memory.writeLong(new GuestAddress(GDT + 16), 0x00cf93000000ffffL);
-        memory.writeLong(new GuestAddress(PML4), PDPT | PRESENT_WRITABLE);
-        for (int gib = 0; gib < 4; gib++) {
-            long directory = PAGE_DIRECTORIES + gib * 0x1000L;
-            memory.writeLong(new GuestAddress(PDPT + 8L * gib), directory | PRESENT_WRITABLE);
-            for (int entry = 0; entry < 512; entry++) {
-                long frame = ((long) gib << 30) + ((long) entry << 21);
-                memory.writeLong(new GuestAddress(directory + 8L * entry), frame | PRESENT_WRITABLE | LARGE_PAGE);
-            }
-        }
+        LONG_MODE.write(memory);
         byte[] page = new byte[4096];
         java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(page).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         b.putLong(0, BOOT_INFO_MAGIC);
@@ -110,45 +91,13 @@ public final class BootLayout {
     /** Put {@code vcpu} in 64-bit mode at the firmware's entry, with the host's supported CPUID. */
     public static void enterLongMode(KvmVcpu vcpu, CpuidEntries cpuid) {
         vcpu.setCpuid(cpuid);
-        try (NativeBuffer sregs = vcpu.specialRegisters()) {
-            segment(sregs, KvmAbi.SREGS_CS, 0x08, 11, true);
-            for (int data : new int[] {KvmAbi.SREGS_DS, KvmAbi.SREGS_ES, KvmAbi.SREGS_FS, KvmAbi.SREGS_GS,
-                KvmAbi.SREGS_SS}) {
-                segment(sregs, data, 0x10, 3, false);
-            }
-            sregs.putLong(KvmAbi.SREGS_GDT + KvmAbi.DTABLE_BASE, GDT).putShort(KvmAbi.SREGS_GDT
-                    + KvmAbi.DTABLE_LIMIT, (short) 23);
-            sregs.putLong(KvmAbi.SREGS_CR3, PML4)
-                    .putLong(KvmAbi.SREGS_CR4, CR4_PAE)
-                    .putLong(KvmAbi.SREGS_CR0, CR0_PE | CR0_ET | CR0_PG)
-                    .putLong(KvmAbi.SREGS_EFER, EFER_LME | EFER_LMA);
-            vcpu.setSpecialRegisters(sregs);
-        }
+        LONG_MODE.enter(vcpu);
         long[] regs = new long[Registers.NAMES.length];
         regs[16] = FIRMWARE_BASE;
         regs[17] = 0x2;
         regs[6] = STACK_TOP;
         regs[5] = BOOT_INFO;
         vcpu.setRegisters(new Registers(regs));
-    }
-
-    /**
-     * Writes a flat 64-bit segment (base 0, 4 GiB limit, ring 0) into {@code sregs} at {@code at}: a long-mode code
-     * segment when {@code code}, else a data segment; the firmware boot and the Linux boot share it.
-     */
-    public static void segment(NativeBuffer sregs, int at, int selector, int type, boolean code) {
-        sregs.putLong(at + KvmAbi.SEG_BASE, 0)
-                .putInt(at + KvmAbi.SEG_LIMIT, 0xffffffff)
-                .putShort(at + KvmAbi.SEG_SELECTOR, (short) selector)
-                .putByte(at + KvmAbi.SEG_TYPE, (byte) type)
-                .putByte(at + KvmAbi.SEG_PRESENT, (byte) 1)
-                .putByte(at + KvmAbi.SEG_DPL, (byte) 0)
-                .putByte(at + KvmAbi.SEG_DB, (byte) (code ? 0 : 1))
-                .putByte(at + KvmAbi.SEG_S, (byte) 1)
-                .putByte(at + KvmAbi.SEG_L, (byte) (code ? 1 : 0))
-                .putByte(at + KvmAbi.SEG_G, (byte) 1)
-                .putByte(at + KvmAbi.SEG_AVL, (byte) 0)
-                .putByte(at + KvmAbi.SEG_UNUSABLE, (byte) 0);
     }
 
     /** The firmware's checksum (FNV-1a over little-endian 64-bit words), over {@code length} bytes at {@code gpa}. */

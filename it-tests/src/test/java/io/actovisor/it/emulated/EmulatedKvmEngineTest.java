@@ -29,7 +29,8 @@ import org.junit.platform.launcher.core.LauncherDiscoveryRequestBuilder;
 /** The emulated host's engine without a guest: what it discovers, how ids and failures cross from the guest. */
 class EmulatedKvmEngineTest {
     private static final Set<String> KVM_CLASSES = Set.of("io.actovisor.devices.boot.KvmGuestTest",
-            "io.actovisor.devices.boot.KvmKickTest", "io.actovisor.actors.kvm.KvmActorsTest",
+            "io.actovisor.devices.boot.KvmKickTest", "io.actovisor.kernel.kvm.VcpuThreadTest",
+            "io.actovisor.actors.kvm.KvmActorsTest",
             "io.actovisor.actors.embedding.EmbeddedVmmTest", "io.actovisor.it.GuestBalloonTest",
             "io.actovisor.it.CoordinatedGuestBalloonTest",
             "io.actovisor.it.VmmProcessTest", "io.actovisor.it.linux.LinuxGuestTest",

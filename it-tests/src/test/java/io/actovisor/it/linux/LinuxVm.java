@@ -315,7 +315,7 @@ final class LinuxVm implements AutoCloseable {
      * (whatever {@code read} does); empty if it did not pause within {@link #PAUSE_WAIT}.
      */
     private <T> Optional<T> whilePaused(VcpuHandle v, Function<KvmVcpu, T> read) {
-        TestProbe<VcpuHandle.State> paused = kit.createTestProbe();
+        TestProbe<io.actovisor.kernel.kvm.VcpuThread.State> paused = kit.createTestProbe();
         v.pause(paused.ref());
         try {
             try {

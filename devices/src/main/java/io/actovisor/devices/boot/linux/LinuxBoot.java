@@ -1,15 +1,13 @@
 package io.actovisor.devices.boot.linux;
 
 import io.actovisor.devices.acpi.AcpiTables;
-import io.actovisor.devices.boot.BootLayout;
+import io.actovisor.devices.boot.LongModeEntry;
 import io.actovisor.kernel.kvm.CpuidEntries;
-import io.actovisor.kernel.kvm.KvmAbi;
 import io.actovisor.kernel.kvm.KvmVcpu;
 import io.actovisor.kernel.kvm.Registers;
 import io.actovisor.memory.AddressRange;
 import io.actovisor.memory.GuestAddress;
 import io.actovisor.memory.GuestMemory;
-import io.actovisor.memory.sys.NativeBuffer;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -50,14 +48,8 @@ public final class LinuxBoot {
     private static final int LOADER_TYPE_UNDEFINED = 0xff;
     private static final long PAGE = 4096;
 
-    private static final long PRESENT_WRITABLE = 0x3;
-    private static final long LARGE_PAGE = 0x80;
-    private static final long CR0_PE = 1L;
-    private static final long CR0_ET = 1L << 4;
-    private static final long CR0_PG = 1L << 31;
-    private static final long CR4_PAE = 1L << 5;
-    private static final long EFER_LME = 1L << 8;
-    private static final long EFER_LMA = 1L << 10;
+    /** The boot protocol's GDT (__BOOT_CS, __BOOT_DS) and the identity-mapping page tables. */
+    public static final LongModeEntry LONG_MODE = new LongModeEntry(GDT, BOOT_CS, BOOT_DS, PML4);
     private static final int MSR_IA32_MISC_ENABLE = 0x1a0;
     private static final long MISC_ENABLE_FAST_STRING = 1;
     private static final int MSR_MTRR_DEF_TYPE = 0x2ff;
@@ -198,22 +190,7 @@ public final class LinuxBoot {
     }
 
     private static void writePageTables(GuestMemory memory) {
-        memory.writeLong(new GuestAddress(GDT), 0);
-        memory.writeLong(new GuestAddress(GDT + 8), 0);
-        memory.writeLong(new GuestAddress(GDT + BOOT_CS), 0x00af9b000000ffffL);
-        memory.writeLong(new GuestAddress(GDT + BOOT_DS), 0x00cf93000000ffffL);
-        memory.writeLong(new GuestAddress(PML4), PDPT | PRESENT_WRITABLE);
-        for (int gib = 0; gib < 4; gib++) {
-            long directory = PAGE_DIRECTORIES + gib * 0x1000L;
-            memory.writeLong(new GuestAddress(PDPT + 8L * gib), directory | PRESENT_WRITABLE);
-            byte[] entries = new byte[4096];
-            ByteBuffer b = ByteBuffer.wrap(entries).order(ByteOrder.LITTLE_ENDIAN);
-            for (int entry = 0; entry < 512; entry++) {
-                long frame = ((long) gib << 30) + ((long) entry << 21);
-                b.putLong(8 * entry, frame | PRESENT_WRITABLE | LARGE_PAGE);
-            }
-            memory.write(new GuestAddress(directory), entries);
-        }
+        LONG_MODE.write(memory);
     }
 
     /**
@@ -223,20 +200,7 @@ public final class LinuxBoot {
     public static void enter(KvmVcpu vcpu, CpuidEntries cpuid, Loaded loaded) {
         vcpu.setCpuid(cpuid);
         setMsrs(vcpu);
-        try (NativeBuffer sregs = vcpu.specialRegisters()) {
-            BootLayout.segment(sregs, KvmAbi.SREGS_CS, BOOT_CS, 11, true);
-            for (int data : new int[] {KvmAbi.SREGS_DS, KvmAbi.SREGS_ES, KvmAbi.SREGS_FS, KvmAbi.SREGS_GS,
-                KvmAbi.SREGS_SS}) {
-                BootLayout.segment(sregs, data, BOOT_DS, 3, false);
-            }
-            sregs.putLong(KvmAbi.SREGS_GDT + KvmAbi.DTABLE_BASE, GDT)
-                    .putShort(KvmAbi.SREGS_GDT + KvmAbi.DTABLE_LIMIT, (short) (BOOT_DS + 7));
-            sregs.putLong(KvmAbi.SREGS_CR3, PML4)
-                    .putLong(KvmAbi.SREGS_CR4, CR4_PAE)
-                    .putLong(KvmAbi.SREGS_CR0, CR0_PE | CR0_ET | CR0_PG)
-                    .putLong(KvmAbi.SREGS_EFER, EFER_LME | EFER_LMA);
-            vcpu.setSpecialRegisters(sregs);
-        }
+        LONG_MODE.enter(vcpu);
         long[] regs = new long[Registers.NAMES.length];
         regs[16] = loaded.entry();
         regs[17] = 0x2;
