@@ -215,28 +215,12 @@ public final class VcpuHandle {
     private final class Dispatch implements VcpuThread.ExitHandler {
         @Override
         public long portIo(VcpuExit.Io portIo) {
-            Optional<IoMap.Entry> device = io.find(DeviceIo.Space.PIO, portIo.port());
-            if (device.isEmpty()) {
-                counters.unclaimed.increment();
-                LOG.debug("vCPU {}: unclaimed port 0x{}", id, Integer.toHexString(portIo.port()));
-                return -1L;
-            }
-            IoMap.Entry e = device.get();
-            long offset = portIo.port() - e.range().base();
-            return access(e, DeviceIo.Space.PIO, portIo.port(), offset, portIo.size(), !portIo.in(), portIo.data());
+            return access(DeviceIo.Space.PIO, portIo.port(), portIo.size(), !portIo.in(), portIo.data());
         }
 
         @Override
         public long mmio(VcpuExit.Mmio mmio) {
-            Optional<IoMap.Entry> device = io.find(DeviceIo.Space.MMIO, mmio.address());
-            if (device.isEmpty()) {
-                counters.unclaimed.increment();
-                LOG.debug("vCPU {}: unclaimed MMIO 0x{}", id, Long.toHexString(mmio.address()));
-                return -1L;
-            }
-            IoMap.Entry e = device.get();
-            long offset = mmio.address() - e.range().base();
-            return access(e, DeviceIo.Space.MMIO, mmio.address(), offset, mmio.size(), mmio.write(), mmio.data());
+            return access(DeviceIo.Space.MMIO, mmio.address(), mmio.size(), mmio.write(), mmio.data());
         }
 
         @Override
@@ -251,11 +235,20 @@ public final class VcpuHandle {
     }
 
     /**
-     * Ask the device and wait, at most {@link #deviceTimeout}: the vCPU cannot go on before a read has its value,
-     * as a CPU's bus cannot. Any failure is a device error: all ones to a read, a dropped write.
+     * Ask the device at {@code address} and wait, at most {@link #deviceTimeout}: the vCPU cannot go on before a read
+     * has its value, as a CPU's bus cannot. No device there, or any failure, is what the guest's bus would give: all
+     * ones to a read, a dropped write (counted as unclaimed or as a device error).
      */
-    private long access(IoMap.Entry e, DeviceIo.Space space, long address, long offset, int size, boolean write,
-            long data) {
+    private long access(DeviceIo.Space space, long address, int size, boolean write, long data) {
+        Optional<IoMap.Entry> device = io.find(space, address);
+        if (device.isEmpty()) {
+            counters.unclaimed.increment();
+            LOG.debug("vCPU {}: unclaimed {} 0x{}", id, space == DeviceIo.Space.PIO ? "port" : "MMIO",
+                    Long.toHexString(address));
+            return -1L;
+        }
+        IoMap.Entry e = device.get();
+        long offset = address - e.range().base();
         CompletableFuture<DeviceIo.Result> answer = AskPattern.<DeviceIo.Command, DeviceIo.Result>ask(e.device(),
                 replyTo -> write ? new DeviceIo.Write(space, address, offset, size, data, replyTo)
                         : new DeviceIo.Read(space, address, offset, size, replyTo),
