@@ -1,5 +1,6 @@
 package io.actovisor.it.linux;
 
+import io.actovisor.memory.AddressRange;
 import java.util.Optional;
 
 /**
@@ -13,18 +14,18 @@ import java.util.Optional;
 final class EmulatedHostFault extends AssertionError {
     /** The host kernel's function whose VMRUN enters the guest (arch/x86/kvm/svm/vmenter.S). */
     static final String WORLD_SWITCH = "__svm_vcpu_run";
-    private static Optional<long[]> hostWorldSwitch;
+    private static Optional<AddressRange> hostWorldSwitch;
 
     EmulatedHostFault(String message) {
         super(message);
     }
 
     /**
-     * Where the running kernel's {@link #WORLD_SWITCH} of kvm_amd starts and where the next text symbol starts, from
+     * The addresses of the running kernel's {@link #WORLD_SWITCH} of kvm_amd (up to the next text symbol), from
      * its {@code /proc/kallsyms} (in the emulated KVM host: the host's), read once per JVM; empty where it is not
      * there or its addresses are hidden.
      */
-    static synchronized Optional<long[]> hostWorldSwitch() {
+    static synchronized Optional<AddressRange> hostWorldSwitch() {
         if (hostWorldSwitch == null) {
             hostWorldSwitch = GuestSymbols.ofRunningKernel().extent(WORLD_SWITCH, "kvm_amd");
         }
@@ -33,17 +34,17 @@ final class EmulatedHostFault extends AssertionError {
 
     /**
      * What proves a leak of the host's state, if {@code rip} and {@code cr3} (a paused vCPU's) show one: {@code rip}
-     * inside the host's {@link #WORLD_SWITCH} ({@code worldSwitch}: its start and the next symbol's, as
-     * {@link #hostWorldSwitch} gives them) and {@code cr3} at or above {@code ramBytes}, where the guest has no RAM.
+     * inside the host's {@link #WORLD_SWITCH} ({@code worldSwitch}, as {@link #hostWorldSwitch} gives it) and
+     * {@code cr3} at or above {@code ramBytes}, where the guest has no RAM.
      */
-    static Optional<String> diagnose(long rip, long cr3, long ramBytes, Optional<long[]> worldSwitch) {
+    static Optional<String> diagnose(long rip, long cr3, long ramBytes, Optional<AddressRange> worldSwitch) {
         long root = cr3 & ~0xfffL;
         if (Long.compareUnsigned(root, ramBytes) < 0) {
             return Optional.empty();
         }
-        return worldSwitch.filter(w -> Long.compareUnsigned(rip, w[0]) >= 0 && Long.compareUnsigned(rip, w[1]) < 0)
+        return worldSwitch.filter(w -> w.contains(rip))
                 .map(w -> "the guest's rip 0x" + Long.toHexString(rip) + " is the emulated KVM host's own "
-                        + WORLD_SWITCH + "+0x" + Long.toHexString(rip - w[0]) + " [kvm_amd] and its CR3 0x"
+                        + WORLD_SWITCH + "+0x" + Long.toHexString(rip - w.base()) + " [kvm_amd] and its CR3 0x"
                         + Long.toHexString(cr3) + " lies outside the guest's " + (ramBytes >> 20) + " MiB of RAM: "
                         + "the emulated host's nested SVM (QEMU TCG) stored the host's own state in the guest's VMCB");
     }

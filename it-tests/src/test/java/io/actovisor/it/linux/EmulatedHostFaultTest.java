@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.platform.engine.discovery.DiscoverySelectors.selectClass;
 
+import io.actovisor.memory.AddressRange;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -28,7 +29,7 @@ import org.junit.platform.launcher.core.LauncherFactory;
 class EmulatedHostFaultTest {
     private static final long MIB = 1 << 20;
 
-    private static Optional<long[]> host() {
+    private static Optional<AddressRange> host() {
         GuestSymbols host = GuestSymbols.ofKernel(java.nio.file.Path.of("/nonexistent"));
         host.add("""
                 ffffffffc0481000 t svm_vcpu_free\t[kvm_amd]
@@ -48,7 +49,7 @@ class EmulatedHostFaultTest {
 
     @Test
     void aGuestStallAnywhereElseIsNot() {
-        Optional<long[]> host = host();
+        Optional<AddressRange> host = host();
         assertEquals(Optional.empty(), EmulatedHostFault.diagnose(0xffffffffc049520cL, 0x2a10000L, 128 * MIB, host),
                 "CR3 inside the guest's RAM: the guest's own page tables");
         assertEquals(Optional.empty(), EmulatedHostFault.diagnose(0xffffffffc0495310L, 0x10089e000L, 128 * MIB, host),
@@ -67,24 +68,25 @@ class EmulatedHostFaultTest {
     @Test
     void aTracedGuestEntryAtTheHostsWorldSwitchIsTheProof() {
         long start = 0xffffffffc05b1170L;
-        long end = start + 0x210;
+        AddressRange worldSwitch = AddressRange.of(start, 0x210);
         long after = start + 0x9c;
         java.util.List<String> guest = java.util.List.of(
                 "vcpu-linux-gues-187 [001] d.... 60.120001: kvm_entry: vcpu 0, rip 0xffffffff81a5a1a9",
                 "vcpu-linux-gues-187 [001] d.... 60.120020: kvm_exit: vcpu 0 reason EXIT_IOIO rip 0xffffffff81a5a1b0 "
                         + "info1 0x3f80010 info2 0x0 intr_info 0x0 error_code 0x0");
-        assertEquals(Optional.empty(), WorldSwitchTrace.entryIn(guest, start, end, after));
+        assertEquals(Optional.empty(), WorldSwitchTrace.entryIn(guest, worldSwitch, after));
         java.util.List<String> leaked = new java.util.ArrayList<>(guest);
         leaked.add("vcpu-linux-gues-187 [001] d.... 60.120031: kvm_entry: vcpu 0, rip 0xffffffffc05b120c");
-        String proof = WorldSwitchTrace.entryIn(leaked, start, end, after).orElseThrow();
+        String proof = WorldSwitchTrace.entryIn(leaked, worldSwitch, after).orElseThrow();
         assertTrue(proof.contains("__svm_vcpu_run+0x9c [kvm_amd] (the instruction after its VMRUN)"), proof);
-        assertTrue(WorldSwitchTrace.entryIn(java.util.List.of("x: kvm_entry: vcpu 0, rip 0xffffffffc05b1180"), start,
-                end, after).orElseThrow().contains("__svm_vcpu_run+0x10 [kvm_amd]: its"),
+        assertTrue(WorldSwitchTrace.entryIn(java.util.List.of("x: kvm_entry: vcpu 0, rip 0xffffffffc05b1180"),
+                worldSwitch, after).orElseThrow().contains("__svm_vcpu_run+0x10 [kvm_amd]: its"),
                 "anywhere in the world switch, named by its offset");
         assertEquals(Optional.empty(), WorldSwitchTrace.entryIn(java.util.List.of(
-                "x: kvm_entry: vcpu 0, rip 0xffffffffc05b1380"), start, end, after), "the next function");
+                "x: kvm_entry: vcpu 0, rip 0xffffffffc05b1380"), worldSwitch, after), "the next function");
         assertEquals(Optional.empty(), WorldSwitchTrace.entryIn(java.util.List.of(
-                "x: kvm_exit: vcpu 0 reason EXIT_NPF rip 0xffffffffc05b120c"), start, end, after), "an exit is no entry");
+                "x: kvm_exit: vcpu 0 reason EXIT_NPF rip 0xffffffffc05b120c"), worldSwitch, after),
+                "an exit is no entry");
     }
 
     /**

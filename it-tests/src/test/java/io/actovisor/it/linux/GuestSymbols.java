@@ -1,5 +1,6 @@
 package io.actovisor.it.linux;
 
+import io.actovisor.memory.AddressRange;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -66,15 +67,15 @@ final class GuestSymbols {
     }
 
     /**
-     * Where the text symbol {@code name} of {@code module} starts and where the next text symbol starts (its end, as
-     * far as the symbols tell), if it is there.
+     * The addresses of the text symbol {@code name} of {@code module}: from its start up to the next text symbol's
+     * (its end, as far as the symbols tell), if it is there.
      */
-    Optional<long[]> extent(String name, String module) {
+    Optional<AddressRange> extent(String name, String module) {
         String wanted = name + " [" + module + "]";
         for (Map.Entry<Long, String> e : symbols.entrySet()) {
             if (e.getValue().equals(wanted)) {
                 Long next = symbols.higherKey(e.getKey());
-                return next == null ? Optional.empty() : Optional.of(new long[] {e.getKey(), next});
+                return next == null ? Optional.empty() : Optional.of(AddressRange.of(e.getKey(), next - e.getKey()));
             }
         }
         return Optional.empty();

@@ -1,5 +1,6 @@
 package io.actovisor.it.linux;
 
+import io.actovisor.memory.AddressRange;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -32,13 +33,11 @@ final class WorldSwitchTrace {
     private static Optional<WorldSwitchTrace> armed;
 
     /** Where the host's world switch lies, and the rip of its instruction after VMRUN. */
-    private final long start;
-    private final long end;
+    private final AddressRange worldSwitch;
     private final long afterVmrun;
 
-    private WorldSwitchTrace(long start, long end, long afterVmrun) {
-        this.start = start;
-        this.end = end;
+    private WorldSwitchTrace(AddressRange worldSwitch, long afterVmrun) {
+        this.worldSwitch = worldSwitch;
         this.afterVmrun = afterVmrun;
     }
 
@@ -50,7 +49,7 @@ final class WorldSwitchTrace {
         return armed;
     }
 
-    private static Optional<WorldSwitchTrace> arm(Optional<long[]> extent) {
+    private static Optional<WorldSwitchTrace> arm(Optional<AddressRange> extent) {
         Path module;
         try {
             module = Path.of("/lib/modules", Files.readString(Path.of("/proc/sys/kernel/osrelease")).trim(),
@@ -70,12 +69,12 @@ final class WorldSwitchTrace {
             for (String event : new String[] {"kvm_entry", "kvm_exit"}) {
                 Files.writeString(EVENTS.resolve(event).resolve("enable"), "1");
             }
-            WorldSwitchTrace trace = new WorldSwitchTrace(extent.get()[0], extent.get()[1],
-                    extent.get()[0] + afterVmrun.getAsLong());
+            WorldSwitchTrace trace = new WorldSwitchTrace(extent.get(), extent.get().base() + afterVmrun.getAsLong());
             trace.clear();
             LOG.info("tracing the emulated host's guest entries and exits; its world switch {} [kvm_amd] is at "
                     + "0x{}-0x{}, the instruction after its VMRUN at 0x{}", EmulatedHostFault.WORLD_SWITCH,
-                    Long.toHexString(trace.start), Long.toHexString(trace.end), Long.toHexString(trace.afterVmrun));
+                    Long.toHexString(trace.worldSwitch.base()), Long.toHexString(trace.worldSwitch.end()),
+                    Long.toHexString(trace.afterVmrun));
             return Optional.of(trace);
         } catch (IOException | RuntimeException e) {
             LOG.warn("cannot trace the emulated host's guest entries: {}", e.toString());
@@ -103,21 +102,22 @@ final class WorldSwitchTrace {
 
     /** The first guest entry at the host's own world switch in the trace, with what it proves. */
     Optional<String> entryAtTheHostsRip() {
-        return entryIn(events(), start, end, afterVmrun);
+        return entryIn(events(), worldSwitch, afterVmrun);
     }
 
     /**
-     * The first {@code kvm_entry} among {@code events} whose rip lies in {@code [start, end)} (the host's
+     * The first {@code kvm_entry} among {@code events} whose rip lies in {@code worldSwitch} (the host's
      * {@link EmulatedHostFault#WORLD_SWITCH}; {@code afterVmrun} is its instruction after VMRUN), with what it proves.
      */
-    static Optional<String> entryIn(List<String> events, long start, long end, long afterVmrun) {
+    static Optional<String> entryIn(List<String> events, AddressRange worldSwitch, long afterVmrun) {
         for (String line : events) {
             Matcher m = ENTRY.matcher(line);
             if (m.find()) {
                 long rip = Long.parseUnsignedLong(m.group(2), 16);
-                if (Long.compareUnsigned(rip, start) >= 0 && Long.compareUnsigned(rip, end) < 0) {
+                if (worldSwitch.contains(rip)) {
                     return Optional.of("the emulated host's KVM entered the guest at its own "
-                            + EmulatedHostFault.WORLD_SWITCH + "+0x" + Long.toHexString(rip - start) + " [kvm_amd]"
+                            + EmulatedHostFault.WORLD_SWITCH + "+0x" + Long.toHexString(rip - worldSwitch.base())
+                            + " [kvm_amd]"
                             + (rip == afterVmrun ? " (the instruction after its VMRUN)" : "") + ": its nested SVM "
                             + "(QEMU TCG) stored the host's state in the guest's VMCB; trace: " + line.trim());
                 }
