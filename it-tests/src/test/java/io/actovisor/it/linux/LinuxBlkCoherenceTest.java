@@ -1,7 +1,6 @@
 package io.actovisor.it.linux;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -154,33 +153,6 @@ class LinuxBlkCoherenceTest implements EmulatedHostFaultRetry.SharedVm {
         return Long.parseLong(m.group(1));
     }
 
-    private long vmstat(String field) {
-        Matcher m = Pattern.compile(field + " (\\d+)").matcher(vm.run("grep balloon /proc/vmstat", LinuxVm.COMMAND));
-        assertTrue(m.find(), "no " + field + " in /proc/vmstat");
-        return Long.parseLong(m.group(1));
-    }
-
-    private void awaitVmstat(String field, long atLeast) {
-        long deadline = System.nanoTime() + LinuxVm.COMMAND.toNanos();
-        long now = vmstat(field);
-        while (now < atLeast && System.nanoTime() < deadline) {
-            now = vmstat(field);
-        }
-        assertTrue(now >= atLeast, field + " is " + now + ", expected at least " + atLeast);
-    }
-
-    private void target(long bytes) {
-        TestProbe<BalloonActor.TargetResult> set = kit.createTestProbe();
-        vm.components.balloon().orElseThrow().tell(new BalloonActor.SetTarget(bytes, set.ref()));
-        assertInstanceOf(BalloonActor.TargetSet.class, set.receiveMessage());
-    }
-
-    private BalloonActor.BalloonStatus balloon() {
-        TestProbe<BalloonActor.BalloonStatus> probe = kit.createTestProbe();
-        vm.components.balloon().orElseThrow().tell(new BalloonActor.GetStatus(probe.ref()));
-        return probe.receiveMessage();
-    }
-
     private VirtioBlkActor.DmaLog blkLog() {
         TestProbe<VirtioBlkActor.DmaLog> probe = kit.createTestProbe();
         vm.components.devices().get("blk").tell(new VirtioBlkActor.GetDmaLog(probe.ref()));
@@ -207,13 +179,13 @@ class LinuxBlkCoherenceTest implements EmulatedHostFaultRetry.SharedVm {
         long freeBytes = memFreeKib() * 1024;
         long target = freeBytes * 9 / 10 / (2 * MIB) * (2 * MIB) + 2 * MIB;
         long pages = target / 4096;
-        long inflates = vmstat("balloon_inflate");
-        long deflates = vmstat("balloon_deflate");
-        target(target);
-        awaitVmstat("balloon_inflate", inflates + pages);
-        BalloonActor.BalloonStatus inflatedStatus = balloon();
-        target(0);
-        awaitVmstat("balloon_deflate", deflates + pages);
+        long inflates = vm.vmstat("balloon_inflate");
+        long deflates = vm.vmstat("balloon_deflate");
+        vm.balloonTarget(target);
+        vm.awaitVmstat("balloon_inflate", inflates + pages);
+        BalloonActor.BalloonStatus inflatedStatus = vm.balloonStatus();
+        vm.balloonTarget(0);
+        vm.awaitVmstat("balloon_deflate", deflates + pages);
         clearBlkLog();
         String[] after = writeAndCheck("after", PATTERN_MIB);
         VirtioBlkActor.DmaLog log = blkLog();

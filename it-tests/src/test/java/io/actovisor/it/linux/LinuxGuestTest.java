@@ -1,7 +1,6 @@
 package io.actovisor.it.linux;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.ConfigFactory;
@@ -157,18 +156,6 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
         assertTrue(device.contains("0x0005"), "the balloon (virtio id 5) was found through ACPI: " + device);
     }
 
-    private static long vmstat(String field) {
-        Matcher m = Pattern.compile(field + " (\\d+)").matcher(vm.run("grep balloon /proc/vmstat", LinuxVm.COMMAND));
-        assertTrue(m.find(), "no " + field + " in /proc/vmstat");
-        return Long.parseLong(m.group(1));
-    }
-
-    private static BalloonActor.BalloonStatus balloon() {
-        TestProbe<BalloonActor.BalloonStatus> probe = kit.createTestProbe();
-        vm.components.balloon().orElseThrow().tell(new BalloonActor.GetStatus(probe.ref()));
-        return probe.receiveMessage();
-    }
-
     /**
      * The balloon's status once it holds {@code bytes} (or the last one seen after {@link #SETTLE}): Linux migrates
      * balloon pages when it compacts memory, telling the host the new page's inflate before the old page's deflate,
@@ -176,26 +163,11 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
      */
     private static BalloonActor.BalloonStatus balloonAt(long bytes) {
         long deadline = System.nanoTime() + SETTLE.toNanos();
-        BalloonActor.BalloonStatus status = balloon();
+        BalloonActor.BalloonStatus status = vm.balloonStatus();
         while (status.actualBytes() != bytes && System.nanoTime() < deadline) {
-            status = balloon();
+            status = vm.balloonStatus();
         }
         return status;
-    }
-
-    private static void target(long bytes) {
-        TestProbe<BalloonActor.TargetResult> set = kit.createTestProbe();
-        vm.components.balloon().orElseThrow().tell(new BalloonActor.SetTarget(bytes, set.ref()));
-        assertInstanceOf(BalloonActor.TargetSet.class, set.receiveMessage());
-    }
-
-    private static void awaitVmstat(String field, long atLeast) {
-        long deadline = System.nanoTime() + LinuxVm.COMMAND.toNanos();
-        long now = vmstat(field);
-        while (now < atLeast && System.nanoTime() < deadline) {
-            now = vmstat(field);
-        }
-        assertTrue(now >= atLeast, field + " is " + now + ", expected at least " + atLeast);
     }
 
     /**
@@ -220,7 +192,8 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
                 written / MIB, now / MIB);
         assertTrue(written - now >= REPORTED, "host resident memory went from " + written + " to " + now
                 + " bytes after the guest freed 48 MiB");
-        assertEquals(0, balloon().actualBytes(), "no page was inflated: the memory left through free page reports");
+        assertEquals(0, vm.balloonStatus().actualBytes(),
+                "no page was inflated: the memory left through free page reports");
     }
 
     @Test
@@ -230,17 +203,17 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
         AddressRange all = ram.hostRange();
         // Touch free memory first (a tmpfs file, then freed), so the pages the balloon takes are resident on the host.
         vm.run("dd if=/dev/zero of=/tmp/fill bs=1M count=48 2>/dev/null; rm /tmp/fill", LinuxVm.COMMAND);
-        long inflated = vmstat("balloon_inflate");
-        long deflated = vmstat("balloon_deflate");
+        long inflated = vm.vmstat("balloon_inflate");
+        long deflated = vm.vmstat("balloon_deflate");
         long residentBefore = ram.residentBytes(all);
         long pages = INFLATE / 4096;
 
-        target(INFLATE);
-        awaitVmstat("balloon_inflate", inflated + pages);
+        vm.balloonTarget(INFLATE);
+        vm.awaitVmstat("balloon_inflate", inflated + pages);
         BalloonActor.BalloonStatus status = balloonAt(INFLATE);
         long residentInflated = ram.residentBytes(all);
         System.out.printf("Linux balloon inflate %d MiB: guest balloon_inflate %d -> %d; host actual %d MiB, "
-                + "%d pages discarded, resident %d -> %d MiB%n", INFLATE / MIB, inflated, vmstat("balloon_inflate"),
+                + "%d pages discarded, resident %d -> %d MiB%n", INFLATE / MIB, inflated, vm.vmstat("balloon_inflate"),
                 status.actualBytes() / MIB, status.pagesDiscarded(), residentBefore / MIB, residentInflated / MIB);
         assertEquals(INFLATE, status.actualBytes());
         assertTrue(status.pagesDiscarded() >= pages, "discarded " + status.pagesDiscarded());
@@ -254,11 +227,11 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
                 "the guest's driver reported its statistics: " + s);
         assertEquals(0, s.eventFails());
 
-        target(0);
-        awaitVmstat("balloon_deflate", deflated + pages);
+        vm.balloonTarget(0);
+        vm.awaitVmstat("balloon_deflate", deflated + pages);
         System.out.printf("Linux balloon deflate: guest balloon_deflate %d -> %d; host actual %d MiB%n", deflated,
-                vmstat("balloon_deflate"), balloon().actualBytes() / MIB);
-        assertEquals(0, balloon().actualBytes());
+                vm.vmstat("balloon_deflate"), vm.balloonStatus().actualBytes() / MIB);
+        assertEquals(0, vm.balloonStatus().actualBytes());
     }
 
     /** A {@code /proc/meminfo} field of the guest, in bytes. */
@@ -281,19 +254,19 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
     void linuxDeflatesTheBalloonWhenAProgramAllocatesPastWhatIsLeft() {
         long free = meminfo("MemFree");
         long target = (free - 16 * MIB) / (2 * MIB) * (2 * MIB);
-        long inflated = vmstat("balloon_inflate");
-        target(target);
-        awaitVmstat("balloon_inflate", inflated + target / 4096);
+        long inflated = vm.vmstat("balloon_inflate");
+        vm.balloonTarget(target);
+        vm.awaitVmstat("balloon_inflate", inflated + target / 4096);
         BalloonActor.BalloonStatus full = balloonAt(target);
         assertEquals(target, full.actualBytes());
         long freeInflated = meminfo("MemFree");
-        long deflated = vmstat("balloon_deflate");
+        long deflated = vm.vmstat("balloon_deflate");
 
         long file = 48 * MIB;
         String out = vm.run("dd if=/dev/zero of=/tmp/oom bs=1M count=" + file / MIB + " 2>&1; wc -c < /tmp/oom",
                 LinuxVm.COMMAND);
-        long deflatedAfter = vmstat("balloon_deflate");
-        BalloonActor.BalloonStatus after = balloon();
+        long deflatedAfter = vm.vmstat("balloon_deflate");
+        BalloonActor.BalloonStatus after = vm.balloonStatus();
         String killed = vm.run("dmesg | grep -c -i 'killed process'", LinuxVm.COMMAND).trim();
         System.out.printf("Linux deflate-on-oom: guest MemFree %d MiB, balloon target %d MiB, MemFree %d MiB "
                 + "inflated; a %d MiB file: guest balloon_deflate %d -> %d (%d MiB), host actual %d -> %d MiB "
@@ -311,9 +284,9 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
         assertEquals("0", killed, "no process was killed: the balloon gave the memory");
 
         vm.run("rm /tmp/oom", LinuxVm.COMMAND);
-        target(0);
-        awaitVmstat("balloon_deflate", deflated + target / 4096);
-        assertEquals(0, balloon().actualBytes());
+        vm.balloonTarget(0);
+        vm.awaitVmstat("balloon_deflate", deflated + target / 4096);
+        assertEquals(0, vm.balloonStatus().actualBytes());
     }
 
     private static JsonNode get(HttpClient client, String api, String token, String path) throws Exception {
@@ -372,21 +345,21 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
                 .toString());
         assertEquals(0, stats.path("event_fails").asLong(), stats.toString());
 
-        long inflated = vmstat("balloon_inflate");
-        long deflated = vmstat("balloon_deflate");
+        long inflated = vm.vmstat("balloon_inflate");
+        long deflated = vm.vmstat("balloon_deflate");
         long mib = 16;
         patchBalloon(client, api, token, mib);
-        awaitVmstat("balloon_inflate", inflated + mib * MIB / 4096);
+        vm.awaitVmstat("balloon_inflate", inflated + mib * MIB / 4096);
         JsonNode balloon = get(client, api, token, "/balloon");
-        long inflatedAfter = vmstat("balloon_inflate");
+        long inflatedAfter = vm.vmstat("balloon_inflate");
         assertEquals(mib, balloon.path("amount_mib").asLong(), balloon.toString());
         assertEquals(mib * MIB, balloon.path("actual_bytes").asLong(), balloon.toString());
         patchBalloon(client, api, token, 0);
-        awaitVmstat("balloon_deflate", deflated + mib * MIB / 4096);
+        vm.awaitVmstat("balloon_deflate", deflated + mib * MIB / 4096);
         JsonNode back = get(client, api, token, "/balloon/statistics");
         System.out.printf("Linux over REST: PATCH /balloon %d MiB: guest balloon_inflate %d -> %d, GET /balloon "
                 + "actual_bytes %d; PATCH /balloon 0: balloon_deflate %d -> %d, actual_mib %d%n", mib, inflated,
-                inflatedAfter, balloon.path("actual_bytes").asLong(), deflated, vmstat("balloon_deflate"),
+                inflatedAfter, balloon.path("actual_bytes").asLong(), deflated, vm.vmstat("balloon_deflate"),
                 back.path("actual_mib").asLong());
         assertEquals(0, back.path("actual_mib").asLong(), back.toString());
 
@@ -443,20 +416,20 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
                 + "notify of queue 0 before FEATURES_OK%n", window, lastLine(before), lastLine(after));
         assertEquals(0, Long.decode(lastLine(before)) & 0x40, "no DEVICE_NEEDS_RESET before: " + before);
         assertEquals(0x40, Long.decode(lastLine(after)) & 0x40, "DEVICE_NEEDS_RESET after the misuse: " + after);
-        assertEquals(0, balloon().actualBytes(), "the host still answers");
+        assertEquals(0, vm.balloonStatus().actualBytes(), "the host still answers");
 
         String bind = vm.run("cd /sys/bus/platform/drivers/virtio-mmio && for d in /sys/bus/platform/devices/LNRO0005*;"
                 + " do echo ${d##*/} > bind; done; cd /; cat /sys/bus/virtio/devices/*/status", LinuxVm.COMMAND);
         assertTrue(bind.contains("0x0000000f") || bind.contains("0x0000000F"),
                 "Linux's driver reset the device and set DRIVER_OK again: " + bind);
-        long inflated = vmstat("balloon_inflate");
-        long deflated = vmstat("balloon_deflate");
-        target(8 * MIB);
-        awaitVmstat("balloon_inflate", inflated + 8 * MIB / 4096);
-        assertEquals(8 * MIB, balloon().actualBytes());
-        target(0);
-        awaitVmstat("balloon_deflate", deflated + 8 * MIB / 4096);
-        assertEquals(0, balloon().actualBytes());
+        long inflated = vm.vmstat("balloon_inflate");
+        long deflated = vm.vmstat("balloon_deflate");
+        vm.balloonTarget(8 * MIB);
+        vm.awaitVmstat("balloon_inflate", inflated + 8 * MIB / 4096);
+        assertEquals(8 * MIB, vm.balloonStatus().actualBytes());
+        vm.balloonTarget(0);
+        vm.awaitVmstat("balloon_deflate", deflated + 8 * MIB / 4096);
+        assertEquals(0, vm.balloonStatus().actualBytes());
     }
 
     private static String lastLine(String out) {
@@ -481,7 +454,7 @@ class LinuxGuestTest implements EmulatedHostFaultRetry.SharedVm {
     }
 
     /**
-     * The panic report, within {@link #LinuxVm.COMMAND}; a VM that stops without one fails at once with what its console
+     * The panic report, within {@link LinuxVm#COMMAND}; a VM that stops without one fails at once with what its console
      * printed (not after the whole wait).
      */
     private static LinuxGuestEvent.Panicked awaitPanic() {

@@ -1,5 +1,9 @@
 package io.actovisor.it.linux;
 
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.actovisor.actors.balloon.BalloonActor;
 import io.actovisor.actors.kvm.VcpuHandle;
 import io.actovisor.actors.linux.ConsoleActor;
 import io.actovisor.actors.linux.LinuxGuest;
@@ -67,6 +71,7 @@ final class LinuxVm implements AutoCloseable {
     static final Duration TRACE_CHECK = Duration.ofSeconds(5);
     /** How long a failure report waits for a vCPU to leave {@code KVM_RUN} before it says it did not. */
     static final Duration PAUSE_WAIT = Duration.ofSeconds(10);
+    private static final String NOT_PAUSED = "did not pause within " + PAUSE_WAIT.toSeconds() + " s";
 
     final ActorTestKit kit;
     final VmTopology topology;
@@ -264,7 +269,7 @@ final class LinuxVm implements AutoCloseable {
                     var regs = vcpu.registers();
                     return "rip=0x" + Long.toHexString(regs.rip()) + " (" + symbols.describe(regs.rip())
                             + ") rflags=0x" + Long.toHexString(regs.values()[17]) + " exits " + v.counters().snapshot();
-                }).orElse("did not pause within " + PAUSE_WAIT.toSeconds() + " s"));
+                }).orElse(NOT_PAUSED));
             }
             try {
                 Thread.sleep(1000);
@@ -305,7 +310,7 @@ final class LinuxVm implements AutoCloseable {
                             + " cr3=0x" + Long.toHexString(sregs.getLong(KvmAbi.SREGS_CR3))
                             + " cr4=0x" + Long.toHexString(sregs.getLong(KvmAbi.SREGS_CR4));
                 }
-            }).orElse("did not pause within " + PAUSE_WAIT.toSeconds() + " s")).append('\n');
+            }).orElse(NOT_PAUSED)).append('\n');
         }
         return out.toString();
     }
@@ -327,6 +332,37 @@ final class LinuxVm implements AutoCloseable {
         } finally {
             v.resume();
         }
+    }
+
+    /** A balloon counter of the guest's {@code /proc/vmstat} ({@code balloon_inflate}, {@code balloon_deflate}). */
+    long vmstat(String field) {
+        Matcher m = Pattern.compile(field + " (\\d+)").matcher(run("grep balloon /proc/vmstat", COMMAND));
+        assertTrue(m.find(), "no " + field + " in /proc/vmstat");
+        return Long.parseLong(m.group(1));
+    }
+
+    /** Wait, at most {@link #COMMAND}, until the guest's {@code /proc/vmstat} counter is at least {@code atLeast}. */
+    void awaitVmstat(String field, long atLeast) {
+        long deadline = System.nanoTime() + COMMAND.toNanos();
+        long now = vmstat(field);
+        while (now < atLeast && System.nanoTime() < deadline) {
+            now = vmstat(field);
+        }
+        assertTrue(now >= atLeast, field + " is " + now + ", expected at least " + atLeast);
+    }
+
+    /** Set the balloon's target, as {@code PATCH /balloon} does, and check that the balloon took it. */
+    void balloonTarget(long bytes) {
+        TestProbe<BalloonActor.TargetResult> set = kit.createTestProbe();
+        components.balloon().orElseThrow().tell(new BalloonActor.SetTarget(bytes, set.ref()));
+        assertInstanceOf(BalloonActor.TargetSet.class, set.receiveMessage());
+    }
+
+    /** The host balloon's status now. */
+    BalloonActor.BalloonStatus balloonStatus() {
+        TestProbe<BalloonActor.BalloonStatus> probe = kit.createTestProbe();
+        components.balloon().orElseThrow().tell(new BalloonActor.GetStatus(probe.ref()));
+        return probe.receiveMessage();
     }
 
     /** Type {@code line} and Enter on the console. */
