@@ -60,7 +60,10 @@ final class ConfigErrors {
         return redacted(value).render(ConfigRenderOptions.concise());
     }
 
-    /** Whether a value (read before {@code resolve()}) has a type: a substitution or a concatenation with one does not. */
+    /**
+     * Whether a value (read before {@code resolve()}) has a type: a substitution or a concatenation with one does
+     * not.
+     */
     private static boolean resolved(ConfigValue value) {
         try {
             value.valueType();

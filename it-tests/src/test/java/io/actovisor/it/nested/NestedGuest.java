@@ -309,7 +309,8 @@ public final class NestedGuest {
             Files.deleteIfExists(diagnostics.get());
         }
         List<String> qemu = new ArrayList<>(List.of(facilities.qemu().orElseThrow().toString(),
-                "-machine", "q35", "-accel", "tcg", "-cpu", kind.cpu, "-m", kind.memory, "-smp", Integer.toString(kind.cpus),
+                "-machine", "q35", "-accel", "tcg", "-cpu", kind.cpu, "-m", kind.memory,
+                "-smp", Integer.toString(kind.cpus),
                 "-display", "none", "-no-reboot", "-nic", "none", "-monitor", "none",
                 "-kernel", facilities.kernel().orElseThrow().toString(), "-initrd", initramfs.toString(),
                 "-append", ("console=ttyS0 " + kind.kernelArguments + " quiet panic=-1 actovisor.script="
