@@ -42,6 +42,15 @@ public final class ClusterData {
         return get(VMS, new Replicator.ReadMajority(timeout));
     }
 
+    /**
+     * Every VM definition as this node's replica has it: what a majority read falls back to when a majority cannot
+     * answer (a member that is shutting down and not removed yet). Gossip brings every acknowledged definition here
+     * within a gossip interval or two, so only a definition admitted a moment ago can be missing.
+     */
+    public CompletionStage<Map<String, VmRecord>> vmsHere() {
+        return get(VMS, Replicator.readLocal());
+    }
+
     /** One VM's definition, read from a majority of nodes. */
     public CompletionStage<Optional<VmRecord>> vm(String id) {
         return vms().thenApply(all -> Optional.ofNullable(all.get(id)));

@@ -9,6 +9,7 @@ import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -28,15 +29,34 @@ import scala.jdk.javaapi.FutureConverters;
  * so it sees every acknowledged admission) and allocates the shard to that node's region. When that node is gone
  * (it crashed or left), it places the VM again among the live regions with the same {@link Placement} rules,
  * reading capacities from the node reports; if the VM fits nowhere it goes to the region with the most room, and a
- * warning says the node is now over its capacity. A node that is still a member and Up but whose shard region has
- * not registered with the coordinator yet (it joined a moment ago) is not gone: the allocation fails and the
- * coordinator allocates again when the requesting region asks again (every {@code pekko.cluster.sharding
- * .retry-interval}), so a VM is never placed away from the node admission chose because that node's region was
- * slower to register. A shard without a VM record (a request for an unknown id) stays with the region that asked.
- * Rebalancing is off: a running VM never moves because a node joined.
+ * warning says the node is now over its capacity. Rebalancing is off: a running VM never moves because a node joined.
+ *
+ * <p>Who asks matters, because only some requests are repeated. A shard region that needs a shard asks again every
+ * {@code pekko.cluster.sharding.retry-interval} until the shard has a home. The coordinator's own requests, for the
+ * remembered shards it must place again after a hand-off, a region's termination or a region's registration, come
+ * from no region and are not repeated; the next such event is the only retry. So:
+ * <ul>
+ *   <li>A node that is still a member and Up but whose region is not among the registered ones: when a region asked,
+ *       the allocation fails and that region's next request retries it (the node joined a moment ago and its region
+ *       is slower to register; the VM is never placed away from the node admission chose because of that). When the
+ *       coordinator asked, the node may be handing its shards over before it leaves (graceful leave: sharding stops
+ *       before the member leaves Up), so the strategy waits, up to {@code actovisor.cluster.ask-timeout}, for the
+ *       member to leave Up and then places the VM again; if it stays Up the allocation fails and its region's
+ *       registration allocates again.</li>
+ *   <li>When a majority of the nodes cannot answer the read (a member that is shutting down is counted until it is
+ *       removed), the strategy reads this node's replica, which gossip keeps complete but for a definition admitted
+ *       a moment ago.</li>
+ *   <li>A shard without a VM record (a request for an unknown id, or a VM deleted while remembered) goes to the region
+ *       that asked, or for the coordinator's own request to a registered region (this node's if it has one): its
+ *       entity finds no definition and passivates, which also forgets it.</li>
+ * </ul>
+ * The answer is always a registered region or a failure: a coordinator's request answered with anything else would
+ * be dropped, and its shard would stay without a home until some region registered or stopped.
  */
 final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocationStrategy {
     private static final Logger LOG = LoggerFactory.getLogger(VmAllocationStrategy.class);
+    /** How often a coordinator's request waiting for a member to leave Up looks at the membership again. */
+    private static final long LEAVE_POLL_MILLIS = 200;
 
     private final ActorSystem<?> system;
     private final ClusterData data;
@@ -53,30 +73,80 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
             Map<ActorRef, IndexedSeq<String>> currentShardAllocations) {
         Map<String, ActorRef> regions = new HashMap<>();
         currentShardAllocations.keySet().forEach(region -> regions.put(address(region), region));
-        CompletionStage<ActorRef> chosen = data.vms().thenCombine(data.nodes(), (vms, nodes) -> {
-            VmRecord record = vms.get(shardId);
-            if (record == null) {
-                return requester;
-            }
-            ActorRef placed = regions.get(record.node());
-            if (placed != null) {
-                return placed;
-            }
-            if (isUp(record.node())) {
+        boolean regionAsked = currentShardAllocations.containsKey(requester);
+        ActorRef unplaced = regionAsked || regions.isEmpty() ? requester : anyRegion(regions);
+        CompletionStage<ActorRef> chosen = placements(shardId).thenCombine(data.nodes(), Placements::new)
+                .thenCompose(known -> allocate(shardId, known, regions, regionAsked, unplaced))
+                .exceptionallyCompose(failure -> {
+                    Throwable cause = unwrap(failure);
+                    if (cause instanceof RegionNotRegistered) {
+                        return CompletableFuture.failedStage(cause);
+                    }
+                    LOG.warn("shard {}: cannot read the VM's placement ({}); it starts on {}, and the entity stops "
+                            + "again if it has no definition", shardId, cause.getMessage(), address(unplaced));
+                    return CompletableFuture.completedStage(unplaced);
+                });
+        return FutureConverters.asScala(chosen);
+    }
+
+    /** The VM records, from a majority of the nodes or, when a majority cannot answer, from this node's replica. */
+    private CompletionStage<Map<String, VmRecord>> placements(String shardId) {
+        return data.vms().exceptionallyCompose(failure -> {
+            LOG.warn("shard {}: {}; the VM's placement is read from this node's replica", shardId,
+                    unwrap(failure).getMessage());
+            return data.vmsHere();
+        });
+    }
+
+    private static Throwable unwrap(Throwable failure) {
+        return failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
+    }
+
+    private record Placements(Map<String, VmRecord> vms, Map<String, NodeReport> nodes) {
+    }
+
+    private CompletionStage<ActorRef> allocate(String shardId, Placements known, Map<String, ActorRef> regions,
+            boolean regionAsked, ActorRef unplaced) {
+        VmRecord record = known.vms().get(shardId);
+        if (record == null) {
+            return CompletableFuture.completedStage(unplaced);
+        }
+        ActorRef placed = regions.get(record.node());
+        if (placed != null) {
+            return CompletableFuture.completedStage(placed);
+        }
+        if (!isUp(record.node())) {
+            return CompletableFuture.completedStage(replace(record, known, regions));
+        }
+        if (regionAsked) {
+            return CompletableFuture.failedStage(new RegionNotRegistered(shardId, record.node()));
+        }
+        long deadline = System.nanoTime() + settings.askTimeout().toNanos();
+        return whenNotUp(record.node(), deadline).thenApply(left -> {
+            if (!left) {
                 throw new RegionNotRegistered(shardId, record.node());
             }
-            return replace(record, vms, nodes, regions);
-        }).exceptionallyCompose(failure -> {
-            Throwable cause = failure instanceof CompletionException && failure.getCause() != null
-                    ? failure.getCause() : failure;
-            if (cause instanceof RegionNotRegistered) {
-                return CompletableFuture.failedStage(cause);
-            }
-            LOG.warn("shard {}: cannot read the VM's placement ({}); it starts on the requesting region, and the "
-                    + "entity stops again if it has no definition", shardId, cause.getMessage());
-            return CompletableFuture.completedStage(requester);
+            return replace(record, known, regions);
         });
-        return FutureConverters.asScala(chosen);
+    }
+
+    /** True once {@code address} is no longer an Up member, false if it still is at {@code deadline}. */
+    private CompletionStage<Boolean> whenNotUp(String address, long deadline) {
+        if (!isUp(address)) {
+            return CompletableFuture.completedStage(true);
+        }
+        if (System.nanoTime() - deadline >= 0) {
+            return CompletableFuture.completedStage(false);
+        }
+        return CompletableFuture.runAsync(() -> { },
+                CompletableFuture.delayedExecutor(LEAVE_POLL_MILLIS, TimeUnit.MILLISECONDS, system.executionContext()))
+                .thenCompose(ignored -> whenNotUp(address, deadline));
+    }
+
+    /** A registered region for a shard no region asked for: this node's when it has one. */
+    private ActorRef anyRegion(Map<String, ActorRef> regions) {
+        ActorRef local = regions.get(Cluster.get(system).selfMember().address().toString());
+        return local != null ? local : regions.values().iterator().next();
     }
 
     /** Whether {@code address} is a member of the cluster with status Up (joined, not leaving, not downed). */
@@ -90,22 +160,23 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
     }
 
     /**
-     * The VM's node is Up but its shard region has not registered yet: this allocation fails (Pekko logs it and
-     * allocates again at the region's next request). No stack trace: the message says it all.
+     * The VM's node is Up but its shard region is not registered: this allocation fails (Pekko logs it; the asking
+     * region's next request or the node's registration allocates again). No stack trace: the message says it all.
      */
     static final class RegionNotRegistered extends RuntimeException {
         private static final long serialVersionUID = 1L;
 
         RegionNotRegistered(String shardId, String node) {
-            super("shard " + shardId + ": its node " + node + " is Up but its shard region has not registered with "
-                    + "the coordinator yet; the allocation is retried at the region's next request", null, false,
-                    false);
+            super("shard " + shardId + ": its node " + node + " is Up but its shard region is not registered with "
+                    + "the coordinator; the allocation is retried at the region's next request or when that region "
+                    + "registers", null, false, false);
         }
     }
 
     /** The VM's node is gone: place it again among the live regions. */
-    private ActorRef replace(VmRecord record, Map<String, VmRecord> vms, Map<String, NodeReport> nodes,
-            Map<String, ActorRef> regions) {
+    private ActorRef replace(VmRecord record, Placements known, Map<String, ActorRef> regions) {
+        Map<String, VmRecord> vms = known.vms();
+        Map<String, NodeReport> nodes = known.nodes();
         List<Placement.Node> candidates = new ArrayList<>();
         for (String address : regions.keySet()) {
             long capacity = Optional.ofNullable(nodes.get(address)).map(NodeReport::capacityBytes)
