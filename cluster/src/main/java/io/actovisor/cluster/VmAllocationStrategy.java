@@ -9,6 +9,7 @@ import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.Address;
@@ -61,6 +62,8 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
     private final ActorSystem<?> system;
     private final ClusterData data;
     private final ClusterSettings settings;
+    /** Members Up without a registered region that a coordinator's request waits for: address -> left Up. */
+    private final Map<String, CompletableFuture<Boolean>> leaving = new ConcurrentHashMap<>();
 
     VmAllocationStrategy(ActorSystem<?> system, ClusterData data, ClusterSettings settings) {
         this.system = system;
@@ -121,8 +124,7 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
         if (regionAsked) {
             return CompletableFuture.failedStage(new RegionNotRegistered(shardId, record.node()));
         }
-        long deadline = System.nanoTime() + settings.askTimeout().toNanos();
-        return whenNotUp(record.node(), deadline).thenApply(left -> {
+        return whenNotUp(record.node()).thenApply(left -> {
             if (!left) {
                 throw new RegionNotRegistered(shardId, record.node());
             }
@@ -130,8 +132,28 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
         });
     }
 
-    /** True once {@code address} is no longer an Up member, false if it still is at {@code deadline}. */
-    private CompletionStage<Boolean> whenNotUp(String address, long deadline) {
+    /**
+     * True once {@code address} is no longer an Up member, false if it still is after {@code ask-timeout}. One wait
+     * per member: a leaving node's hand-off asks for every remembered shard again after each shard it hands over.
+     */
+    private CompletionStage<Boolean> whenNotUp(String address) {
+        CompletableFuture<Boolean> fresh = new CompletableFuture<>();
+        CompletableFuture<Boolean> pending = leaving.putIfAbsent(address, fresh);
+        if (pending != null) {
+            return pending;
+        }
+        poll(address, System.nanoTime() + settings.askTimeout().toNanos()).whenComplete((left, failure) -> {
+            leaving.remove(address, fresh);
+            if (failure != null) {
+                fresh.completeExceptionally(failure);
+            } else {
+                fresh.complete(left);
+            }
+        });
+        return fresh;
+    }
+
+    private CompletionStage<Boolean> poll(String address, long deadline) {
         if (!isUp(address)) {
             return CompletableFuture.completedStage(true);
         }
@@ -140,7 +162,7 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
         }
         return CompletableFuture.runAsync(() -> { },
                 CompletableFuture.delayedExecutor(LEAVE_POLL_MILLIS, TimeUnit.MILLISECONDS, system.executionContext()))
-                .thenCompose(ignored -> whenNotUp(address, deadline));
+                .thenCompose(ignored -> poll(address, deadline));
     }
 
     /** A registered region for a shard no region asked for: this node's when it has one. */

@@ -14,6 +14,8 @@ import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -166,13 +168,21 @@ class VmAllocationStrategyMembershipTest {
     @Test
     void theCoordinatorsRequestForAVmOfALeavingNodeWaitsForTheLeaveAndPlacesTheVmAgain() throws Exception {
         putVm("handed-over", addressOfB);
+        putVm("handed-over-too", addressOfB);
         // Graceful leave: b's region has handed its shards over (it is no longer registered) while b is still Up.
-        CompletableFuture<ActorRef> allocation = allocate(coordinatorItself(), "handed-over",
-                Map.of(regionOfA, NO_SHARDS));
+        // The coordinator asks for each remembered shard, and again for all of them after each hand-off.
+        List<CompletableFuture<ActorRef>> allocations = new ArrayList<>();
+        for (String shard : List.of("handed-over", "handed-over-too", "handed-over")) {
+            allocations.add(allocate(coordinatorItself(), shard, Map.of(regionOfA, NO_SHARDS)));
+        }
         Thread.sleep(500);
-        assertFalse(allocation.isDone(), "b is still Up: the coordinator's request waits, it is not repeated");
+        for (CompletableFuture<ActorRef> allocation : allocations) {
+            assertFalse(allocation.isDone(), "b is still Up: the coordinator's request waits, it is not repeated");
+        }
         Cluster.get(b).manager().tell(Leave.create(Cluster.get(b).selfMember().address()));
-        assertSame(regionOfA, allocation.get(25, TimeUnit.SECONDS));
+        for (CompletableFuture<ActorRef> allocation : allocations) {
+            assertSame(regionOfA, allocation.get(25, TimeUnit.SECONDS));
+        }
     }
 
     @Test
