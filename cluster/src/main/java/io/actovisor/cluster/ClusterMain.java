@@ -9,6 +9,7 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -20,6 +21,9 @@ import org.apache.pekko.actor.CoordinatedShutdown;
  * stops its VMs and exits 2); {@code status|vms|create FILE|delete ID --api URL} talk to a node's API.
  */
 public final class ClusterMain {
+    /** How long termination may take after coordinated shutdown's last phase before the node exits anyway. */
+    static final Duration TERMINATION_GRACE = Duration.ofSeconds(20);
+
     private ClusterMain() {
     }
 
@@ -93,9 +97,21 @@ public final class ClusterMain {
         out.println("cluster node " + node.address() + " started; API http://" + node.api().getHostString() + ":"
                 + node.api().getPort() + " (token in " + node.settings().tokenFile() + ")");
         out.flush();
-        node.system().getWhenTerminated().toCompletableFuture().join();
+        boolean terminated;
+        try {
+            terminated = node.awaitTermination(TERMINATION_GRACE);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            terminated = false;
+        }
         Optional<CoordinatedShutdown.Reason> reason = CoordinatedShutdown.get(node.system()).getShutdownReason();
         boolean downed = reason.isPresent() && reason.get() == CoordinatedShutdown.clusterDowningReason();
+        if (!terminated) {
+            // The cluster already sees this node gone (it left, or was downed); exiting frees what is still held.
+            err.println("actovisor cluster node: the actor system did not terminate within "
+                    + TERMINATION_GRACE.toSeconds() + " s after coordinated shutdown; exiting anyway (the log names "
+                    + "the threads that held it)");
+        }
         out.println("cluster node " + node.address() + " stopped" + (downed ? " (downed by the cluster)" : ""));
         return downed ? 2 : 0;
     }

@@ -4,14 +4,24 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigParseOptions;
 import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import org.apache.pekko.actor.ActorSystemImpl;
+import org.apache.pekko.actor.CoordinatedShutdown;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.http.javadsl.ServerBinding;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * One cluster node (host agent) in one actor system: the node agent, VM sharding, the memory controller singleton
@@ -19,6 +29,7 @@ import org.apache.pekko.http.javadsl.ServerBinding;
  * background (Pekko logs each attempt with the seed addresses it tried).
  */
 public final class ClusterNode {
+    private static final Logger LOG = LoggerFactory.getLogger(ClusterNode.class);
     private final ActorSystem<Void> system;
     private final ClusterSettings settings;
     private final InetSocketAddress api;
@@ -112,5 +123,90 @@ public final class ClusterNode {
     /** This node's cluster address. */
     public String address() {
         return Cluster.get(system).selfMember().address().toString();
+    }
+
+    /**
+     * Wait until this node's actor system has terminated, and say whether it did. Coordinated shutdown bounds each
+     * of its phases, the last one included, but the termination it starts has no bound: an actor whose stop never
+     * completes would keep the system, and the process waiting for it, alive forever. So once coordinated shutdown
+     * has run all its phases, termination gets {@code grace} more; if the system is still alive after that, the
+     * threads that are not idle are logged (what holds the termination) and this returns false.
+     */
+    public boolean awaitTermination(Duration grace) throws InterruptedException {
+        return awaitTermination(system, grace);
+    }
+
+    static boolean awaitTermination(ActorSystem<?> system, Duration grace) throws InterruptedException {
+        CompletableFuture<?> terminated = system.getWhenTerminated().toCompletableFuture();
+        CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
+        while (!terminated.isDone()) {
+            Optional<CoordinatedShutdown.Reason> reason =
+                    shutdown.getShutdownReason();
+            if (reason.isPresent()) {
+                // Shutdown has begun: runAll returns the run in progress, it does not start another.
+                try {
+                    shutdown.runAll(reason.get()).toCompletableFuture().get(
+                            shutdown.totalTimeout().toMillis() + grace.toMillis(), TimeUnit.MILLISECONDS);
+                } catch (ExecutionException | TimeoutException e) {
+                    LOG.warn("{}: coordinated shutdown did not complete: {}", system.address(), e.toString());
+                }
+                try {
+                    terminated.get(grace.toMillis(), TimeUnit.MILLISECONDS);
+                    return true;
+                } catch (ExecutionException e) {
+                    return true;
+                } catch (TimeoutException e) {
+                    LOG.error("{}: the actor system has not terminated {} s after coordinated shutdown ran all its "
+                            + "phases; the actors still alive:\n{}\nthe threads still busy:\n{}", system.address(),
+                            grace.toSeconds(), liveActors(system), busyThreads());
+                    return false;
+                }
+            }
+            try {
+                terminated.get(1, TimeUnit.SECONDS);
+            } catch (ExecutionException | TimeoutException notYet) {
+                // Not terminated, or shutdown not begun: look again.
+            }
+        }
+        return true;
+    }
+
+    /**
+     * The actor tree still alive, as Pekko prints it (its {@code printTree}, a diagnostic of the actor system's
+     * implementation; empty if the implementation is another).
+     */
+    static String liveActors(ActorSystem<?> system) {
+        return Adapter.toClassic(system) instanceof ActorSystemImpl impl ? impl.printTree() : "";
+    }
+
+    /**
+     * The stacks of the threads that may hold termination, for the log: those that are running or blocked (not
+     * waiting for work), the JVM's daemons left out, and every thread in actovisor's code.
+     */
+    static String busyThreads() {
+        StringBuilder out = new StringBuilder();
+        for (Map.Entry<Thread, StackTraceElement[]> e : Thread.getAllStackTraces().entrySet()) {
+            Thread thread = e.getKey();
+            StackTraceElement[] stack = e.getValue();
+            boolean idle = thread.getState() == Thread.State.WAITING || thread.getState() == Thread.State.TIMED_WAITING;
+            if (thread == Thread.currentThread() || ((idle || thread.isDaemon()) && !inActovisor(stack))) {
+                continue;
+            }
+            out.append('"').append(thread.getName()).append("\" ").append(thread.getState()).append('\n');
+            for (StackTraceElement frame : stack) {
+                out.append("    at ").append(frame).append('\n');
+            }
+        }
+        return out.toString();
+    }
+
+    /** Whether a stack passes through actovisor's code (a waiting thread there may be what holds termination). */
+    private static boolean inActovisor(StackTraceElement[] stack) {
+        for (StackTraceElement frame : stack) {
+            if (frame.getClassName().startsWith("io.actovisor.")) {
+                return true;
+            }
+        }
+        return false;
     }
 }
