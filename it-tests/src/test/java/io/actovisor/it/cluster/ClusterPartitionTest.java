@@ -131,20 +131,22 @@ class ClusterPartitionTest {
             n.process.waitFor(30, TimeUnit.SECONDS);
         }
         List<String> problems = new ArrayList<>();
+        try {
+            // The test's own veth end first: deleting it deletes its peer on the bridge. Deleted after the bridge's
+            // namespace, it would vanish by itself some time later (the kernel tears a namespace down
+            // asynchronously), and a delete racing that finds no device (seen under load).
+            if (run("ip", "-o", "link").contains(PREFIX + "t")) {
+                run("ip", "link", "del", PREFIX + "t");
+            }
+        } catch (IOException | RuntimeException e) {
+            problems.add(e.getMessage());
+        }
         for (String ns : namespaces) {
             try {
                 run("ip", "netns", "del", ns);
             } catch (IOException | RuntimeException e) {
                 problems.add(e.getMessage());
             }
-        }
-        try {
-            // Gone with its peer in the bridge's namespace already, unless that namespace was never made.
-            if (run("ip", "-o", "link").contains(PREFIX + "t")) {
-                run("ip", "link", "del", PREFIX + "t");
-            }
-        } catch (IOException | RuntimeException e) {
-            problems.add(e.getMessage());
         }
         // The data directories (LMDB stores, event logs) are in the @TempDir, which JUnit deletes.
         assertTrue(problems.isEmpty(), "cleaning up the network namespaces: " + problems);
