@@ -130,7 +130,7 @@ public final class ClusterNode {
      * of its phases, the last one included, but the termination it starts has no bound: an actor whose stop never
      * completes would keep the system, and the process waiting for it, alive forever. So once coordinated shutdown
      * has run all its phases, termination gets {@code grace} more; if the system is still alive after that, the
-     * threads that are not idle are logged (what holds the termination) and this returns false.
+     * actors still alive and the threads still busy (what holds the termination) are logged and this returns false.
      */
     public boolean awaitTermination(Duration grace) throws InterruptedException {
         return awaitTermination(system, grace);
@@ -140,8 +140,7 @@ public final class ClusterNode {
         CompletableFuture<?> terminated = system.getWhenTerminated().toCompletableFuture();
         CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
         while (!terminated.isDone()) {
-            Optional<CoordinatedShutdown.Reason> reason =
-                    shutdown.getShutdownReason();
+            Optional<CoordinatedShutdown.Reason> reason = shutdown.getShutdownReason();
             if (reason.isPresent()) {
                 // Shutdown has begun: runAll returns the run in progress, it does not start another.
                 try {
