@@ -21,7 +21,10 @@ import org.apache.pekko.actor.CoordinatedShutdown;
  * stops its VMs and exits 2); {@code status|vms|create FILE|delete ID --api URL} talk to a node's API.
  */
 public final class ClusterMain {
-    /** How long termination may take after coordinated shutdown's last phase before the node exits anyway. */
+    /**
+     * How long termination may take after coordinated shutdown's last phase before the node exits anyway. Seen
+     * needed: Pekko 1.7.0's Artery waits without a deadline for its streams at transport shutdown (apache/pekko#3247).
+     */
     static final Duration TERMINATION_GRACE = Duration.ofSeconds(20);
 
     private ClusterMain() {
