@@ -20,6 +20,7 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.ExtendedActorSystem;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -35,6 +36,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.slf4j.LoggerFactory;
 import scala.collection.immutable.IndexedSeq;
 import scala.jdk.javaapi.FutureConverters;
 
@@ -91,7 +93,14 @@ class VmAllocationStrategyMembershipTest {
         for (ActorSystem<Void> system : new ActorSystem[] {b, a}) {
             if (system != null) {
                 system.terminate();
-                system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
+                try {
+                    system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
+                } catch (TimeoutException held) {
+                    // A system whose peer crashed can stay in Artery's transport shutdown (apache/pekko#3247; see
+                    // docs/cluster.md); what this class tests is done by now.
+                    LoggerFactory.getLogger(VmAllocationStrategyMembershipTest.class).warn(
+                            "{} did not terminate within 30 s:\n{}", system.address(), ClusterNode.liveActors(system));
+                }
             }
         }
     }
