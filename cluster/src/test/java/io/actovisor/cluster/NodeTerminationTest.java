@@ -32,18 +32,24 @@ class NodeTerminationTest {
         Logger logger = (Logger) LoggerFactory.getLogger(ClusterNode.class);
         logger.addAppender(log);
         CountDownLatch release = new CountDownLatch(1);
+        CountDownLatch started = new CountDownLatch(1);
         CountDownLatch stopping = new CountDownLatch(1);
         ActorSystem<Void> system = ActorSystem.create(Behaviors.setup(context -> {
-            context.spawn(Behaviors.receive(Object.class).onSignal(PostStop.class, signal -> {
-                stopping.countDown();
-                holdStop(release);
-                return Behaviors.same();
-            }).build(), "stuck");
+            context.spawn(Behaviors.setup(stuck -> {
+                started.countDown();
+                return Behaviors.receive(Object.class).onSignal(PostStop.class, signal -> {
+                    stopping.countDown();
+                    holdStop(release);
+                    return Behaviors.same();
+                }).build();
+            }), "stuck");
             return Behaviors.empty();
         }), "termination", ConfigFactory.parseString(
                 "pekko.coordinated-shutdown.phases.actor-system-terminate.timeout = 2s")
                 .withFallback(ConfigFactory.load()));
         try {
+            // Terminated before the guardian has spawned it, the actor would never start, nor stop.
+            assertTrue(started.await(30, TimeUnit.SECONDS), "the actor started");
             system.terminate();
             assertTrue(stopping.await(30, TimeUnit.SECONDS), "the actor's PostStop ran");
             assertFalse(ClusterNode.awaitTermination(system, Duration.ofSeconds(1)),
