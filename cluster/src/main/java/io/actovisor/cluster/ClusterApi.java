@@ -9,6 +9,7 @@ import com.typesafe.config.ConfigException;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigParseOptions;
 import com.typesafe.config.ConfigSyntax;
+import io.actovisor.actors.ask.StageFailures;
 import io.actovisor.config.ConfigError;
 import io.actovisor.config.ConfigValidationException;
 import io.actovisor.config.VmSpec;
@@ -22,7 +23,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Function;
 import java.util.function.Supplier;
@@ -275,7 +275,7 @@ public final class ClusterApi extends AllDirectives {
     }
 
     private static HttpResponse failure(Throwable t) {
-        Throwable cause = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+        Throwable cause = StageFailures.cause(t);
         if (cause instanceof ClusterData.ClusterDataException) {
             return fault(503, cause.getMessage());
         }

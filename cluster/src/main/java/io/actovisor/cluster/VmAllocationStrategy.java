@@ -1,5 +1,6 @@
 package io.actovisor.cluster;
 
+import io.actovisor.actors.ask.StageFailures;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -7,7 +8,6 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
@@ -81,7 +81,7 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
         CompletionStage<ActorRef> chosen = placements(shardId).thenCombine(data.nodes(), Placements::new)
                 .thenCompose(known -> allocate(shardId, known, regions, regionAsked, unplaced))
                 .exceptionallyCompose(failure -> {
-                    Throwable cause = unwrap(failure);
+                    Throwable cause = StageFailures.cause(failure);
                     if (cause instanceof RegionNotRegistered) {
                         return CompletableFuture.failedStage(cause);
                     }
@@ -96,13 +96,9 @@ final class VmAllocationStrategy extends ShardCoordinator.AbstractShardAllocatio
     private CompletionStage<Map<String, VmRecord>> placements(String shardId) {
         return data.vms().exceptionallyCompose(failure -> {
             LOG.warn("shard {}: {}; the VM's placement is read from this node's replica", shardId,
-                    unwrap(failure).getMessage());
+                    StageFailures.cause(failure).getMessage());
             return data.vmsHere();
         });
-    }
-
-    private static Throwable unwrap(Throwable failure) {
-        return failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
     }
 
     private record Placements(Map<String, VmRecord> vms, Map<String, NodeReport> nodes) {

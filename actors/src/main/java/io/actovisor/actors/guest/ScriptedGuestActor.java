@@ -1,6 +1,7 @@
 package io.actovisor.actors.guest;
 
 import io.actovisor.actors.ask.ContextAsk;
+import io.actovisor.actors.ask.StageFailures;
 import io.actovisor.actors.device.DeviceIo;
 import io.actovisor.actors.events.ActovisorEvent;
 import io.actovisor.devices.guest.scripted.GuestLayout;
@@ -18,7 +19,6 @@ import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -232,8 +232,7 @@ public final class ScriptedGuestActor extends AbstractBehavior<ScriptedGuestActo
     }
 
     private Behavior<Command> fail(Throwable thrown) {
-        Throwable cause = thrown instanceof CompletionException && thrown.getCause() != null ? thrown.getCause()
-                : thrown;
+        Throwable cause = StageFailures.cause(thrown);
         String reason = cause.getClass().getSimpleName() + ": " + cause.getMessage();
         state = State.FAILED;
         failure = Optional.of(reason);

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import io.actovisor.actors.ask.StageFailures;
 import io.actovisor.vmm.api.model.Action;
 import io.actovisor.vmm.api.model.Fault;
 import java.io.IOException;
@@ -21,7 +22,6 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Function;
@@ -310,7 +310,7 @@ public final class ApiServer extends AllDirectives {
     }
 
     static HttpResponse failure(Throwable t) {
-        Throwable cause = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+        Throwable cause = StageFailures.cause(t);
         if (cause instanceof ApiException e) {
             return fault(e.status(), e.getMessage());
         }
