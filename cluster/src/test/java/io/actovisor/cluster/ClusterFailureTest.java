@@ -10,8 +10,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.typesafe.config.ConfigFactory;
 import io.actovisor.vmm.cli.ApiClient;
-import java.io.IOException;
-import java.net.ServerSocket;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -47,12 +45,6 @@ class ClusterFailureTest {
         }
     }
 
-    private static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        }
-    }
-
     private ClusterNode node(String name, int port, int seedPort, String extra) throws Exception {
         ClusterNode node = ClusterNode.start(ClusterNode.config(ConfigFactory.parseString("""
                 pekko.remote.artery.canonical.port = %d
@@ -79,8 +71,8 @@ class ClusterFailureTest {
         Logger root = (Logger) LoggerFactory.getLogger(org.slf4j.Logger.ROOT_LOGGER_NAME);
         root.addAppender(log);
         try {
-            int nobody = freePort();
-            node("lonely", freePort(), nobody, "pekko.cluster.seed-node-timeout = 1s\nactovisor.cluster.node"
+            int nobody = FreePort.next();
+            node("lonely", FreePort.next(), nobody, "pekko.cluster.seed-node-timeout = 1s\nactovisor.cluster.node"
                     + ".capacity = 64 MiB");
             String seed = "pekko://actovisor@127.0.0.1:" + nobody;
             long deadline = System.nanoTime() + TIMEOUT.toNanos();
@@ -104,9 +96,9 @@ class ClusterFailureTest {
     @Test
     void aControllerThatMovesSetsNoTargetTwice() throws Exception {
         // A is the oldest (the controller singleton runs there) and too small for any VM; B holds the VMs.
-        int portA = freePort();
+        int portA = FreePort.next();
         ClusterNode a = node("a", portA, portA, "actovisor.cluster.node.capacity = 4 MiB");
-        ClusterNode b = node("b", freePort(), portA, "actovisor.cluster.node.capacity = 64 MiB");
+        ClusterNode b = node("b", FreePort.next(), portA, "actovisor.cluster.node.capacity = 64 MiB");
         ApiClient apiA = api(a);
         ApiClient apiB = api(b);
         await("two nodes Up and reporting", () -> {

@@ -7,7 +7,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.typesafe.config.ConfigFactory;
 import io.actovisor.vmm.cli.ApiClient;
-import java.net.ServerSocket;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -35,10 +34,7 @@ class ClusterNodeTest {
 
     @BeforeAll
     static void start() throws Exception {
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
+        int port = FreePort.next();
         node = ClusterNode.start(ClusterNode.config(ConfigFactory.parseString("""
                 pekko.remote.artery.canonical.port = %d
                 pekko.cluster.seed-nodes = ["pekko://actovisor@127.0.0.1:%d"]

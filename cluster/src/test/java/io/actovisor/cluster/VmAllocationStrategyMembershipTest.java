@@ -10,7 +10,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -61,9 +60,9 @@ class VmAllocationStrategyMembershipTest {
 
     @BeforeEach
     void twoNodes() throws Exception {
-        int portA = freePort();
+        int portA = FreePort.next();
         a = ActorSystem.create(Behaviors.empty(), "actovisor", node("a", portA));
-        b = ActorSystem.create(Behaviors.empty(), "actovisor", node("b", freePort()));
+        b = ActorSystem.create(Behaviors.empty(), "actovisor", node("b", FreePort.next()));
         // The replicators (a cluster node starts them with its ClusterData).
         DistributedData.get(a);
         DistributedData.get(b);
@@ -128,12 +127,6 @@ class VmAllocationStrategyMembershipTest {
             up++;
         }
         return up == 2;
-    }
-
-    private static int freePort() throws IOException {
-        try (ServerSocket socket = new ServerSocket(0)) {
-            return socket.getLocalPort();
-        }
     }
 
     private interface Condition {

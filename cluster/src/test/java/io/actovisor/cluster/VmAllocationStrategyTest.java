@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -46,10 +45,7 @@ class VmAllocationStrategyTest {
 
     @BeforeAll
     static void oneNodeCluster() throws Exception {
-        int port;
-        try (ServerSocket socket = new ServerSocket(0)) {
-            port = socket.getLocalPort();
-        }
+        int port = FreePort.next();
         Config config = ClusterNode.config(ConfigFactory.parseString("""
                 pekko.remote.artery.canonical.port = %d
                 pekko.cluster.seed-nodes = []
