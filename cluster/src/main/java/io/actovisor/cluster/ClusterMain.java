@@ -113,7 +113,7 @@ public final class ClusterMain {
             // The cluster already sees this node gone (it left, or was downed); exiting frees what is still held.
             err.println("actovisor cluster node: the actor system did not terminate within "
                     + TERMINATION_GRACE.toSeconds() + " s after coordinated shutdown; exiting anyway (the log names "
-                    + "the threads that held it)");
+                    + "the actors and threads that held it)");
         }
         out.println("cluster node " + node.address() + " stopped" + (downed ? " (downed by the cluster)" : ""));
         return downed ? 2 : 0;
